@@ -1,0 +1,44 @@
+"""The ``dtlens`` command: ``dtlens <subcommand> [options]``.
+
+Each subcommand is a small module in this package with ``add_parser(subparsers)``
+(argv -> options, with help for every option) and ``run(args)`` (options -> one
+library call). The command never computes anything itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from dtlens.errors import DTLensError
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+#: subcommand modules, in help order
+SUBCOMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (one subparser per module in ``SUBCOMMANDS``)."""
+    parser = argparse.ArgumentParser(
+        prog="dtlens",
+        description="Mechanistic interpretability of decision transformers on gridworlds.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"dtlens.cli.{name.replace('-', '_')}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dtlens`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except DTLensError as err:
+        print(f"dtlens {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,58 @@
+"""The one exception family dtlens raises for bad input.
+
+Every error names what was wrong and what was expected, so a user can fix the
+call without reading dtlens' source. Each class also derives from the builtin
+exception a Python user would reach for (``ValueError``, ``KeyError``), so
+``except ValueError`` keeps working.
+
+Example:
+    >>> from dtlens.errors import DTLensError, BatchError
+    >>> issubclass(BatchError, DTLensError) and issubclass(BatchError, ValueError)
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchError",
+    "CheckpointError",
+    "ConfigError",
+    "DTLensError",
+    "EnvironmentError_",
+    "HookNameError",
+    "ObservationError",
+]
+
+
+class DTLensError(Exception):
+    """Base class of every error dtlens raises on purpose."""
+
+
+class ConfigError(DTLensError, ValueError):
+    """A config field has an invalid value (the message names field and value)."""
+
+
+class BatchError(DTLensError, ValueError):
+    """A TrajectoryBatch (or a tensor meant for one) has the wrong shape, dtype or range."""
+
+
+class ObservationError(DTLensError, ValueError):
+    """An observation, or an edit of one, is invalid (bad cell, object, colour, state)."""
+
+
+class CheckpointError(DTLensError, ValueError):
+    """A checkpoint is missing, corrupt, foreign, unsafe, or of an unsupported variant."""
+
+
+class HookNameError(DTLensError, KeyError):
+    """A hook name that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class EnvironmentError_(DTLensError, ValueError):
+    """An environment id, option or scenario that dtlens cannot build.
+
+    (Trailing underscore: ``EnvironmentError`` is a builtin alias of OSError.)
+    """

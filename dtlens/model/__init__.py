@@ -1,0 +1,7 @@
+"""Decision transformer models: config, input batch, the hooked model, conversion, checkpoints."""
+
+from dtlens.model.batch import TrajectoryBatch
+from dtlens.model.config import DTConfig
+from dtlens.model.hooked_dt import EMBEDDING_HOOKS, HookedDecisionTransformer
+
+__all__ = ["EMBEDDING_HOOKS", "DTConfig", "HookedDecisionTransformer", "TrajectoryBatch"]

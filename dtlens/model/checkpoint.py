@@ -1,0 +1,190 @@
+"""Save and load models: dtlens checkpoints, original-project ``.pt`` files, shipped names.
+
+A dtlens checkpoint is a directory with ``config.json`` (the model config plus
+free-form metadata: environment, training config, ...) and ``model.safetensors``.
+Nothing dtlens reads runs pickled code: original ``.pt`` files are opened with
+``torch.load(weights_only=True)``, which refuses any pickled object that is not a
+tensor or plain container.
+
+Example:
+    >>> import dtlens
+    >>> model = dtlens.load("memorydt")                          # the shipped MemoryDT  # doctest: +SKIP
+    >>> model = dtlens.load("../shared/checkpoints/dti_memory_gated_mlp.pt")  # doctest: +SKIP
+    >>> dtlens.save(model, "my_model/")                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dtlens.errors import CheckpointError, ConfigError
+from dtlens.model.config import DTConfig
+from dtlens.model.convert import convert_original
+from dtlens.model.hooked_dt import HookedDecisionTransformer
+
+__all__ = ["CONFIG_FILE", "FORMAT", "SHIPPED_MODELS", "WEIGHTS_FILE", "load", "save"]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "dtlens-checkpoint"
+FORMAT_VERSION = 1
+#: Names ``load`` resolves to checkpoints shipped inside the package.
+SHIPPED_MODELS = {"memorydt": "memorydt"}
+
+
+def save(
+    model: HookedDecisionTransformer, directory: str | Path, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` as a dtlens checkpoint directory; returns its path.
+
+    ``metadata`` (JSON-serialisable) is merged over ``model.metadata`` and saved
+    in ``config.json``; :func:`load` puts it back on ``model.metadata``.
+
+    Example:
+        >>> path = dtlens.save(model, "runs/memorydt", metadata={"note": "seed 0"})  # doctest: +SKIP
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {**model.metadata, **(metadata or {})}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.cfg.to_dict(),
+        "metadata": meta,
+    }
+    try:
+        text = json.dumps(config, indent=2, sort_keys=True)
+    except TypeError as err:
+        raise CheckpointError(f"checkpoint metadata must be JSON-serialisable: {err}") from err
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, directory / WEIGHTS_FILE)
+    (directory / CONFIG_FILE).write_text(text + "\n")
+    return directory
+
+
+def load(path_or_name: str | Path, device: torch.device | str = "cpu") -> HookedDecisionTransformer:
+    """Load a model from a dtlens checkpoint directory, an original ``.pt``, or a shipped name.
+
+    Args:
+        path_or_name: ``"memorydt"`` (the MemoryDT shipped with dtlens), a dtlens
+            checkpoint directory (or its ``model.safetensors``), or an original
+            DecisionTransformerInterpretability ``.pt`` file.
+        device: where to put the weights.
+
+    Raises:
+        CheckpointError: the path does not exist, is not a checkpoint, is corrupt,
+            needs unpickling code, or describes an unsupported model.
+
+    Example:
+        >>> model = dtlens.load("memorydt")  # doctest: +SKIP
+        >>> model.cfg.n_layers  # doctest: +SKIP
+        3
+    """
+    if isinstance(path_or_name, str) and path_or_name in SHIPPED_MODELS:
+        path = _shipped_path(path_or_name)
+    else:
+        path = Path(path_or_name)
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {str(path)!r}: pass a dtlens checkpoint directory, an original "
+            f"project .pt file, or one of the shipped names {sorted(SHIPPED_MODELS)}."
+        )
+    if path.is_file() and path.name == WEIGHTS_FILE:
+        path = path.parent
+    if path.is_dir():
+        model = _load_native(path)
+    elif path.suffix in (".pt", ".pth"):
+        model = _load_original(path)
+    else:
+        raise CheckpointError(
+            f"{str(path)!r} is neither a dtlens checkpoint directory (with {CONFIG_FILE} and "
+            f"{WEIGHTS_FILE}) nor an original project .pt file."
+        )
+    return model.to(device).eval()
+
+
+def _shipped_path(name: str) -> Path:
+    root = resources.files("dtlens") / "pretrained" / SHIPPED_MODELS[name]
+    path = Path(str(root))
+    if not (path / WEIGHTS_FILE).exists():
+        raise CheckpointError(
+            f"the shipped model {name!r} is missing from this installation ({path}); "
+            "rebuild it with `dtlens build-memorydt` or pass a checkpoint path."
+        )
+    return path
+
+
+def _load_native(directory: Path) -> HookedDecisionTransformer:
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for required in (config_path, weights_path):
+        if not required.exists():
+            raise CheckpointError(
+                f"{str(directory)!r} is not a dtlens checkpoint: {required.name} is missing "
+                f"(a checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE})."
+            )
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{config_path} is not a dtlens checkpoint config (expected \"format\": {FORMAT!r})."
+        )
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path} has format_version {config['format_version']}, newer than this "
+            f"dtlens reads ({FORMAT_VERSION}); upgrade dtlens."
+        )
+    try:
+        cfg = DTConfig.from_dict(config["model"])
+    except (KeyError, ConfigError, TypeError) as err:
+        raise CheckpointError(f"{config_path} has an invalid model config: {err}") from err
+    try:
+        state_dict = load_file(weights_path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {err}") from err
+    model = _build(cfg, state_dict, str(directory))
+    model.metadata = dict(config.get("metadata", {}))
+    return model
+
+
+def _load_original(path: Path) -> HookedDecisionTransformer:
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{str(path)!r} needs to run pickled code to load, which dtlens refuses "
+            "(torch.load(weights_only=True) rejected it). Re-save its tensors as plain "
+            f"dicts, or as a dtlens checkpoint. Detail: {str(err).splitlines()[0]}"
+        ) from err
+    except Exception as err:  # torch raises KeyError/RuntimeError/EOFError... on junk
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable torch file ({type(err).__name__}: {err})."
+        ) from err
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{str(path)!r} holds a {type(raw).__name__}, not an original checkpoint dict."
+        )
+    state_dict, cfg, env_cfg = convert_original(raw)
+    model = _build(cfg, state_dict, str(path))
+    model.metadata = {"source": "DecisionTransformerInterpretability", "env": env_cfg}
+    return model
+
+
+def _build(
+    cfg: DTConfig, state_dict: dict[str, torch.Tensor], where: str
+) -> HookedDecisionTransformer:
+    model = HookedDecisionTransformer(cfg)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights in {where} do not match its config: {err}") from err
+    return model
