@@ -18,7 +18,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DTLensError",
-    "EnvironmentError_",
+    "EnvError",
     "HookNameError",
     "ObservationError",
 ]
@@ -51,8 +51,5 @@ class HookNameError(DTLensError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class EnvironmentError_(DTLensError, ValueError):
-    """An environment id, option or scenario that dtlens cannot build.
-
-    (Trailing underscore: ``EnvironmentError`` is a builtin alias of OSError.)
-    """
+class EnvError(DTLensError, ValueError):
+    """An environment id, option or scenario that dtlens cannot build."""

@@ -82,7 +82,9 @@ def reference_forward(
     for layer in range(n_layers):
         pre = f"blocks.{layer}."
         out[f"resid_pre.{layer}"] = x
-        h = _norm(x, norm, sd.get(f"transformer.{pre}ln1.w"), sd.get(f"transformer.{pre}ln1.b"), eps)
+        h = _norm(
+            x, norm, sd.get(f"transformer.{pre}ln1.w"), sd.get(f"transformer.{pre}ln1.b"), eps
+        )
         q = torch.einsum("bpd,hde->bphe", h, p(pre + "attn.W_Q")) + p(pre + "attn.b_Q")
         k = torch.einsum("bpd,hde->bphe", h, p(pre + "attn.W_K")) + p(pre + "attn.b_K")
         v = torch.einsum("bpd,hde->bphe", h, p(pre + "attn.W_V")) + p(pre + "attn.b_V")
@@ -92,9 +94,13 @@ def reference_forward(
         out[f"pattern.{layer}"] = pattern
         z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
         x = x + torch.einsum("bqhe,hed->bqd", z, p(pre + "attn.W_O")) + p(pre + "attn.b_O")
-        h2 = _norm(x, norm, sd.get(f"transformer.{pre}ln2.w"), sd.get(f"transformer.{pre}ln2.b"), eps)
+        h2 = _norm(
+            x, norm, sd.get(f"transformer.{pre}ln2.w"), sd.get(f"transformer.{pre}ln2.b"), eps
+        )
         if mc.get("gated_mlp", False):
-            post = act(h2 @ p(pre + "mlp.W_gate")) * (h2 @ p(pre + "mlp.W_in")) + p(pre + "mlp.b_in")
+            post = act(h2 @ p(pre + "mlp.W_gate")) * (h2 @ p(pre + "mlp.W_in")) + p(
+                pre + "mlp.b_in"
+            )
         else:
             post = act(h2 @ p(pre + "mlp.W_in") + p(pre + "mlp.b_in"))
         x = x + post @ p(pre + "mlp.W_out") + p(pre + "mlp.b_out")

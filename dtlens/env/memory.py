@@ -41,7 +41,7 @@ from minigrid.envs.memory import MemoryEnv
 from minigrid.minigrid_env import MiniGridEnv
 
 from dtlens.env.scenarios import Scenario, parse_options
-from dtlens.errors import EnvironmentError_
+from dtlens.errors import EnvError
 
 __all__ = ["MemoryS7FixedStartEnv", "optimal_actions"]
 
@@ -68,7 +68,7 @@ class MemoryS7FixedStartEnv(MemoryEnv):
         **kwargs: Passed on to ``MiniGridEnv`` (e.g. ``render_mode``).
 
     Raises:
-        EnvironmentError_: If ``max_steps`` is not a positive integer, or (from
+        EnvError: If ``max_steps`` is not a positive integer, or (from
             ``reset``) for bad options.
 
     Example:
@@ -80,9 +80,9 @@ class MemoryS7FixedStartEnv(MemoryEnv):
 
     def __init__(self, max_steps: int = 50, pickup_as_toggle: bool = False, **kwargs: Any):
         if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
-            raise EnvironmentError_(f"max_steps must be a positive int, got {max_steps!r}")
+            raise EnvError(f"max_steps must be a positive int, got {max_steps!r}")
         if max_steps <= 0:
-            raise EnvironmentError_(f"max_steps must be a positive int, got {max_steps!r}")
+            raise EnvError(f"max_steps must be a positive int, got {max_steps!r}")
         self.pickup_as_toggle = bool(pickup_as_toggle)
         self.instruction: str | None = None
         self.top: str | None = None
@@ -114,7 +114,7 @@ class MemoryS7FixedStartEnv(MemoryEnv):
     def scenario(self) -> Scenario:
         """The current episode's :class:`Scenario` (only valid after ``reset``)."""
         if self.instruction is None or self.top is None:
-            raise EnvironmentError_("the env has no scenario before the first reset()")
+            raise EnvError("the env has no scenario before the first reset()")
         return Scenario(self.instruction, self.top)
 
     def _gen_grid(self, width: int, height: int) -> None:
@@ -154,7 +154,7 @@ class MemoryS7FixedStartEnv(MemoryEnv):
             ``(obs, info)``; ``info`` holds ``instruction``, ``top`` and ``scenario``.
 
         Raises:
-            EnvironmentError_: For an unknown option or a bad value.
+            EnvError: For an unknown option or a bad value.
 
         Example:
             >>> env = MemoryS7FixedStartEnv()
@@ -224,7 +224,7 @@ def _shortest_path(instruction: str, top: str, to: str) -> tuple[Actions, ...]:
             if nxt not in parents:
                 parents[nxt] = (state, action)
                 queue.append(nxt)
-    raise EnvironmentError_(f"no path to the {to} target in scenario {instruction}/top-{top}")
+    raise EnvError(f"no path to the {to} target in scenario {instruction}/top-{top}")
 
 
 def optimal_actions(instruction: str, top: str, *, to: str = "match") -> tuple[Actions, ...]:
@@ -245,7 +245,7 @@ def optimal_actions(instruction: str, top: str, *, to: str = "match") -> tuple[A
         forward=2``).
 
     Raises:
-        EnvironmentError_: For a bad ``instruction``, ``top`` or ``to``.
+        EnvError: For a bad ``instruction``, ``top`` or ``to``.
 
     Example:
         >>> [a.name for a in optimal_actions("key", "ball")]
@@ -255,5 +255,5 @@ def optimal_actions(instruction: str, top: str, *, to: str = "match") -> tuple[A
     """
     scenario = Scenario(instruction, top)  # validates
     if to not in ("match", "other"):
-        raise EnvironmentError_(f"to must be 'match' or 'other', got {to!r}")
+        raise EnvError(f"to must be 'match' or 'other', got {to!r}")
     return _shortest_path(scenario.instruction, scenario.top, to)

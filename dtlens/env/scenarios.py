@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dtlens.errors import EnvironmentError_
+from dtlens.errors import EnvError
 
 __all__ = ["OBJECT_TYPES", "OPTION_NAMES", "SCENARIOS", "Scenario", "parse_options"]
 
@@ -29,9 +29,9 @@ OPTION_NAMES: tuple[str, ...] = ("instruction", "top")
 
 
 def _check_choice(option: str, value: Any) -> str:
-    """Return ``value`` if it is one of :data:`OBJECT_TYPES`, else raise EnvironmentError_."""
+    """Return ``value`` if it is one of :data:`OBJECT_TYPES`, else raise EnvError."""
     if not isinstance(value, str) or value not in OBJECT_TYPES:
-        raise EnvironmentError_(
+        raise EnvError(
             f"option {option!r} has invalid value {value!r}; "
             f"allowed values: {', '.join(repr(v) for v in OBJECT_TYPES)}"
         )
@@ -48,7 +48,7 @@ class Scenario:
             the other type sits in the lower target position.
 
     Raises:
-        EnvironmentError_: If either field is not ``"key"`` or ``"ball"``.
+        EnvError: If either field is not ``"key"`` or ``"ball"``.
 
     Example:
         >>> s = Scenario("key", "ball")
@@ -107,7 +107,7 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, str]:
         A dict holding only the forced facts.
 
     Raises:
-        EnvironmentError_: For an unknown key or a value other than ``"key"``/``"ball"``;
+        EnvError: For an unknown key or a value other than ``"key"``/``"ball"``;
             the message names the option, the bad value and the allowed values.
 
     Example:
@@ -117,12 +117,12 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, str]:
     if options is None:
         return {}
     if not isinstance(options, Mapping):
-        raise EnvironmentError_(
+        raise EnvError(
             f"options must be a dict with keys {list(OPTION_NAMES)}, got {type(options).__name__}"
         )
     unknown = [k for k in options if k not in OPTION_NAMES]
     if unknown:
-        raise EnvironmentError_(
+        raise EnvError(
             f"unknown option(s) {unknown}; allowed options: {list(OPTION_NAMES)}, "
             f"each one of {list(OBJECT_TYPES)}"
         )

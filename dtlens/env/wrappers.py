@@ -21,7 +21,7 @@ from minigrid.minigrid_env import MiniGridEnv
 from dtlens.env.channels import N_CHANNELS, VIEW_SIZE
 from dtlens.env.encoding import encode_observation
 from dtlens.env.registration import MEMORY_ENV_ID, register_envs
-from dtlens.errors import EnvironmentError_
+from dtlens.errors import EnvError
 
 __all__ = ["OneHotObservationWrapper", "make_env"]
 
@@ -37,7 +37,7 @@ class OneHotObservationWrapper(gymnasium.ObservationWrapper):
         env: An env whose observation space is a Dict with a ``[7, 7, 3]`` ``image``.
 
     Raises:
-        EnvironmentError_: If the env has no such ``image`` entry.
+        EnvError: If the env has no such ``image`` entry.
 
     Example:
         >>> import gymnasium, dtlens.env
@@ -51,7 +51,7 @@ class OneHotObservationWrapper(gymnasium.ObservationWrapper):
         space = env.observation_space
         image = space.spaces.get("image") if isinstance(space, spaces.Dict) else None
         if image is None or tuple(image.shape) != (VIEW_SIZE, VIEW_SIZE, 3):
-            raise EnvironmentError_(
+            raise EnvError(
                 "OneHotObservationWrapper needs a Dict observation space with an 'image' of "
                 f"shape ({VIEW_SIZE}, {VIEW_SIZE}, 3), got {space}"
             )
@@ -69,7 +69,7 @@ def _check_env_id(env_id: str) -> None:
     minigrid_ids = sorted(i for i in gymnasium.registry if i.startswith("MiniGrid-"))
     close = difflib.get_close_matches(str(env_id), minigrid_ids, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise EnvironmentError_(
+    raise EnvError(
         f"unknown environment id {env_id!r}: expected a registered MiniGrid id such as "
         f"{MEMORY_ENV_ID!r}, 'MiniGrid-DoorKey-6x6-v0' or "
         f"'MiniGrid-Dynamic-Obstacles-8x8-v0'{hint}"
@@ -100,7 +100,7 @@ def make_env(
         The (wrapped) gymnasium env, not yet reset.
 
     Raises:
-        EnvironmentError_: For an unknown id, a non-MiniGrid id, or a bad ``max_steps``.
+        EnvError: For an unknown id, a non-MiniGrid id, or a bad ``max_steps``.
 
     Example:
         >>> env = make_env("MiniGrid-Dynamic-Obstacles-8x8-v0", max_steps=30, seed=1)
@@ -112,16 +112,16 @@ def make_env(
     kwargs: dict[str, Any] = {}
     if max_steps is not None:
         if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
-            raise EnvironmentError_(f"max_steps must be a positive int or None, got {max_steps!r}")
+            raise EnvError(f"max_steps must be a positive int or None, got {max_steps!r}")
         if max_steps <= 0:
-            raise EnvironmentError_(f"max_steps must be a positive int or None, got {max_steps!r}")
+            raise EnvError(f"max_steps must be a positive int or None, got {max_steps!r}")
         kwargs["max_steps"] = int(max_steps)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     env = gymnasium.make(env_id, **kwargs)
     if not isinstance(env.unwrapped, MiniGridEnv):
         env.close()
-        raise EnvironmentError_(
+        raise EnvError(
             f"environment id {env_id!r} is not a MiniGrid env "
             f"({type(env.unwrapped).__name__}); dtlens supports MiniGrid ids only"
         )

@@ -184,7 +184,8 @@ class TrajectoryBatch:
         shapes = {(b.obs.shape[1:], b.actions.shape[1]) for b in batches}
         if len(shapes) != 1:
             raise BatchError(
-                f"cannot concatenate batches with different window shapes: {sorted(map(str, shapes))}"
+                "cannot concatenate batches with different window shapes: "
+                f"{sorted(map(str, shapes))}"
             )
         out = {}
         for f in dataclasses.fields(TrajectoryBatch):

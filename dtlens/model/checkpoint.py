@@ -8,7 +8,7 @@ tensor or plain container.
 
 Example:
     >>> import dtlens
-    >>> model = dtlens.load("memorydt")                          # the shipped MemoryDT  # doctest: +SKIP
+    >>> model = dtlens.load("memorydt")  # the shipped MemoryDT  # doctest: +SKIP
     >>> model = dtlens.load("../shared/checkpoints/dti_memory_gated_mlp.pt")  # doctest: +SKIP
     >>> dtlens.save(model, "my_model/")                          # doctest: +SKIP
 """
@@ -49,7 +49,7 @@ def save(
     in ``config.json``; :func:`load` puts it back on ``model.metadata``.
 
     Example:
-        >>> path = dtlens.save(model, "runs/memorydt", metadata={"note": "seed 0"})  # doctest: +SKIP
+        >>> path = dtlens.save(model, "runs/dt", metadata={"note": "seed 0"})  # doctest: +SKIP
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def _load_native(directory: Path) -> HookedDecisionTransformer:
         raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(
-            f"{config_path} is not a dtlens checkpoint config (expected \"format\": {FORMAT!r})."
+            f'{config_path} is not a dtlens checkpoint config (expected "format": {FORMAT!r}).'
         )
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(

@@ -66,7 +66,9 @@ def convert_original(
         )
     model_cfg = _json_field(checkpoint, "model_config")
     env_cfg = _json_field(checkpoint, "environment_config")
-    training_cfg = _json_field(checkpoint, "offline_config") if "offline_config" in checkpoint else {}
+    training_cfg = (
+        _json_field(checkpoint, "offline_config") if "offline_config" in checkpoint else {}
+    )
     sd = dict(checkpoint["model_state_dict"])
     cfg = _config(model_cfg, env_cfg, training_cfg, sd)
     return _state_dict(sd, cfg), cfg, env_cfg
@@ -92,7 +94,9 @@ def _normalization(value: Any) -> str | None:
         return "LNPre"
     if value in (False, None, "None", "none"):
         return None
-    raise CheckpointError(f"model_config.layer_norm={value!r} is not supported; use LN, LNPre or None.")
+    raise CheckpointError(
+        f"model_config.layer_norm={value!r} is not supported; use LN, LNPre or None."
+    )
 
 
 def _config(
@@ -115,7 +119,9 @@ def _config(
         )
     for key in ("state_embedding.weight", "action_embedding.0.weight", "action_predictor.weight"):
         if key not in sd:
-            raise CheckpointError(f"model_state_dict has no {key!r}; is this a decision transformer?")
+            raise CheckpointError(
+                f"model_state_dict has no {key!r}; is this a decision transformer?"
+            )
     state_dim = sd["state_embedding.weight"].shape[1]
     view = int(env_cfg.get("view_size", 7))
     channels, rem = divmod(state_dim, view * view)

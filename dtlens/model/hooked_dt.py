@@ -37,8 +37,9 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -80,7 +81,7 @@ class HookedDecisionTransformer(HookedRootModule):
         super().__init__()
         self.cfg = cfg
         self.metadata: dict[str, Any] = {}
-        with _maybe_seeded(cfg.seed):
+        with _seeded(cfg.seed):
             if cfg.model_type == "decision_transformer":
                 self.rtg_embed = nn.Linear(1, cfg.d_model, bias=False)
             self.state_embed = nn.Linear(cfg.state_dim, cfg.d_model, bias=False)
@@ -175,7 +176,8 @@ class HookedDecisionTransformer(HookedRootModule):
         ``cache.accumulated_resid()`` and ``cache.logit_attrs()`` work.
 
         Example:
-            >>> logits, cache = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_pattern")
+            >>> name = "blocks.0.attn.hook_pattern"
+            >>> logits, cache = model.run_with_cache(batch, names_filter=name)
             >>> list(cache.keys())
             ['blocks.0.attn.hook_pattern']
         """
@@ -401,22 +403,15 @@ def _attention_mask(token_mask: Tensor) -> Tensor:
     return ~allowed
 
 
-class _maybe_seeded:
-    """Context manager: fork torch's RNG and seed it when ``seed`` is given."""
-
-    def __init__(self, seed: int | None):
-        self.seed = seed
-        self._fork = None
-
-    def __enter__(self) -> None:
-        if self.seed is not None:
-            self._fork = torch.random.fork_rng(devices=[])
-            self._fork.__enter__()
-            torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fork is not None:
-            self._fork.__exit__(*exc)
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Fork torch's RNG and seed it when ``seed`` is given (the caller's RNG is untouched)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _init_embeddings(model: HookedDecisionTransformer, cfg: DTConfig) -> None:

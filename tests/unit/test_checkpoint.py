@@ -21,7 +21,7 @@ def test_missing_path(tmp_path):
 
 def test_directory_without_weights(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is missing"):
         dtlens.load(tmp_path)
 
 

@@ -19,7 +19,7 @@ from dtlens.env import (
     optimal_actions,
     register_envs,
 )
-from dtlens.errors import EnvironmentError_
+from dtlens.errors import EnvError
 
 # Layout read off MiniGrid's MemoryEnv geometry for size 7 (hallway_end = 4).
 START, INSTRUCTION_CELL, TOP_CELL, BOTTOM_CELL = (1, 3), (1, 2), (5, 1), (5, 5)
@@ -58,7 +58,7 @@ def test_scenarios_constant():
     ]
     assert [s.name for s in SCENARIOS][:2] == ["key/top-key", "key/top-ball"]
     assert Scenario("ball", "key").target == "bottom"
-    with pytest.raises(EnvironmentError_, match="'box'"):
+    with pytest.raises(EnvError, match="'box'"):
         Scenario("box", "key")
 
 
@@ -164,18 +164,18 @@ def test_partial_forcing_keeps_the_other_fact_random(env):
     ],
 )
 def test_bad_options_raise(env, options, fragments):
-    with pytest.raises(EnvironmentError_) as err:
+    with pytest.raises(EnvError) as err:
         env.reset(seed=0, options=options)
     for fragment in fragments:
         assert fragment in str(err.value)
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(EnvironmentError_, match="max_steps"):
+    with pytest.raises(EnvError, match="max_steps"):
         MemoryS7FixedStartEnv(max_steps=0)
-    with pytest.raises(EnvironmentError_, match="'box'"):
+    with pytest.raises(EnvError, match="'box'"):
         optimal_actions("box", "key")
-    with pytest.raises(EnvironmentError_, match="'nowhere'"):
+    with pytest.raises(EnvError, match="'nowhere'"):
         optimal_actions("key", "key", to="nowhere")
 
 
@@ -210,11 +210,11 @@ def test_make_env_seed_equals_reset_seed():
 
 
 def test_make_env_rejects_unknown_and_non_minigrid_ids():
-    with pytest.raises(EnvironmentError_) as err:
+    with pytest.raises(EnvError) as err:
         make_env("MiniGrid-MemoryS7FixedStrat-v0")
     assert "MiniGrid-MemoryS7FixedStrat-v0" in str(err.value)
     assert MEMORY_ENV_ID in str(err.value)  # suggested as a close match
-    with pytest.raises(EnvironmentError_, match="not a MiniGrid env"):
+    with pytest.raises(EnvError, match="not a MiniGrid env"):
         make_env("CartPole-v1")
-    with pytest.raises(EnvironmentError_, match="max_steps"):
+    with pytest.raises(EnvError, match="max_steps"):
         make_env(MEMORY_ENV_ID, max_steps=-1)

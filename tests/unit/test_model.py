@@ -113,7 +113,12 @@ def test_token_labels_and_state_positions():
     assert dt.token_labels(3) == ["R1", "S1", "A1", "R2", "S2", "A2", "R3", "S3"]
     assert dt.state_positions(3) == [1, 4, 7]
     assert dt.token_labels(build_batch(n_steps=2, final_action=True)) == [
-        "R1", "S1", "A1", "R2", "S2", "A2",
+        "R1",
+        "S1",
+        "A1",
+        "R2",
+        "S2",
+        "A2",
     ]
     clone = build_model(model_type="clone", n_ctx=7)
     assert clone.token_labels(2) == ["S1", "A1", "S2"]
@@ -176,5 +181,5 @@ def test_decision_transformer_needs_rtg(tiny_model, tiny_batch):
 
 
 def test_forward_from_layer_rejects_bad_layer(tiny_model, tiny_batch):
-    with pytest.raises(BatchError, match="start_layer=3 is outside 0..2"):
+    with pytest.raises(BatchError, match=r"start_layer=3 is outside 0\.\.2"):
         tiny_model.forward_from_layer(torch.zeros(2, 11, 32), 3)

@@ -1,4 +1,4 @@
-"""Every supported architecture variant: converter + model match the reference; save/load is exact."""
+"""Every supported variant: converter + model match the reference; save/load is exact."""
 
 from __future__ import annotations
 
@@ -44,8 +44,12 @@ def test_variant_matches_reference_and_round_trips(name, tmp_path):
     ref = reference_forward(raw, batch.obs, batch.actions, batch.rtg, batch.timesteps)
     logits, cache = model.run_with_cache(batch)
     torch.testing.assert_close(logits, ref["logits"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(cache["blocks.1.attn.hook_pattern"], ref["pattern.1"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(cache["blocks.1.hook_resid_pre"], ref["resid_pre.1"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        cache["blocks.1.attn.hook_pattern"], ref["pattern.1"], atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        cache["blocks.1.hook_resid_pre"], ref["resid_pre.1"], atol=1e-5, rtol=0
+    )
 
     reloaded = dtlens.load(dtlens.save(model, tmp_path / "ckpt"))
     assert reloaded.cfg == model.cfg
@@ -69,7 +73,8 @@ def test_gated_b_in_is_folded_into_b_out():
     state_dict, cfg, _ = dtlens.convert_original(raw)
     model = _build(cfg, state_dict, "gated")
     sd = raw["model_state_dict"]
-    expected = sd["transformer.blocks.0.mlp.b_out"] + sd["transformer.blocks.0.mlp.b_in"] @ sd[
-        "transformer.blocks.0.mlp.W_out"
-    ]
+    expected = (
+        sd["transformer.blocks.0.mlp.b_out"]
+        + sd["transformer.blocks.0.mlp.b_in"] @ sd["transformer.blocks.0.mlp.W_out"]
+    )
     torch.testing.assert_close(model.core.b_out[0], expected)
