@@ -13,6 +13,7 @@ Example:
     ('key/top-ball', (7, 7, 20))
 """
 
+from dtlens.env.actions import ACTION_INDEX, ACTION_NAMES, N_ACTIONS
 from dtlens.env.channels import (
     COLOUR_CHANNELS,
     COLOUR_NAMES,
@@ -40,9 +41,12 @@ from dtlens.env.wrappers import OneHotObservationWrapper, make_env
 register_envs()
 
 __all__ = [
+    "ACTION_INDEX",
+    "ACTION_NAMES",
     "COLOUR_CHANNELS",
     "COLOUR_NAMES",
     "MEMORY_ENV_ID",
+    "N_ACTIONS",
     "N_CHANNELS",
     "N_COLOURS",
     "N_OBJECTS",
