@@ -111,7 +111,8 @@ def play_greedy(
     """Play ``model`` greedily in one layout, recording its distribution at every step.
 
     The RTG token of each step is the initial ``rtg`` minus the rewards received so
-    far (rewards only arrive at the end in Memory, so it stays constant).
+    far (rewards only arrive at the end in Memory, so it stays constant). Short
+    histories are padded the way the model expects (``model.pad_context``).
 
     Example:
         >>> run = play_greedy(model, Scenario("ball", "ball"), rtg=0.0)  # doctest: +SKIP
@@ -128,7 +129,8 @@ def play_greedy(
     images, actions, rtgs, probs = [obs["image"]], [], [float(rtg)], []
     reward_so_far, terminated = 0.0, False
     for _ in range(max_steps):
-        batch = history_batch(np.stack(images), actions, rtgs, model.cfg.n_timesteps)
+        history = history_batch(np.stack(images), actions, rtgs, model.cfg.n_timesteps)
+        batch = model.pad_context(history)
         step_probs = model.action_logits(batch.to(model.device))[0, -1].softmax(-1).cpu()
         action = int(step_probs.argmax())
         obs, reward, terminated, truncated, _ = env.step(action)

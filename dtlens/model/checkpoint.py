@@ -175,7 +175,12 @@ def _load_original(path: Path) -> HookedDecisionTransformer:
         )
     state_dict, cfg, env_cfg = convert_original(raw)
     model = _build(cfg, state_dict, str(path))
-    model.metadata = {"source": "DecisionTransformerInterpretability", "env": env_cfg}
+    model.metadata = {
+        "source": "DecisionTransformerInterpretability",
+        "env": env_cfg,
+        # trained and evaluated on left padding run as tokens (see pad_context)
+        "context_padding": "tokens",
+    }
     return model
 
 

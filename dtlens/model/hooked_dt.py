@@ -279,6 +279,35 @@ class HookedDecisionTransformer(HookedRootModule):
         """Logits for the action of every timestep, read at the state tokens."""
         return self.forward(batch)[:, self.state_positions(batch.n_steps)]
 
+    # ----------------------------------------------------------------- padding
+    @property
+    def context_padding(self) -> str:
+        """How this model expects short windows padded: ``"mask"`` or ``"tokens"``.
+
+        dtlens trains with masked left padding, so its models (``"mask"``) give the
+        same predictions for a window whether or not it is padded. The original
+        project's models were trained and evaluated on left padding run as ordinary
+        tokens (``"tokens"``, set when such a checkpoint is loaded) and act correctly
+        only on full, padded windows. Stored in ``metadata["context_padding"]``.
+        """
+        return self.metadata.get("context_padding", "mask")
+
+    def pad_context(self, batch: TrajectoryBatch) -> TrajectoryBatch:
+        """Left-pad a window to the full context, the way this model expects it.
+
+        Use this before asking the model for an action from a short history (the
+        first steps of an episode), so callers never need to know the recipe.
+
+        Example:
+            >>> window = model.pad_context(batch)  # [B, n_timesteps, ...]
+        """
+        if batch.n_steps >= self.cfg.n_timesteps:
+            return batch
+        padded = batch.left_pad(self.cfg.n_timesteps, pad_action=self.cfg.n_actions)
+        if self.context_padding == "tokens":
+            return padded.replace(padding_mask=None)
+        return padded
+
     # ------------------------------------------------------------ token layout
     def token_mask(self, batch: TrajectoryBatch) -> Tensor | None:
         """``[batch, n_tokens]`` bool, True at real tokens; None when nothing is padded."""

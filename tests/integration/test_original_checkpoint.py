@@ -99,3 +99,9 @@ def test_action_preferences_are_a_distribution(model):
     probs = model.action_logits(one_hot_batch(3)).softmax(-1)
     assert probs.shape == (3, 3, 7)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3, 3))
+
+
+def test_original_checkpoint_is_padded_as_tokens(model):
+    assert model.context_padding == "tokens"
+    padded = model.pad_context(one_hot_batch(2))
+    assert padded.n_steps == 9 and padded.padding_mask is None

@@ -183,3 +183,15 @@ def test_decision_transformer_needs_rtg(tiny_model, tiny_batch):
 def test_forward_from_layer_rejects_bad_layer(tiny_model, tiny_batch):
     with pytest.raises(BatchError, match=r"start_layer=3 is outside 0\.\.2"):
         tiny_model.forward_from_layer(torch.zeros(2, 11, 32), 3)
+
+
+def test_pad_context_follows_the_models_recipe():
+    model = build_model()
+    short = build_batch(n_steps=2)
+    padded = model.pad_context(short)
+    assert padded.n_steps == 4 and padded.padding_mask[:, :2].sum() == 0
+    model.metadata["context_padding"] = "tokens"
+    as_tokens = model.pad_context(short)
+    assert as_tokens.padding_mask is None and as_tokens.actions[0, :2].tolist() == [7, 7]
+    full = build_batch(n_steps=4)
+    assert model.pad_context(full) is full

@@ -44,7 +44,7 @@ def test_greedy_run_replays_to_the_same_distributions():
         batch = history_batch(
             run.images[: step + 1], run.actions[:step], [0.9] * (step + 1), window=4
         )
-        probs = model.action_logits(batch)[0, -1].softmax(-1)
+        probs = model.action_logits(batch.left_pad(4, pad_action=7))[0, -1].softmax(-1)
         torch.testing.assert_close(run.probs[step], probs.detach())
         assert run.actions[step] == int(probs.argmax())
 

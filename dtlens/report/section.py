@@ -1,0 +1,90 @@
+"""`Section`: one finding of the report — its figures, its numbers and what they say.
+
+Each finding of the MemoryDT post is computed by one function in
+:mod:`dtlens.report.sections` returning a `Section`. The HTML report and the
+stand-alone scripts in ``analyses/`` call the same functions, so a number in the
+report and the number a script writes are the same computation.
+
+Example:
+    >>> import plotly.graph_objects as go
+    >>> s = Section("demo", "A demo", figures=[go.Figure()], numbers={"x": 1.0},
+    ...             seed_saw="The seed saw x.", this_model="Here x = 1.0.")
+    >>> s.to_json()["numbers"]
+    {'x': 1.0}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from dtlens.errors import DTLensError
+
+__all__ = ["Section", "write_section"]
+
+
+@dataclass
+class Section:
+    """One finding: figures plus the numbers behind them and two short explanations.
+
+    Attributes:
+        key: short identifier (file names, anchors), e.g. ``"set_routine"``.
+        title: heading shown in the report.
+        figures: plotly figures, shown in order.
+        numbers: JSON-serialisable results (the report prints them; tests read them).
+        seed_saw: what the MemoryDT post reported for this finding.
+        this_model: what this model shows, written from ``numbers``.
+    """
+
+    key: str
+    title: str
+    figures: list[go.Figure] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    seed_saw: str = ""
+    this_model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The section without its figures, JSON-ready; non-finite numbers raise."""
+        _check_finite(self.numbers, self.key)
+        return {
+            "key": self.key,
+            "title": self.title,
+            "numbers": self.numbers,
+            "seed_saw": self.seed_saw,
+            "this_model": self.this_model,
+        }
+
+
+def _check_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DTLensError(f"section {where!r} produced a non-finite number: {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{where}[{index}]")
+
+
+def write_section(section: Section, out_dir: str | Path) -> list[Path]:
+    """Write a section's numbers (``KEY.json``) and figures (``KEY_N.html``) to ``out_dir``.
+
+    Figures are standalone HTML files with plotly.js inlined (they open offline).
+
+    Example:
+        >>> paths = write_section(section, "out/")  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{section.key}.json"]
+    written[0].write_text(json.dumps(section.to_json(), indent=2) + "\n")
+    for index, figure in enumerate(section.figures):
+        path = out / f"{section.key}_{index}.html"
+        figure.write_html(path, include_plotlyjs=True, full_html=True)
+        written.append(path)
+    return written
