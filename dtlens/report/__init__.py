@@ -28,7 +28,7 @@ from dtlens.report.section import Section, write_section
 __all__ = ["SECTIONS", "ReportConfig", "Section", "build_report", "run_sections", "write_section"]
 
 #: The report's sections, in order (modules of dtlens.report.sections).
-SECTIONS: tuple[str, ...] = ("set_routine", "look_back", "rtg_entropy")
+SECTIONS: tuple[str, ...] = ("set_routine", "look_back", "rtg_entropy", "attention")
 
 
 def run_sections(
@@ -56,7 +56,7 @@ def build_report(
     model_name: str = "model",
     show_progress: bool = True,
 ) -> Path:
-    """Run every section and write ``out_dir/report.html`` and ``report.json``; returns the HTML path."""
+    """Run every section; write ``out_dir/report.html`` and ``report.json``; return the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = run_sections(model, config, sections, show_progress)

@@ -21,8 +21,10 @@ __all__ = ["render_html"]
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
        line-height: 1.5; padding: 0 1em; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
-.meta { color: #555; } .seed { background: #f6f6f6; border-left: 4px solid #999; padding: 0.5em 1em; }
+h1 { margin-bottom: 0.2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+.meta { color: #555; }
+.seed { background: #f6f6f6; border-left: 4px solid #999; padding: 0.5em 1em; }
 .model { background: #eef5ff; border-left: 4px solid #3b7dd8; padding: 0.5em 1em; }
 details pre { background: #fafafa; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 .figure { margin: 1em 0; }

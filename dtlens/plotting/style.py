@@ -1,0 +1,54 @@
+"""Shared look of dtlens figures: template, colour scales and palettes (constants only).
+
+Every builder in :mod:`dtlens.plotting` takes its colours from here, so the report
+and the app look the same and one edit restyles everything.
+
+Example:
+    >>> from dtlens.plotting import style
+    >>> style.TEMPLATE, style.DIVERGING
+    ('plotly_white', 'RdBu')
+"""
+
+from __future__ import annotations
+
+from plotly.colors import qualitative
+
+__all__ = [
+    "ACTION_PALETTE",
+    "BAND_FILL",
+    "DIVERGING",
+    "FAILURE_COLOUR",
+    "FONT_SIZE",
+    "IDENTITY_COLOUR",
+    "MEAN_COLOUR",
+    "NEUTRAL_COLOUR",
+    "SEQUENTIAL",
+    "SUCCESS_COLOUR",
+    "TEMPLATE",
+]
+
+#: plotly template of every figure (white background, so masked cells read as empty).
+TEMPLATE = "plotly_white"
+#: base font size.
+FONT_SIZE = 12
+
+#: signed values centred at a midpoint (patching, DLA, logit lens): red low, blue high.
+DIVERGING = "RdBu"
+#: values in [0, 1] (attention weights, action probabilities).
+SEQUENTIAL = "Blues"
+
+#: one colour per action (restarts for each layer in the congruence strip plot).
+ACTION_PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
+
+#: successful episodes / positive reward (the seed's Figure 3: blue).
+SUCCESS_COLOUR = "#1f77b4"
+#: failed episodes / no reward (the seed's Figure 3: red).
+FAILURE_COLOUR = "#d62728"
+#: points or shapes with no success information.
+NEUTRAL_COLOUR = "#7f7f7f"
+#: the mean line of a calibration curve.
+MEAN_COLOUR = "#2c3e50"
+#: the shaded confidence band around it.
+BAND_FILL = "rgba(44, 62, 80, 0.2)"
+#: the y = x reference line.
+IDENTITY_COLOUR = "#999999"
