@@ -56,7 +56,7 @@ def build_report(
     model_name: str = "model",
     show_progress: bool = True,
 ) -> Path:
-    """Run every section; write ``out_dir/report.html`` and ``report.json``; return the HTML path."""
+    """Run every section; write ``out_dir/report.html`` and ``report.json``; return the page."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = run_sections(model, config, sections, show_progress)
