@@ -17,7 +17,7 @@ from dtlens.errors import DTLensError
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: subcommand modules, in help order
-SUBCOMMANDS: tuple[str, ...] = ("report", "preferences")
+SUBCOMMANDS: tuple[str, ...] = ("report", "preferences", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,155 @@
+"""``dtlens collect``: play an agent in MiniGrid and save its episodes as demonstrations."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from dtlens.data.agents.base import Agent
+from dtlens.data.agents.lstm import load_lstm_agent
+from dtlens.data.agents.original_lstm import load_original_lstm
+from dtlens.data.agents.planner import BoltzmannPlanner
+from dtlens.data.collect import collect_demonstrations, parse_sampling_spec
+from dtlens.errors import ConfigError
+
+__all__ = ["add_parser", "format_summary", "load_agent", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the subcommand.
+
+    Example:
+        >>> import argparse
+        >>> sub = argparse.ArgumentParser().add_subparsers()
+        >>> add_parser(sub).parse_args(["--temp", "1:10", "--out", "d.npz"]).temp
+        ['1:10']
+    """
+    parser = subparsers.add_parser(
+        "collect",
+        help="play an agent in MiniGrid and save its episodes as demonstrations (.npz)",
+        description=(
+            "Play an agent in many envs at once, sampling its actions at the given "
+            "temperatures, and save the episodes (raw observations, actions, rewards) as a "
+            "demonstrations .npz file; then print outcome counts per sampling group. "
+            "The seed's mix: --temp 1:8000 --temp 5:16000."
+        ),
+    )
+    parser.add_argument(
+        "--agent",
+        default="planner",
+        help="'planner' (exact Boltzmann planner, default), an original-project PPO LSTM "
+        ".pt file, or a dtlens LSTM agent directory",
+    )
+    parser.add_argument(
+        "--temp",
+        action="append",
+        required=True,
+        metavar="T:N",
+        help="sampling group TEMPERATURE:N_EPISODES, e.g. 1:8000; also greedy:N, topk3:N, "
+        "topk3@2:N; repeat for several groups (collected in order)",
+    )
+    parser.add_argument("--env", default="MiniGrid-MemoryS7FixedStart-v0", help="MiniGrid env id")
+    parser.add_argument("--max-steps", type=int, default=50, help="episode length limit")
+    parser.add_argument("--out", required=True, type=Path, help="the .npz file to write")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--append", action="store_true", help="extend the existing --out file (must exist)"
+    )
+    group.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--seed", type=int, default=0, help="root seed of all episodes")
+    parser.add_argument("--n-envs", type=int, default=16, help="envs stepped together")
+    parser.add_argument(
+        "--planner-scale",
+        type=float,
+        default=None,
+        help="planner only: multiply its logits (sampling at T with scale c = at T/c); "
+        "default 1 = logits in units of one step's reward",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def load_agent(spec: str, planner_scale: float | None = None) -> tuple[Agent, str]:
+    """The agent named by ``--agent`` and how the header should name it.
+
+    Raises:
+        ConfigError: If ``spec`` is neither ``"planner"`` nor an existing path, or a
+            planner scale is given for another agent.
+        CheckpointError: If the path is not a loadable agent.
+
+    Example:
+        >>> type(load_agent("planner")[0]).__name__
+        'BoltzmannPlanner'
+    """
+    if spec == "planner":
+        scale = 1.0 if planner_scale is None else planner_scale
+        return BoltzmannPlanner(logit_scale=scale), f"planner(logit_scale={scale:g})"
+    if planner_scale is not None:
+        raise ConfigError(f"--planner-scale only applies to --agent planner, not {spec!r}")
+    path = Path(spec)
+    if path.is_dir():
+        return load_lstm_agent(path), f"lstm:{path.name}"
+    if path.is_file():
+        return load_original_lstm(path), f"original_lstm:{path.name}"
+    raise ConfigError(
+        f"--agent must be 'planner', an original PPO LSTM .pt file or a dtlens LSTM agent "
+        f"directory; {spec!r} is none of these (no such file or directory)"
+    )
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A fixed-width table of outcome fractions (wrong = wrong target) and lengths, per
+    sampling group and in total.
+
+    Example:
+        >>> print(format_summary({"n_episodes": 0, "success_fraction": 0, "failure_fraction": 0,
+        ...     "truncated_fraction": 0, "mean_return": 0, "length": {"mean": 0}}))
+        group                    episodes  success   wrong  truncated  mean len  return
+        all                             0     0.0%    0.0%       0.0%       0.0   0.000
+    """
+    header = (
+        f"{'group':<24} {'episodes':>8} {'success':>8} {'wrong':>7} {'truncated':>10} "
+        f"{'mean len':>9} {'return':>7}"
+    )
+    rows = [header]
+    for label, s in [*summary.get("groups", {}).items(), ("all", summary)]:
+        rows.append(
+            f"{label:<24} {s['n_episodes']:>8} {s['success_fraction']:>8.1%} "
+            f"{s['failure_fraction']:>7.1%} {s['truncated_fraction']:>10.1%} "
+            f"{s['length']['mean']:>9.1f} {s['mean_return']:>7.3f}"
+        )
+    return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collect, save, print the summary."""
+    out: Path = args.out
+    if args.append and not out.is_file():
+        raise ConfigError(f"--append needs an existing file, but {out} does not exist")
+    if out.exists() and not (args.append or args.overwrite):
+        raise ConfigError(f"{out} exists; pass --append to extend it or --overwrite to replace it")
+    spec = parse_sampling_spec(args.temp)
+    agent, name = load_agent(args.agent, args.planner_scale)
+    start = time.perf_counter()
+    demos = collect_demonstrations(
+        agent,
+        args.env,
+        spec,
+        n_envs=args.n_envs,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        show_progress=not args.no_progress,
+        append=out if args.append else None,
+        agent_name=name,
+    )
+    seconds = time.perf_counter() - start
+    demos.save(out)
+    n_new = sum(group.n_episodes for group in spec)
+    print(format_summary(demos.summary()))
+    print(
+        f"wrote {demos.n_episodes} episodes ({demos.n_steps} steps) to {out}; "
+        f"collected {n_new} in {seconds:.1f} s ({1000 * seconds / n_new:.1f} s per 1000 episodes)"
+    )
+    return 0
