@@ -56,7 +56,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
-from dtlens.analysis.circuits import action_index, action_labels
+from dtlens.analysis.embeddings import action_index, action_labels
 from dtlens.analysis.metrics import state_token_position
 from dtlens.errors import ConfigError, HookNameError
 

@@ -49,11 +49,8 @@ from torch import Tensor
 from transformer_lens import FactoredMatrix
 
 from dtlens.analysis.embeddings import (
-    SOURCES,
-    EmbeddingRows,
     Source,
     _check_head,
-    action_index,
     action_labels,
     effective_unembed,
     embedding_matrix,
@@ -66,21 +63,13 @@ if TYPE_CHECKING:
     from dtlens.model.hooked_dt import HookedDecisionTransformer
 
 __all__ = [
-    "SOURCES",
     "Circuit",
-    "EmbeddingRows",
     "HeadSVD",
     "StatePCA",
-    "action_index",
-    "action_labels",
-    "effective_unembed",
-    "embedding_matrix",
-    "fold_layer_norm",
     "head_svd",
     "ov_circuit",
     "qk_circuit",
     "state_embedding_pca",
-    "state_feature_labels",
 ]
 
 

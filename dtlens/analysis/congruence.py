@@ -46,14 +46,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.circuits import (
+from dtlens.analysis.circuits import ov_circuit
+from dtlens.analysis.embeddings import (
     Source,
     action_index,
     action_labels,
     effective_unembed,
     embedding_matrix,
     fold_layer_norm,
-    ov_circuit,
 )
 from dtlens.errors import ConfigError
 

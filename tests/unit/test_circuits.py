@@ -10,16 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dtlens.analysis.circuits import (
+from dtlens.analysis.circuits import head_svd, ov_circuit, qk_circuit, state_embedding_pca
+from dtlens.analysis.embeddings import (
     action_index,
     action_labels,
     effective_unembed,
     embedding_matrix,
     fold_layer_norm,
-    head_svd,
-    ov_circuit,
-    qk_circuit,
-    state_embedding_pca,
     state_feature_labels,
 )
 from dtlens.errors import ConfigError
