@@ -4,7 +4,7 @@ The public API is the names in ``__all__`` (pinned by ``tests/unit/test_public_a
 Importing dtlens has no side effects; ``import dtlens.env`` registers the MiniGrid
 environments with gymnasium.
 
-Example:
+Examples:
     >>> import dtlens
     >>> model = dtlens.load("memorydt")  # doctest: +SKIP
     >>> logits, cache = model.run_with_cache(batch)  # doctest: +SKIP

@@ -5,7 +5,7 @@ call without reading dtlens' source. Each class also derives from the builtin
 exception a Python user would reach for (``ValueError``, ``KeyError``), so
 ``except ValueError`` keeps working.
 
-Example:
+Examples:
     >>> from dtlens.errors import DTLensError, BatchError
     >>> issubclass(BatchError, DTLensError) and issubclass(BatchError, ValueError)
     True

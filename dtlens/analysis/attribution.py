@@ -29,7 +29,7 @@ Logit lens:
     ``apply_ln_to_stack`` convention: the lens is then linear and its layer-to-layer
     steps equal the DLA of that layer's components. Both end at the model's logits.
 
-Usage:
+Examples:
     >>> from tests.conftest import build_batch, build_model
     >>> model, batch = build_model(), build_batch()
     >>> logits, cache = model.run_with_cache(batch)
@@ -113,7 +113,7 @@ class LogitAttribution:
     def total(self) -> Float[Tensor, " batch *action"]:
         """Sum over rows: the model's logits (or logit difference) for a DLA.
 
-        Example:
+        Examples:
             >>> dla = direct_logit_attribution(cache, model, actions=("left", "right"))
             >>> bool(torch.allclose(dla.total(), logits[:, -1, 0] - logits[:, -1, 1], atol=1e-4))
             True
@@ -126,7 +126,7 @@ class LogitAttribution:
         Raises:
             ConfigError: for a label that is not a row.
 
-        Example:
+        Examples:
             >>> direct_logit_attribution(cache, model).row("bias").shape
             torch.Size([2, 7])
         """
@@ -137,7 +137,7 @@ class LogitAttribution:
     def to_long_records(self) -> list[dict[str, Any]]:
         """One dict per entry (``row``, ``batch``, ``action``, ``value``) for plots.
 
-        Example:
+        Examples:
             >>> direct_logit_attribution(cache, model).to_long_records()[0]["row"]
             'embed'
         """
@@ -176,7 +176,7 @@ def residual_decomposition(
         HookNameError: if the cache lacks a hook this needs.
         ConfigError: for an unknown ``by``.
 
-    Example:
+    Examples:
         >>> dec = residual_decomposition(cache, by="head")
         >>> dec.labels[:4], tuple(dec.components.shape)
         (('embed', 'pos_embed', 'L0H0', 'L0H1'), (14, 2, 11, 32))
@@ -245,7 +245,7 @@ def direct_logit_attribution(
         ConfigError: for bad actions or ``by``.
         BatchError: for a timestep outside the window.
 
-    Example:
+    Examples:
         >>> dla = direct_logit_attribution(cache, model, actions=("left", "right"), by="head")
         >>> dla.actions, tuple(dla.values.shape)
         ('left - right', (15, 2))
@@ -298,7 +298,7 @@ def logit_lens(
         ConfigError: for an unknown ``scale``.
         BatchError: for a timestep outside the window.
 
-    Example:
+    Examples:
         >>> lens = logit_lens(cache, model, probs=True)
         >>> tuple(lens.values.shape), bool(torch.allclose(lens.values.sum(-1), torch.ones(3, 2)))
         ((3, 2, 7), True)

@@ -24,7 +24,7 @@ LayerNorm (the convention of this module and :mod:`dtlens.analysis.congruence`):
     kept) and all biases (LN, ``b_Q/b_K/b_V``, ``b_U``) are ignored. ``fold_ln=False``
     uses raw weights (the seed's ``W_out @ W_U``). QK scores omit ``1/sqrt(d_head)``.
 
-Usage:
+Examples:
     >>> from tests.conftest import build_model
     >>> model = build_model()
     >>> qk = qk_circuit(model, layer=0, head=1, query="state", key="rtg")
@@ -93,7 +93,7 @@ class Circuit:
     def dense(self) -> Float[Tensor, "row col"]:
         """The full ``[n_rows, n_cols]`` matrix.
 
-        Example:
+        Examples:
             >>> ov_circuit(model, 0, 0, source="rtg").dense().shape
             torch.Size([1, 7])
         """
@@ -117,15 +117,18 @@ def qk_circuit(
 
     Args:
         model: the decision transformer.
-        layer, head: the head.
-        query, key: embedding sources (see :func:`embedding_matrix`).
-        query_pos, key_pos: add the positional embedding of these token positions.
+        layer: the head's layer.
+        head: the head's index in its layer.
+        query: embedding source of the queries (see :func:`embedding_matrix`).
+        key: embedding source of the keys.
+        query_pos: add the positional embedding of this token position to the queries.
+        key_pos: likewise for the keys.
         fold_ln: read the embeddings through ``ln1`` (see the module docstring).
 
     Raises:
         ConfigError: for a bad layer, head, source or position.
 
-    Example:
+    Examples:
         >>> qk = qk_circuit(model, 0, 0, query="state", key="time", query_pos=10)
         >>> tuple(qk.matrix.shape)
         (980, 51)
@@ -157,7 +160,8 @@ def ov_circuit(
 
     Args:
         model: the decision transformer.
-        layer, head: the head.
+        layer: the head's layer.
+        head: the head's index in its layer.
         source: the embedding the head reads (see :func:`embedding_matrix`).
         source_pos: add the positional embedding of this token position.
         fold_ln: read through ``ln1`` and ``ln_final`` (see the module docstring).
@@ -165,7 +169,7 @@ def ov_circuit(
     Raises:
         ConfigError: for a bad layer, head, source or position.
 
-    Example:
+    Examples:
         >>> ov = ov_circuit(model, 1, 2, source="state")
         >>> tuple(ov.dense().shape)
         (980, 7)
@@ -191,7 +195,8 @@ class HeadSVD:
         S: ``[k]`` singular values, descending.
         V: ``[d_model, k]`` right singular vectors (key side / residual written for OV).
         kind: ``"qk"`` or ``"ov"``.
-        layer, head: the head.
+        layer: the head's layer.
+        head: the head's index in its layer.
     """
 
     U: Float[Tensor, "d_model k"]
@@ -204,7 +209,7 @@ class HeadSVD:
     def reconstruct(self) -> Float[Tensor, "d_model d_model"]:
         """``U diag(S) V^T``: the matrix, truncated to the kept directions.
 
-        Example:
+        Examples:
             >>> svd = head_svd(model, 0, 0, kind="ov", fold_ln=False)
             >>> W_OV = model.core.W_V[0, 0] @ model.core.W_O[0, 0]
             >>> bool(torch.allclose(svd.reconstruct(), W_OV, atol=1e-5))
@@ -229,7 +234,8 @@ def head_svd(
 
     Args:
         model: the decision transformer.
-        layer, head: the head.
+        layer: the head's layer.
+        head: the head's index in its layer.
         kind: ``"ov"`` or ``"qk"``.
         k: number of directions to keep (default all ``d_head``).
         fold_ln: fold ``ln1`` into the input side(s).
@@ -237,7 +243,7 @@ def head_svd(
     Raises:
         ConfigError: for a bad layer, head, kind or ``k``.
 
-    Example:
+    Examples:
         >>> svd = head_svd(model, 0, 1, kind="qk", k=2)
         >>> tuple(svd.U.shape), bool(svd.S[0] >= svd.S[1])
         ((32, 2), True)
@@ -297,7 +303,7 @@ def state_embedding_pca(
     Raises:
         ConfigError: if ``k`` is not in ``1..min(state_dim, d_model)``.
 
-    Example:
+    Examples:
         >>> pca = state_embedding_pca(model, k=3)
         >>> tuple(pca.scores.shape), bool(pca.explained_variance_ratio.sum() <= 1)
         ((980, 3), True)

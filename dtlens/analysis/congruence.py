@@ -14,11 +14,11 @@ LayerNorm:
     ``fold_ln=True`` (default) reads every residual vector through the centring and
     weight of the LayerNorm that reads it (``ln_final`` before ``W_U``, ``ln2`` of layer
     l before ``W_in[l]``, ``ln1`` before ``W_V``), i.e. ``W_U`` is replaced by
-    :func:`dtlens.analysis.circuits.effective_unembed`; the data-dependent ``1/σ``
+    :func:`dtlens.analysis.embeddings.effective_unembed`; the data-dependent ``1/σ``
     scale and all biases are ignored. ``fold_ln=False`` is the seed's raw
     ``W_out @ W_U``. The same convention holds in :mod:`dtlens.analysis.circuits`.
 
-Usage:
+Examples:
     >>> from tests.conftest import build_model
     >>> model = build_model()
     >>> table = congruence(model)
@@ -109,7 +109,7 @@ class CongruenceTable:
         The rows come in the table's (row-major) order, e.g. layer, then neuron, then
         action, which is the left-to-right order of the seed's strip plot.
 
-        Example:
+        Examples:
             >>> rec = congruence(model).to_long_records()
             >>> sorted(rec[0]), len(rec)
             (['action', 'layer', 'neuron', 'value'], 896)
@@ -127,7 +127,7 @@ class CongruenceTable:
         Raises:
             ConfigError: if an axis is missing or a label is not on its axis.
 
-        Example:
+        Examples:
             >>> t = congruence(model)
             >>> t.value(layer=1, neuron=3, action="left") == float(t.values[1, 3, 0])
             True
@@ -159,7 +159,7 @@ def congruence(
     Raises:
         ConfigError: for a layer outside ``0..n_layers-1``.
 
-    Example:
+    Examples:
         >>> one = congruence(model, layer=1)
         >>> one.axes, one.fixed, bool(torch.equal(one.values, congruence(model).values[1]))
         (('neuron', 'action'), {'layer': 1}, True)
@@ -186,13 +186,13 @@ def embedding_congruence(
     Each table has axes ``("input", "action")``: one row per embedding input
     (state features in ``(c x y)`` order labelled ``"object:key@(3,6)"``, the RTG
     weight, action rows, time rows, ...; see
-    :func:`dtlens.analysis.circuits.embedding_matrix`) and ``fixed={"source": ...}``.
+    :func:`dtlens.analysis.embeddings.embedding_matrix`) and ``fixed={"source": ...}``.
     A behavioural clone has no ``"rtg"``; it is skipped when left in the default.
 
     Raises:
         ConfigError: for an unknown source (or ``"rtg"`` asked of a clone explicitly).
 
-    Example:
+    Examples:
         >>> tables = embedding_congruence(model)
         >>> sorted(tables), tuple(tables["state"].values.shape)
         (['action', 'rtg', 'state', 'time'], (980, 7))
@@ -228,7 +228,7 @@ def embedding_neuron_congruence(
 
     Args:
         model: the decision transformer.
-        source: which embedding (:data:`dtlens.analysis.circuits.SOURCES`).
+        source: which embedding (:data:`dtlens.analysis.embeddings.SOURCES`).
         layer: one layer (axes ``("input", "neuron")``) or all
             (``("layer", "input", "neuron")``).
         weight: ``"in"`` (``W_in``, the linear branch) or, for gated MLPs
@@ -238,7 +238,7 @@ def embedding_neuron_congruence(
     Raises:
         ConfigError: for a bad source or layer, or ``weight="gate"`` on an ungated MLP.
 
-    Example:
+    Examples:
         >>> t = embedding_neuron_congruence(model, "action", layer=0)
         >>> t.axes, tuple(t.values.shape)
         (('input', 'neuron'), (8, 64))
@@ -287,7 +287,7 @@ def head_congruence(
     Raises:
         ConfigError: for a bad source or layer.
 
-    Example:
+    Examples:
         >>> t = head_congruence(model, "rtg")
         >>> t.axes, tuple(t.values.shape)
         (('layer', 'head', 'input', 'action'), (2, 4, 1, 7))
@@ -335,7 +335,7 @@ def per_layer_growth(
     Raises:
         ConfigError: for a table of another shape, an unknown action or stat.
 
-    Example:
+    Examples:
         >>> g = per_layer_growth(congruence(model), actions=("left",), stat="norm")
         >>> tuple(g.values.shape), g.labels["action"]
         ((2, 1), ('left',))

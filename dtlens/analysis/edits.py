@@ -18,7 +18,7 @@ by fixed view cells (the view is egocentric): see
 :func:`dtlens.analysis.scenarios.locate_memory_objects`. Padding steps
 (``padding_mask`` False, or all-zero views) are never edited by those two edits.
 
-Example:
+Examples:
     >>> import torch
     >>> from dtlens.model import TrajectoryBatch
     >>> obs = torch.zeros(1, 2, 7, 7, 20)
@@ -201,7 +201,7 @@ def set_cell(
             the valid ones), no attribute given, or (when applied) a timestep out of
             range or a cell left without exactly one bit in a field.
 
-    Example:
+    Examples:
         >>> set_cell(0, 2, 6, object="ball")
         SetCell(timestep=0, x=2, y=6, object='ball', colour=None, state=None)
     """
@@ -227,7 +227,7 @@ def swap_instruction() -> SwapInstruction:
     agent carries it); see the module docstring for how it is told apart from the
     targets.
 
-    Example:
+    Examples:
         >>> swap_instruction()
         SwapInstruction()
     """
@@ -237,7 +237,7 @@ def swap_instruction() -> SwapInstruction:
 def flip_targets() -> FlipTargets:
     """An edit swapping the two target objects (key <-> ball) wherever they are visible.
 
-    Example:
+    Examples:
         >>> flip_targets()
         FlipTargets()
     """
@@ -250,7 +250,7 @@ def compose(*edits: ObservationEdit | Callable[[Obs], Obs]) -> ComposedEdit:
     Raises:
         ObservationError: if no edit is given or one is not an edit/callable.
 
-    Example:
+    Examples:
         >>> compose(swap_instruction(), flip_targets()).edits
         (SwapInstruction(), FlipTargets())
     """
@@ -285,7 +285,7 @@ def patch_observation(
         ObservationError: from the edit (bad cell, timestep, unlocatable view), or if
             a callable returns a tensor of another shape/dtype.
 
-    Example:
+    Examples:
         >>> import torch
         >>> obs = torch.zeros(1, 2, 7, 7, 20)
         >>> obs[..., [1, 11, 17]] = 1  # every cell empty, red, open
@@ -323,7 +323,7 @@ def set_rtg(
         BatchError: if the batch has no RTG, an index is out of range, or ``value``
             does not broadcast.
 
-    Example:
+    Examples:
         >>> import torch
         >>> b = TrajectoryBatch(torch.zeros(1, 3, 7, 7, 20), torch.zeros(1, 2, dtype=torch.long),
         ...                     torch.full((1, 3), 0.5), torch.arange(3)[None])

@@ -6,7 +6,7 @@ Shared by :mod:`dtlens.analysis.circuits`, :mod:`dtlens.analysis.congruence` and
 order, labelled ``"object:key@(3,6)"``), ``"rtg"``, ``"action"``, ``"time"`` and
 ``"pos"`` (``W_pos``); see :mod:`dtlens.analysis.circuits` for the LayerNorm convention.
 
-Example:
+Examples:
     >>> from tests.conftest import build_model
     >>> rows = embedding_matrix(build_model(), "action")
     >>> rows.labels[-1], tuple(rows.weight.shape)
@@ -49,7 +49,7 @@ SOURCES: tuple[str, ...] = ("state", "rtg", "action", "time", "pos")
 def action_labels(n_actions: int) -> tuple[str, ...]:
     """Names of a model's actions: MiniGrid's names, ``"action7"``... beyond them.
 
-    Example:
+    Examples:
         >>> action_labels(3)
         ('left', 'right', 'forward')
     """
@@ -64,7 +64,7 @@ def action_index(action: int | str, n_actions: int) -> int:
     Raises:
         ConfigError: for an unknown name or an index outside ``0..n_actions-1``.
 
-    Example:
+    Examples:
         >>> action_index("forward", 7), action_index(6, 7)
         (2, 6)
     """
@@ -87,7 +87,7 @@ def state_feature_labels(obs_shape: tuple[int, int, int]) -> tuple[str, ...]:
     One-hot views (20 channels) get ``"object:key@(x,y)"``; other channel counts
     ``"ch2@(x,y)"``.
 
-    Example:
+    Examples:
         >>> labels = state_feature_labels((7, 7, 20))
         >>> labels[0], labels[1], labels[49 * 5 + 7 * 3 + 6], len(labels)
         ('object:unseen@(0,0)', 'object:unseen@(0,1)', 'object:key@(3,6)', 980)
@@ -131,7 +131,7 @@ def embedding_matrix(
         ConfigError: for an unknown source, ``"rtg"`` on a behavioural clone, or a
             bad ``pos``.
 
-    Example:
+    Examples:
         >>> rows = embedding_matrix(model, "action")
         >>> tuple(rows.weight.shape), rows.labels[:2]
         ((8, 32), ('left', 'right'))
@@ -208,7 +208,7 @@ def fold_layer_norm(
     Raises:
         ConfigError: for an unknown norm or a missing / out-of-range layer.
 
-    Example:
+    Examples:
         >>> v = torch.randn(5, model.cfg.d_model)
         >>> folded = fold_layer_norm(v, model, "ln_final")
         >>> bool(folded.mean(-1).abs().max() < 1) and folded.shape == v.shape
@@ -236,7 +236,7 @@ def effective_unembed(
     With ``fold_ln`` this is ``(I - 11^T/d) diag(w) W_U``, so ``v @ effective_unembed``
     equals ``((v - mean v) * w) @ W_U`` (see the module docstring); without, ``W_U``.
 
-    Example:
+    Examples:
         >>> W = effective_unembed(model)
         >>> v = torch.randn(model.cfg.d_model)
         >>> ref = fold_layer_norm(v, model, "ln_final") @ model.W_U

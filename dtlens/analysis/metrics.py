@@ -28,7 +28,7 @@ In both, ``clean`` and ``corrupt`` are the metric on the unpatched clean and cor
 runs and ``patched`` the metric on the patched run; values outside [0, 1] mean the
 patch overshoots.
 
-Example:
+Examples:
     >>> import torch
     >>> logits = torch.zeros(1, 5, 7)  # 2 steps: R1 S1 A1 R2 S2
     >>> logits[0, 4, 0], logits[0, 4, 1] = 3.0, 1.0  # at S2: left 3, right 1
@@ -84,7 +84,7 @@ class Metric:
         name: a human-readable name (plot titles, ``PatchingResult.metric_name``).
         fn: the function computing it.
 
-    Example:
+    Examples:
         >>> import torch
         >>> m = Metric("sum of logits", lambda logits: logits.sum((-1, -2)))
         >>> m(torch.ones(2, 5, 7)).tolist(), m.name
@@ -120,7 +120,7 @@ def state_token_position(
         BatchError: if ``n_tokens`` is no valid window length or ``timestep`` is out
             of range.
 
-    Example:
+    Examples:
         >>> state_token_position(26, -1), state_token_position(26, 4), state_token_position(9, 0)
         (25, 13, 1)
     """
@@ -171,7 +171,7 @@ def logit_diff(
         BatchError: for a bad logits shape, timestep or action index.
         DTLensError: for ``exclude_bias`` without ``model``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> logits = torch.arange(2 * 8 * 7.0).reshape(2, 8, 7)  # 3 steps, no final action
         >>> logit_diff(logits, 2, 0, timestep=0).tolist()  # at S1 (position 1)
@@ -200,7 +200,7 @@ def action_probability(
 ) -> Float[Tensor, "*batch"]:
     """Softmax probability of ``action`` at the state token of ``timestep``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> action_probability(torch.zeros(3, 5, 4), "forward").tolist()
         [0.25, 0.25, 0.25]
@@ -221,7 +221,7 @@ def action_entropy(
     The seed post notes RTG 0 makes MemoryDT's preferences far more diffuse; this
     measures that.
 
-    Example:
+    Examples:
         >>> import torch
         >>> round(action_entropy(torch.zeros(1, 5, 4)).item(), 4) == round(math.log(4), 4)
         True
@@ -252,7 +252,7 @@ def restored_logit_diff(
         DTLensError: where ``clean`` and ``corrupt`` are within ``tol`` (the ratio would
             be meaningless); the message shows the values.
 
-    Example:
+    Examples:
         >>> restored_logit_diff(torch.tensor([1.0, 2.0, 3.0]), 3.0, 1.0).tolist()
         [0.0, 0.5, 1.0]
     """
@@ -291,7 +291,7 @@ def patching_effect(
         ConfigError: for another ``direction``.
         DTLensError: where ``clean`` and ``corrupt`` are within ``tol``.
 
-    Example:
+    Examples:
         >>> patching_effect(3.0, 3.0, 1.0, "noise").item(), patching_effect(1.0, 3.0, 1.0).item()
         (0.0, 0.0)
     """
@@ -312,7 +312,7 @@ def make_logit_diff_metric(
 ) -> Metric:
     """:func:`logit_diff` with its arguments fixed, as a named ``Metric``.
 
-    Example:
+    Examples:
         >>> make_logit_diff_metric(0, "right", timestep=4).name
         'logit diff left - right at S[4]'
     """
@@ -333,7 +333,7 @@ def make_action_probability_metric(
 ) -> Metric:
     """:func:`action_probability` as a named ``Metric``.
 
-    Example:
+    Examples:
         >>> make_action_probability_metric("forward").name
         'P(forward) at S[-1]'
     """
@@ -353,7 +353,7 @@ def make_action_entropy_metric(
 ) -> Metric:
     """:func:`action_entropy` as a named ``Metric``.
 
-    Example:
+    Examples:
         >>> make_action_entropy_metric().name
         'action entropy at S[-1]'
     """

@@ -1,6 +1,6 @@
 """`PatchingResult`: the labelled tensor every patching sweep returns.
 
-Example:
+Examples:
     >>> import torch
     >>> r = PatchingResult(torch.zeros(2, 3), axes=("layer", "pos"),
     ...                    labels={"layer": ["0", "1"], "pos": ["R1", "S1", "A1"]},

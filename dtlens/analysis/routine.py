@@ -9,7 +9,7 @@ Background:
     and records the full action distribution at every step, so the routine, its
     confidence and the decision square can be read off.
 
-Usage:
+Examples:
     >>> import dtlens
     >>> from dtlens.env import Scenario
     >>> model = dtlens.load("memorydt")  # doctest: +SKIP
@@ -82,7 +82,7 @@ def history_batch(
         rtgs: the T returns-to-go (the RTG token of each step).
         window: the model's context in timesteps (``model.cfg.n_timesteps``).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> b = history_batch(np.zeros((3, 7, 7, 3), dtype=np.uint8), [2, 2], [0.9] * 3, window=2)
         >>> b.timesteps.tolist(), b.actions.tolist()
@@ -114,7 +114,7 @@ def play_greedy(
     far (rewards only arrive at the end in Memory, so it stays constant). Short
     histories are padded the way the model expects (``model.pad_context``).
 
-    Example:
+    Examples:
         >>> run = play_greedy(model, Scenario("ball", "ball"), rtg=0.0)  # doctest: +SKIP
         >>> run.probs.shape  # doctest: +SKIP
         torch.Size([6, 7])

@@ -22,7 +22,7 @@ exactly. Poses with equal patterns exist (mirror images across the corridor) but
 of them agree on the targets' cells, so the rule is exact for every view the env can
 produce, whatever route the agent took.
 
-Example:
+Examples:
     >>> pair = instruction_swap_pair("key/top-ball")
     >>> pair.clean.n_steps, pair.answer_action, pair.wrong_action  # 4 padding + 5 real steps
     (9, 1, 0)
@@ -117,7 +117,7 @@ class PatchingPair:
     def metric(self, model: HookedDecisionTransformer | None = None) -> Metric:
         """``logit(answer) - logit(wrong)`` at the last step, as a sweep metric.
 
-        Example:
+        Examples:
             >>> instruction_swap_pair("ball/top-ball").metric().name
             'logit diff left - right at S[-1]'
         """
@@ -127,7 +127,7 @@ class PatchingPair:
 def all_layouts() -> tuple[Scenario, ...]:
     """The four Memory layouts (instruction x upper target), instruction-major.
 
-    Example:
+    Examples:
         >>> [s.name for s in all_layouts()]
         ['key/top-key', 'key/top-ball', 'ball/top-key', 'ball/top-ball']
     """
@@ -161,7 +161,7 @@ def layout_batch(
         EnvError: for an unknown layout, a bad action or a route that ends the episode.
         ConfigError: for a bad ``n_steps`` or ``padding``.
 
-    Example:
+    Examples:
         >>> b = layout_batch("ball/top-key", n_steps=7)
         >>> b.timesteps.tolist(), b.actions.tolist()
         ([[0, 0, 0, 1, 2, 3, 4]], [[7, 7, 2, 2, 2, 2]])
@@ -217,7 +217,7 @@ def instruction_swap_pair(
             without explicit actions.
         ObservationError: if no step of the window shows the instruction.
 
-    Example:
+    Examples:
         >>> pair = instruction_swap_pair(("key", "key"), rtg=0.0)  # the seed's exception layout
         >>> pair.description
         'key/top-key: instruction key -> ball (RTG 0.0, 9 steps; left vs right)'
@@ -264,7 +264,7 @@ def rtg_pair(
         DTLensError: if ``source`` is a batch and the actions are missing.
         BatchError: if the batch has no RTG.
 
-    Example:
+    Examples:
         >>> pair = rtg_pair(instruction_swap_pair("key/top-key"), clean=0.0, corrupt=0.5)
         >>> pair.clean.rtg.unique().tolist(), pair.corrupt.rtg.unique().tolist(), pair.answer_action
         ([0.0], [0.5], 0)
@@ -308,7 +308,7 @@ def locate_memory_objects(
         ObservationError: if a view with a key or ball matches no agent pose of the
             layout, or its matching poses disagree on where the targets are.
 
-    Example:
+    Examples:
         >>> obs = layout_batch("key/top-ball", n_steps=None).obs  # step 0: instruction on the left
         >>> instruction, targets = locate_memory_objects(obs)
         >>> instruction[0, 0].nonzero().tolist(), targets[0, 0].nonzero().tolist()

@@ -20,7 +20,7 @@ __all__ = ["add_parser", "format_summary", "load_agent", "run"]
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the subcommand.
 
-    Example:
+    Examples:
         >>> import argparse
         >>> sub = argparse.ArgumentParser().add_subparsers()
         >>> add_parser(sub).parse_args(["--temp", "1:10", "--out", "d.npz"]).temp
@@ -79,7 +79,7 @@ def load_agent(spec: str, planner_scale: float | None = None) -> tuple[Agent, st
             planner scale is given for another agent.
         CheckpointError: If the path is not a loadable agent.
 
-    Example:
+    Examples:
         >>> type(load_agent("planner")[0]).__name__
         'BoltzmannPlanner'
     """
@@ -103,7 +103,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A fixed-width table of outcome fractions (wrong = wrong target) and lengths, per
     sampling group and in total.
 
-    Example:
+    Examples:
         >>> print(format_summary({"n_episodes": 0, "success_fraction": 0, "failure_fraction": 0,
         ...     "truncated_fraction": 0, "mean_return": 0, "length": {"mean": 0}}))
         group                    episodes  success   wrong  truncated  mean len  return

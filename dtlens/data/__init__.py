@@ -5,7 +5,7 @@ Data flows one way: an agent (:mod:`dtlens.data.agents`) is played by
 which :class:`WindowSampler` cuts the left-padded :class:`TrainingWindows` a trainer
 consumes.
 
-Example:
+Examples:
     >>> from dtlens.data import BoltzmannPlanner, WindowSampler, collect_demonstrations
     >>> demos = collect_demonstrations(BoltzmannPlanner(), "MiniGrid-MemoryS7FixedStart-v0",
     ...                                ["greedy:2"], n_envs=2, show_progress=False)

@@ -16,7 +16,7 @@ Reproducibility:
     depends only on ``seed``, the spec and the agent, not on ``n_envs`` (for a
     memoryless or per-env agent, as both shipped agents are).
 
-Usage:
+Examples:
     >>> from dtlens.data.agents.planner import BoltzmannPlanner
     >>> demos = collect_demonstrations(BoltzmannPlanner(), "MiniGrid-MemoryS7FixedStart-v0",
     ...                                ["greedy:4"], n_envs=2, show_progress=False)
@@ -85,7 +85,7 @@ def parse_sampling_spec(specs: Sequence[str]) -> list[SamplingSpec]:
         ConfigError: For a malformed string, a negative or non-finite temperature, a
             bad k, or zero episodes (the message quotes the string).
 
-    Example:
+    Examples:
         >>> [(s.temperature, s.n_episodes) for s in parse_sampling_spec(["1:8000", "5:16000"])]
         [(1.0, 8000), (5.0, 16000)]
         >>> [s.label for s in parse_sampling_spec(["greedy:10", "topk3@0.5:20"])]
@@ -226,7 +226,7 @@ def collect_demonstrations(
         ConfigError: For a bad spec, ``n_envs`` or ``max_steps``.
         EnvError: For an unknown env id.
 
-    Example:
+    Examples:
         >>> from dtlens.data.agents import load_original_lstm
         >>> agent = load_original_lstm("dti_memory_ppo_lstm.pt")  # doctest: +SKIP
         >>> demos = collect_demonstrations(agent, "MiniGrid-MemoryS7FixedStart-v0",

@@ -9,7 +9,7 @@ cannot disagree with the rewards.
 Files are ``.npz`` archives of plain arrays (the header is a JSON string), written and
 read with ``allow_pickle=False``: loading a file never runs code.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> demos = Demonstrations(
     ...     obs=np.zeros((3, 7, 7, 3), dtype=np.uint8),
@@ -105,7 +105,7 @@ class Demonstrations:
             cast silently: pass the documented dtypes.
         ConfigError: If the header is not a JSON-serialisable dict.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> d = Demonstrations.empty({"env_id": "MiniGrid-MemoryS7FixedStart-v0"})
         >>> d.n_steps, d.n_episodes
@@ -246,7 +246,7 @@ class Demonstrations:
     def episode(self, i: int) -> Episode:
         """Episode ``i``'s arrays (views) and end flags.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> d = Demonstrations(np.zeros((2, 7, 7, 3), np.uint8), np.array([2, 1]),
             ...                    np.array([0.0, 0.9], np.float32), np.array([0, 1]),
@@ -315,7 +315,7 @@ class Demonstrations:
         """Outcome counts and fractions, length distribution and mean return; the same
         per sampling group under ``"groups"`` if the header records them.
 
-        Example:
+        Examples:
             >>> Demonstrations.empty().summary()["n_episodes"]
             0
         """
@@ -341,7 +341,7 @@ class Demonstrations:
         """Write to ``path`` exactly (an ``.npz`` archive; written to a temporary file
         and renamed, so an existing file is only replaced by a complete one).
 
-        Example:
+        Examples:
             >>> import tempfile, pathlib
             >>> p = Demonstrations.empty({"env_id": "x"}).save(
             ...     pathlib.Path(tempfile.mkdtemp()) / "d.npz")
@@ -409,7 +409,7 @@ def merge_headers(headers: Sequence[dict]) -> dict:
     Raises:
         ConfigError: If two headers disagree on ``env_id`` or ``max_steps``.
 
-    Example:
+    Examples:
         >>> merge_headers([{"env_id": "E", "max_steps": 50, "parts": [{"agent": "a"}]},
         ...                {"env_id": "E", "agent": "b"}])
         {'env_id': 'E', 'max_steps': 50, 'parts': [{'agent': 'a'}, {'agent': 'b'}]}

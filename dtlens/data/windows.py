@@ -6,7 +6,7 @@ step are left-padded with :meth:`dtlens.model.TrajectoryBatch.left_pad`'s recipe
 observations, the pad action, the RTG of the first real step, timestep 0) and marked
 in ``padding_mask``, so a model sees exactly the padding it gets at evaluation time.
 
-Example:
+Examples:
     >>> import numpy as np, torch
     >>> from dtlens.data.demonstrations import Demonstrations
     >>> demos = Demonstrations(
@@ -88,7 +88,7 @@ class WindowSampler:
         ConfigError: For ``n_steps < 1``, a negative ``pad_action``, or an episode index
             out of range; BatchError if no episode is selected.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from dtlens.data.demonstrations import Demonstrations
         >>> import numpy as np
@@ -147,7 +147,7 @@ class WindowSampler:
     def sample(self, batch_size: int, generator: torch.Generator) -> TrainingWindows:
         """``batch_size`` windows ending at steps drawn uniformly (with replacement).
 
-        Example:
+        Examples:
             >>> w = sampler.sample(64, torch.Generator().manual_seed(0))  # doctest: +SKIP
             >>> logits = model.action_logits(w.batch)  # doctest: +SKIP
             >>> loss = F.cross_entropy(logits.flatten(0, 1), w.targets.flatten())  # doctest: +SKIP
@@ -160,7 +160,7 @@ class WindowSampler:
     def iterate(self, batch_size: int) -> Iterator[TrainingWindows]:
         """Every window once, in episode then step order (the last batch may be smaller).
 
-        Example:
+        Examples:
             >>> n = sum(w.loss_mask.sum() for w in sampler.iterate(256))  # doctest: +SKIP
             >>> n == len(sampler)  # doctest: +SKIP
             True
@@ -207,7 +207,7 @@ def train_val_split(
     Raises:
         ConfigError: If ``val_fraction`` is not in ``[0, 1)``.
 
-    Example:
+    Examples:
         >>> from dtlens.data.demonstrations import Demonstrations
         >>> import numpy as np
         >>> d = Demonstrations(np.zeros((4, 7, 7, 3), np.uint8), np.zeros(4, np.int64),

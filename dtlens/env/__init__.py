@@ -4,7 +4,7 @@ Importing this package registers ``MiniGrid-MemoryS7FixedStart-v0`` with gymnasi
 (once; re-imports are no-ops). That registration is the only import-time side effect
 in dtlens.
 
-Example:
+Examples:
     >>> import gymnasium
     >>> import dtlens.env
     >>> env = gymnasium.make("MiniGrid-MemoryS7FixedStart-v0", max_steps=50)

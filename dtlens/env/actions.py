@@ -1,6 +1,6 @@
 """MiniGrid's action names, in index order (0 left ... 6 done).
 
-Example:
+Examples:
     >>> ACTION_NAMES[2], ACTION_INDEX["right"]
     ('forward', 1)
 """

@@ -9,7 +9,7 @@ imported from ``minigrid.core.constants``, the same layout as
 - channels 11-16: colours (red, green, blue, purple, yellow, grey),
 - channels 17-19: states (open, closed, locked).
 
-Example:
+Examples:
     >>> from dtlens.env.channels import COLOUR_CHANNELS, object_channel
     >>> object_channel("key"), COLOUR_CHANNELS
     (5, slice(11, 17, None))
@@ -75,7 +75,7 @@ _KIND_ALIASES = {"object": 0, "colour": 1, "color": 1, "state": 2}
 def channel_names() -> list[str]:
     """Names of the 20 one-hot channels, in channel order, for plot labels.
 
-    Example:
+    Examples:
         >>> names = channel_names()
         >>> names[0], names[11], names[17], len(names)
         ('object:unseen', 'colour:red', 'state:open', 20)
@@ -98,7 +98,7 @@ def object_channel(name: str) -> int:
     Raises:
         ObservationError: For an unknown object name (the message lists the valid ones).
 
-    Example:
+    Examples:
         >>> object_channel("key"), object_channel("ball")
         (5, 6)
     """
@@ -111,7 +111,7 @@ def colour_channel(name: str) -> int:
     Raises:
         ObservationError: For an unknown colour name (the message lists the valid ones).
 
-    Example:
+    Examples:
         >>> colour_channel("green")
         12
     """
@@ -124,7 +124,7 @@ def state_channel(name: str) -> int:
     Raises:
         ObservationError: For an unknown state name (the message lists the valid ones).
 
-    Example:
+    Examples:
         >>> state_channel("open")
         17
     """
@@ -140,7 +140,7 @@ def channel_index(name: str) -> int:
     Raises:
         ObservationError: For a malformed or unknown name (the message lists valid ones).
 
-    Example:
+    Examples:
         >>> [channel_index(n) for n in ("object:ball", "colour:green", "state:closed")]
         [6, 12, 18]
     """

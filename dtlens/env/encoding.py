@@ -11,7 +11,7 @@ Type rule: torch in, torch out; anything else goes through ``numpy.asarray`` and
 comes back as a numpy array. :func:`encode_observation` returns float32 (on the input's
 device for torch); :func:`decode_observation` returns int64.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> image = np.zeros((7, 7, 3), dtype=np.uint8)
     >>> image[3, 6] = (5, 1, 0)  # a green key
@@ -92,7 +92,7 @@ def encode_observation(image: ArrayT) -> ArrayT:
         ObservationError: For a non-integer dtype, a wrong trailing shape, or an index
             out of range (the message gives the value, its cell and the valid range).
 
-    Example:
+    Examples:
         >>> import torch
         >>> image = torch.zeros(2, 7, 7, 3, dtype=torch.long)
         >>> image[1, 0, 0] = torch.tensor([2, 5, 0])  # a grey wall
@@ -144,7 +144,7 @@ def decode_observation(onehot: ArrayT) -> ArrayT:
         ObservationError: For a wrong trailing shape, an entry other than 0/1, or a cell
             without exactly one hot bit in a field (the message names cell and count).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> onehot = np.zeros((7, 7, 20), dtype=np.float32)
         >>> onehot[..., [1, 11, 17]] = 1  # every cell empty / red / open

@@ -18,7 +18,7 @@ It succeeds by walking onto the square next to the target that matches the
 instruction, for reward ``1 - 0.9 * step_count / max_steps``; walking onto the square
 next to the other target ends the episode with reward 0.
 
-Example:
+Examples:
     >>> import gymnasium, dtlens.env
     >>> env = gymnasium.make("MiniGrid-MemoryS7FixedStart-v0", max_steps=50)
     >>> obs, info = env.reset(seed=0, options={"instruction": "ball", "top": "key"})
@@ -71,7 +71,7 @@ class MemoryS7FixedStartEnv(MemoryEnv):
         EnvError: If ``max_steps`` is not a positive integer, or (from
             ``reset``) for bad options.
 
-    Example:
+    Examples:
         >>> env = MemoryS7FixedStartEnv(max_steps=20)
         >>> _, info = env.reset(seed=1, options={"instruction": "key", "top": "key"})
         >>> tuple(env.agent_pos), env.agent_dir, env.grid.get(1, 2).type
@@ -156,7 +156,7 @@ class MemoryS7FixedStartEnv(MemoryEnv):
         Raises:
             EnvError: For an unknown option or a bad value.
 
-        Example:
+        Examples:
             >>> env = MemoryS7FixedStartEnv()
             >>> env.reset(seed=0, options={"top": "ball", "instruction": "ball"})[1]
             {'instruction': 'ball', 'top': 'ball', 'scenario': 'ball/top-ball'}
@@ -178,7 +178,7 @@ class MemoryS7FixedStartEnv(MemoryEnv):
             ``step_count`` counting this step), 0 otherwise. ``truncated`` is True once
             ``step_count`` reaches ``max_steps``.
 
-        Example:
+        Examples:
             >>> env = MemoryS7FixedStartEnv(max_steps=50)
             >>> _ = env.reset(options={"instruction": "key", "top": "key"})
             >>> [env.step(a)[1:3] for a in optimal_actions("key", "key")][-1]
@@ -247,7 +247,7 @@ def optimal_actions(instruction: str, top: str, *, to: str = "match") -> tuple[A
     Raises:
         EnvError: For a bad ``instruction``, ``top`` or ``to``.
 
-    Example:
+    Examples:
         >>> [a.name for a in optimal_actions("key", "ball")]
         ['forward', 'forward', 'forward', 'forward', 'right', 'forward']
         >>> [int(a) for a in optimal_actions("key", "ball", to="other")]

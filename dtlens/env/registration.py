@@ -1,6 +1,6 @@
 """Registration of dtlens' gymnasium ids (called once by ``import dtlens.env``).
 
-Example:
+Examples:
     >>> import gymnasium
     >>> from dtlens.env.registration import MEMORY_ENV_ID, register_envs
     >>> register_envs()  # idempotent: a second call neither warns nor fails
@@ -25,7 +25,7 @@ def register_envs() -> None:
     is only registered when missing, so repeated calls or re-imports never trigger
     gymnasium's "overriding environment" warning.
 
-    Example:
+    Examples:
         >>> register_envs(); register_envs()
     """
     if MEMORY_ENV_ID not in gymnasium.registry:

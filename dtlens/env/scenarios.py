@@ -5,7 +5,7 @@ instruction object in the start room (``"key"`` or ``"ball"``) and which object 
 sits in the upper target position (``"top"``). A :class:`Scenario` names one of the
 four combinations.
 
-Example:
+Examples:
     >>> from dtlens.env.scenarios import SCENARIOS
     >>> [s.name for s in SCENARIOS]
     ['key/top-key', 'key/top-ball', 'ball/top-key', 'ball/top-ball']
@@ -50,7 +50,7 @@ class Scenario:
     Raises:
         EnvError: If either field is not ``"key"`` or ``"ball"``.
 
-    Example:
+    Examples:
         >>> s = Scenario("key", "ball")
         >>> s.name, s.bottom, s.target
         ('key/top-ball', 'key', 'bottom')
@@ -110,7 +110,7 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, str]:
         EnvError: For an unknown key or a value other than ``"key"``/``"ball"``;
             the message names the option, the bad value and the allowed values.
 
-    Example:
+    Examples:
         >>> parse_options({"instruction": "ball", "top": None})
         {'instruction': 'ball'}
     """

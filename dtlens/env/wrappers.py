@@ -1,6 +1,6 @@
 """A one-hot observation wrapper and :func:`make_env` for MiniGrid ids.
 
-Example:
+Examples:
     >>> env = make_env("MiniGrid-MemoryS7FixedStart-v0", max_steps=50, seed=0)
     >>> obs, info = env.reset()
     >>> obs["image"].shape, obs["image"].dtype, sorted(obs)
@@ -39,7 +39,7 @@ class OneHotObservationWrapper(gymnasium.ObservationWrapper):
     Raises:
         EnvError: If the env has no such ``image`` entry.
 
-    Example:
+    Examples:
         >>> import gymnasium, dtlens.env
         >>> env = OneHotObservationWrapper(gymnasium.make("MiniGrid-DoorKey-6x6-v0"))
         >>> env.observation_space["image"].shape
@@ -102,7 +102,7 @@ def make_env(
     Raises:
         EnvError: For an unknown id, a non-MiniGrid id, or a bad ``max_steps``.
 
-    Example:
+    Examples:
         >>> env = make_env("MiniGrid-Dynamic-Obstacles-8x8-v0", max_steps=30, seed=1)
         >>> env.reset()[0]["image"].shape, env.unwrapped.max_steps
         ((7, 7, 20), 30)

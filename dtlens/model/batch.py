@@ -6,7 +6,7 @@ T), returns-to-go and environment timesteps, plus an optional padding mask
 marking which timesteps are real. Shapes and dtypes are checked on
 construction; nothing is cast or reshaped behind the caller's back.
 
-Example:
+Examples:
     >>> import torch
     >>> from dtlens.model.batch import TrajectoryBatch
     >>> batch = TrajectoryBatch(
@@ -206,7 +206,7 @@ class TrajectoryBatch:
         timestep 0. The result's ``padding_mask`` marks them, so a model ignores
         them; drop it (``.replace(padding_mask=None)``) to run them as tokens.
 
-        Example:
+        Examples:
             >>> import torch
             >>> b = TrajectoryBatch(torch.ones(1, 2, 7, 7, 20), torch.ones(1, 1, dtype=torch.long),
             ...                     torch.full((1, 2), 0.9), torch.tensor([[3, 4]]))

@@ -6,7 +6,7 @@ Nothing dtlens reads runs pickled code: original ``.pt`` files are opened with
 ``torch.load(weights_only=True)``, which refuses any pickled object that is not a
 tensor or plain container.
 
-Example:
+Examples:
     >>> import dtlens
     >>> model = dtlens.load("memorydt")  # the shipped MemoryDT  # doctest: +SKIP
     >>> model = dtlens.load("../shared/checkpoints/dti_memory_gated_mlp.pt")  # doctest: +SKIP
@@ -48,7 +48,7 @@ def save(
     ``metadata`` (JSON-serialisable) is merged over ``model.metadata`` and saved
     in ``config.json``; :func:`load` puts it back on ``model.metadata``.
 
-    Example:
+    Examples:
         >>> path = dtlens.save(model, "runs/dt", metadata={"note": "seed 0"})  # doctest: +SKIP
     """
     directory = Path(directory)
@@ -83,7 +83,7 @@ def load(path_or_name: str | Path, device: torch.device | str = "cpu") -> Hooked
         CheckpointError: the path does not exist, is not a checkpoint, is corrupt,
             needs unpickling code, or describes an unsupported model.
 
-    Example:
+    Examples:
         >>> model = dtlens.load("memorydt")  # doctest: +SKIP
         >>> model.cfg.n_layers  # doctest: +SKIP
         3

@@ -4,7 +4,7 @@ A config is all dtlens needs to rebuild a model: it is saved (as JSON) beside th
 weights of every checkpoint, and every field is checked on construction so a bad
 value fails at once with its name, not later as a shape error deep in a forward.
 
-Example:
+Examples:
     >>> from dtlens.model.config import DTConfig
     >>> cfg = DTConfig(n_layers=3, d_model=256, n_heads=8, d_mlp=256, n_ctx=26)
     >>> cfg.d_head, cfg.n_timesteps, cfg.state_dim

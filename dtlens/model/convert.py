@@ -15,7 +15,7 @@ and config. It is exact: the converted model computes the same function (see
 ``tests/integration/test_original_checkpoint.py`` for the check against an
 independent plain-torch forward).
 
-Example:
+Examples:
     >>> import torch
     >>> raw = torch.load("dti_memory_gated_mlp.pt", weights_only=True)  # doctest: +SKIP
     >>> state_dict, cfg, env = convert_original(raw)  # doctest: +SKIP

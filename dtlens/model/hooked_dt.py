@@ -17,7 +17,7 @@ Background:
     :mod:`dtlens.model.tl_core`). All hook points live in one ``hook_dict``, so one
     ``run_with_cache`` returns one ``ActivationCache`` holding everything.
 
-Usage:
+Examples:
     >>> import torch
     >>> from dtlens.model import DTConfig, HookedDecisionTransformer, TrajectoryBatch
     >>> model = HookedDecisionTransformer(DTConfig(n_layers=1, d_model=16, n_heads=2,
@@ -153,7 +153,7 @@ class HookedDecisionTransformer(HookedRootModule):
     ) -> Float[Tensor, "batch pos action"]:
         """Forward with temporary hooks; returns logits at every token.
 
-        Example:
+        Examples:
             >>> def zero_rtg(act, hook):  # ablate every RTG embedding
             ...     return torch.zeros_like(act)
             >>> logits = model.run_with_hooks(batch, fwd_hooks=[("hook_rtg_embed", zero_rtg)])
@@ -175,7 +175,7 @@ class HookedDecisionTransformer(HookedRootModule):
         The cache's model is ``self.core``, so ``cache.decompose_resid()``,
         ``cache.accumulated_resid()`` and ``cache.logit_attrs()`` work.
 
-        Example:
+        Examples:
             >>> name = "blocks.0.attn.hook_pattern"
             >>> logits, cache = model.run_with_cache(batch, names_filter=name)
             >>> list(cache.keys())
@@ -224,7 +224,7 @@ class HookedDecisionTransformer(HookedRootModule):
         means ``resid`` is the final residual (``blocks.{n-1}.hook_resid_post``).
         ``batch`` supplies the padding mask, if any (its other fields are unused).
 
-        Example:
+        Examples:
             >>> _, cache = model.run_with_cache(batch)
             >>> logits = model.forward_from_layer(cache["blocks.1.hook_resid_pre"], 1, batch)
         """
@@ -298,7 +298,7 @@ class HookedDecisionTransformer(HookedRootModule):
         Use this before asking the model for an action from a short history (the
         first steps of an episode), so callers never need to know the recipe.
 
-        Example:
+        Examples:
             >>> window = model.pad_context(batch)  # [B, n_timesteps, ...]
         """
         if batch.n_steps >= self.cfg.n_timesteps:

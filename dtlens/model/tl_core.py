@@ -24,7 +24,7 @@ does internally):
 Both are subclass changes of the native model class (no TransformerLens code is
 patched). Verified against transformer-lens 4.3.0 (see ``constraints.txt``).
 
-Example:
+Examples:
     >>> from dtlens.model.config import DTConfig
     >>> core = build_core(DTConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=8))
     >>> tuple(core.W_U.shape), tuple(core.b_U.shape)

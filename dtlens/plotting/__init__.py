@@ -6,7 +6,7 @@ traces hold those values as given, ready for ``fig.show()``, ``fig.to_html()`` o
 Dash ``dcc.Graph``. Mismatched shapes or labels raise ``BatchError`` naming both.
 Colours and the template come from :mod:`dtlens.plotting.style`.
 
-Example:
+Examples:
     >>> import torch
     >>> from dtlens.plotting import plot_attention
     >>> fig = plot_attention(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), ["R1", "S1"])

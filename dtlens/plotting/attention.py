@@ -6,7 +6,7 @@ cells above the diagonal (a query attending to a later key) are set to NaN and d
 empty. Figures with several patterns share one colour scale, so equal colours mean
 equal weights (by default 0 to 1).
 
-Example:
+Examples:
     >>> import torch
     >>> pattern = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
     >>> fig = plot_attention(pattern, ["R1", "S1"], title="L0H0")
@@ -61,7 +61,7 @@ def attention_from_cache(
         BatchError: ``head`` or ``batch_index`` is out of range (the message gives the
             cached shape).
 
-    Example:
+    Examples:
         >>> _, cache = model.run_with_cache(batch)  # doctest: +SKIP
         >>> attention_from_cache(cache, layer=0, head=0).shape  # doctest: +SKIP
         torch.Size([26, 26])
@@ -117,7 +117,7 @@ def plot_attention(
         BatchError: the pattern is not square, labels do not match its size, or
             ``layer``/``head`` were given (or missing) for the wrong kind of input.
 
-    Example:
+    Examples:
         >>> labels = model.token_labels(batch)  # doctest: +SKIP
         >>> fig = plot_attention(cache, labels, layer=0, head=0)  # doctest: +SKIP
         >>> import torch
@@ -169,7 +169,7 @@ def plot_attention_comparison(
         BatchError: the patterns differ in shape or are not square, or labels do not
             match.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fig = plot_attention_comparison(torch.eye(2), torch.ones(2, 2) / 2, ["R1", "S1"])
         >>> fig.data[0].coloraxis == fig.data[1].coloraxis == "coloraxis"
@@ -219,7 +219,7 @@ def plot_attention_heads(
         BatchError: ``patterns`` is not ``[head, n, n]``, labels do not match, or
             ``n_cols < 1``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fig = plot_attention_heads(torch.eye(3).repeat(2, 1, 1), ["R1", "S1", "A1"])
         >>> len(fig.data), fig.layout.annotations[1].text

@@ -1,6 +1,6 @@
 """Grouped bar charts of a few summary numbers (e.g. entropy on/off routine x RTG).
 
-Example:
+Examples:
     >>> fig = plot_grouped_bars({"on routine": {"RTG 0.9": 0.2, "RTG 0.0": 0.9}},
     ...                         y_title="entropy (nats)")
     >>> [trace.name for trace in fig.data]

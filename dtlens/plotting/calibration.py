@@ -9,7 +9,7 @@ Both take plain arrays (tensors work too), so any evaluation code can feed them:
 - :func:`plot_reward_length_scatter`: one point per episode, reward against length,
   with the marginal histograms, successes blue and failures red.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> rewards = np.array([[0.0, 0.0, 0.1], [0.9, 0.8, 0.0]])
     >>> fig = plot_calibration(np.array([0.0, 0.9]), rewards)
@@ -73,7 +73,7 @@ def plot_calibration(
         BatchError: shapes do not match, ``rtgs`` is not strictly increasing, ``band``
             is unknown, or a band is asked for one episode per RTG.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> fig = plot_calibration(np.array([0.0, 0.5]), np.array([[0.0, 0.2], [0.4, 0.6]]))
         >>> fig.data[4].y.tolist()
@@ -183,7 +183,7 @@ def plot_reward_length_scatter(
     Raises:
         BatchError: the arrays are not 1-D or differ in length.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> fig = plot_reward_length_scatter(np.array([0.9, 0.0]), np.array([12, 50]))
         >>> fig.data[0].type, fig.data[0].name, fig.data[1].type

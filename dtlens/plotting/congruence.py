@@ -4,7 +4,7 @@ Congruence of MLP neuron n in layer l with action a is ``W_out[l, n] @ W_U[:, a]
 (how directly the neuron writes that action's logit). These figures take the table
 as a plain ``[layer, neuron, action]`` tensor, whatever computed it.
 
-Example:
+Examples:
     >>> import torch
     >>> values = torch.arange(12.0).reshape(2, 3, 2)  # 2 layers, 3 neurons, 2 actions
     >>> fig = plot_congruence(values, action_names=["left", "right"])
@@ -56,7 +56,7 @@ def plot_congruence(
     Raises:
         BatchError: ``values`` is not 3-D, or the labels do not match its shape.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fig = plot_congruence(torch.zeros(3, 128, 7))
         >>> len(fig.data), len(fig.data[0].y)
@@ -135,7 +135,7 @@ def plot_congruence_growth(
     Raises:
         BatchError: ``values`` is not 2-D, or the labels do not match its shape.
 
-    Example:
+    Examples:
         >>> import torch
         >>> values = torch.tensor([[0.25, 0.5], [0.75, 1.0]])
         >>> fig = plot_congruence_growth(values, ["left", "right"])

@@ -10,7 +10,7 @@ Both take values already computed (by ``dtlens.analysis``) and only draw them:
 
 Signed values use the diverging colour scale centred at 0.
 
-Example:
+Examples:
     >>> import torch
     >>> fig = plot_dla(torch.tensor([0.5, -1.0]), ["embed", "L0 attn"])
     >>> fig.data[0].type, list(fig.data[0].x)
@@ -76,7 +76,7 @@ def plot_logit_lens(
         BatchError: ``values`` is not 1-D or 2-D, labels do not match its shape, or
             ``kind`` is unknown.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fig = plot_logit_lens(torch.tensor([0.5, 2.0, 5.0]), ["embed", "L0", "L1"],
         ...                       value_name="logit diff left - right")
@@ -136,7 +136,7 @@ def plot_dla(
     Raises:
         BatchError: ``values`` is not 1-D or 2-D, or labels do not match its shape.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fig = plot_dla(torch.zeros(3, 2), ["embed", "L0", "L1"], ["left", "right"])
         >>> fig.data[0].type, list(fig.data[0].y)

@@ -9,7 +9,7 @@ The module also holds the small input checks and the labelled heatmap that the o
 plotting modules share (:func:`as_numpy`, :func:`check_labels`, :func:`labelled_heatmap`),
 so every figure rejects mismatched shapes and labels the same way.
 
-Example:
+Examples:
     >>> import torch
     >>> from dtlens.analysis.results import PatchingResult
     >>> result = PatchingResult(torch.tensor([[0.1, 0.9], [0.0, 1.0]]), axes=("layer", "pos"),
@@ -72,7 +72,7 @@ def as_numpy(
         BatchError: ``values`` is neither a tensor nor an array, has another number
             of dimensions (the message shows its shape), or the wrong kind of dtype.
 
-    Example:
+    Examples:
         >>> import torch
         >>> as_numpy(torch.ones(2, 3), "pattern [q, k]", 2).shape
         (2, 3)
@@ -124,7 +124,7 @@ def check_labels(labels: Sequence[object] | None, size: int, name: str) -> list[
     Raises:
         BatchError: the number of labels differs from ``size``, or a label repeats.
 
-    Example:
+    Examples:
         >>> check_labels(None, 3, "layer labels")
         ['0', '1', '2']
         >>> check_labels(["R1", "S1"], 2, "token labels")
@@ -163,7 +163,7 @@ def labelled_heatmap(
     Returns:
         The trace; callers reverse the y axis so the first row is on top.
 
-    Example:
+    Examples:
         >>> trace = labelled_heatmap(np.eye(2), ["a", "b"], ["x", "y"], "%{z}")
         >>> trace.z.tolist(), list(trace.y)
         ([[1.0, 0.0], [0.0, 1.0]], ['a', 'b'])
@@ -191,7 +191,7 @@ def plot_patching(result: PatchingResult, title: str | None = None, zmid: float 
     Raises:
         BatchError: ``result`` is not a PatchingResult, or has 0 or more than 3 axes.
 
-    Example:
+    Examples:
         >>> import torch
         >>> r = PatchingResult(torch.tensor([0.2, 0.7]), axes=("layer",),
         ...                    labels={"layer": ["0", "1"]}, metric_name="restored")

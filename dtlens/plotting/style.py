@@ -3,7 +3,7 @@
 Every builder in :mod:`dtlens.plotting` takes its colours from here, so the report
 and the app look the same and one edit restyles everything.
 
-Example:
+Examples:
     >>> from dtlens.plotting import style
     >>> style.TEMPLATE, style.DIVERGING
     ('plotly_white', 'RdBu')

@@ -1,6 +1,6 @@
 """A trajectory at a glance: the model's action probabilities at each step, and a rendered frame.
 
-Example:
+Examples:
     >>> import torch
     >>> probs = torch.tensor([[0.25, 0.75], [0.5, 0.5]])  # 2 steps, 2 actions
     >>> fig = plot_action_probabilities(probs, ["left", "right"], ["1: right", "2: left"])
@@ -54,7 +54,7 @@ def plot_action_probabilities(
         BatchError: ``probs`` is not 2-D, has values outside [0, 1] (logits passed by
             mistake), or labels do not match its shape.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fig = plot_action_probabilities(torch.full((3, 7), 1 / 7))
         >>> list(fig.data[0].x), fig.data[0].y[0]
@@ -111,7 +111,7 @@ def plot_grid(
         ObservationError: ``rgb`` is not ``[H, W, 3]`` integers in 0-255 (a float
             image is refused rather than guessed at: scale it to 0-255 and cast to uint8).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> fig = plot_grid(np.zeros((4, 5, 3), dtype=np.uint8))
         >>> fig.data[0].type, fig.data[0].z.shape

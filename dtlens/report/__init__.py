@@ -5,7 +5,7 @@ Each finding is a module of :mod:`dtlens.report.sections` with a
 with a progress bar and writes ``report.html`` (self-contained: plotly.js inlined)
 and ``report.json`` (every section's numbers).
 
-Example:
+Examples:
     >>> import dtlens
     >>> from dtlens.report import build_report
     >>> path = build_report(dtlens.load("memorydt"), "report/")  # doctest: +SKIP

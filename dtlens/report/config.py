@@ -1,6 +1,6 @@
 """`ReportConfig`: how much work each report section does (validated).
 
-Example:
+Examples:
     >>> ReportConfig(calibration_episodes=20).rtgs[:3]
     (0.0, 0.1, 0.2)
 """

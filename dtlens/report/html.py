@@ -1,6 +1,6 @@
 """Render report sections into one self-contained HTML page (plotly.js inlined once).
 
-Example:
+Examples:
     >>> page = render_html([section], title="dtlens report")  # doctest: +SKIP
     >>> "<script" in page  # doctest: +SKIP
     True

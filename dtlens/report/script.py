@@ -4,7 +4,7 @@ Each script reproduces one finding: ``python analyses/NAME.py --model PATH --out
 loads the model, runs the section of the same name and writes its numbers
 (``NAME.json``) and figures (``NAME_N.html``) to ``DIR``.
 
-Example:
+Examples:
     >>> run_section_script("look_back", ["--model", "memorydt", "--out", "out/"])  # doctest: +SKIP
 """
 

@@ -5,7 +5,7 @@ Each finding of the MemoryDT post is computed by one function in
 stand-alone scripts in ``analyses/`` call the same functions, so a number in the
 report and the number a script writes are the same computation.
 
-Example:
+Examples:
     >>> import plotly.graph_objects as go
     >>> s = Section("demo", "A demo", figures=[go.Figure()], numbers={"x": 1.0},
     ...             seed_saw="The seed saw x.", this_model="Here x = 1.0.")
@@ -76,7 +76,7 @@ def write_section(section: Section, out_dir: str | Path) -> list[Path]:
 
     Figures are standalone HTML files with plotly.js inlined (they open offline).
 
-    Example:
+    Examples:
         >>> paths = write_section(section, "out/")  # doctest: +SKIP
     """
     out = Path(out_dir)

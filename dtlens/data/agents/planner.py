@@ -39,7 +39,7 @@ Model of the task (exact for MiniGrid's Memory envs):
 Logits are ``Q / (0.9 / max_steps)``: an episode that succeeds after ``n`` steps has
 logit ``max_steps / 0.9 - n``; one that cannot succeed has 0.
 
-Usage:
+Examples:
     >>> import torch, dtlens.env
     >>> from dtlens.env import make_env
     >>> env = make_env("MiniGrid-MemoryS7FixedStart-v0", max_steps=50, one_hot=False)
@@ -112,7 +112,7 @@ class BoltzmannPlanner:
         EnvError: If an env is not a MiniGrid Memory env.
         ConfigError: If ``logit_scale`` is not a positive finite number.
 
-    Example:
+    Examples:
         >>> from dtlens.env import make_env
         >>> envs = [make_env("MiniGrid-MemoryS7FixedStart-v0", one_hot=False) for _ in range(2)]
         >>> planner = BoltzmannPlanner(envs)
@@ -139,7 +139,7 @@ class BoltzmannPlanner:
     def attach(self, envs: Sequence[gymnasium.Env]) -> None:
         """Play ``envs`` from now on (row ``i`` of ``act`` = ``envs[i]``).
 
-        Example:
+        Examples:
             >>> from dtlens.env import make_env
             >>> planner = BoltzmannPlanner()
             >>> planner.attach([make_env("MiniGrid-MemoryS7FixedStart-v0")])
@@ -161,7 +161,7 @@ class BoltzmannPlanner:
         The state is a long tensor ``[n_envs]`` holding the seen instruction's MiniGrid
         object index (5 key, 6 ball) or -1 while unseen.
 
-        Example:
+        Examples:
             >>> BoltzmannPlanner().initial_state(3).tolist()
             [-1, -1, -1]
         """
@@ -187,7 +187,7 @@ class BoltzmannPlanner:
             ConfigError: If no envs are attached or the batch size does not match them.
             ObservationError: If ``obs`` is not an integer ``[n_envs, 7, 7, 3]`` tensor.
 
-        Example:
+        Examples:
             >>> import torch
             >>> from dtlens.env import make_env
             >>> env = make_env("MiniGrid-MemoryS7FixedStart-v0", max_steps=50, one_hot=False)
