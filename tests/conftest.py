@@ -35,13 +35,20 @@ def build_config(**overrides) -> DTConfig:
 
 
 def build_model(**overrides) -> HookedDecisionTransformer:
-    """A tiny seeded model in eval mode; biases randomised so no term is trivially zero."""
+    """A tiny seeded model in eval mode.
+
+    Biases and LayerNorm weights are randomised (initialisation leaves them at 0 and 1),
+    so no term of a computation is trivially zero or one and a test cannot pass with,
+    say, a forgotten ``ln.w``.
+    """
     model = HookedDecisionTransformer(build_config(**overrides)).eval()
     generator = torch.Generator().manual_seed(1234)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("bias") and torch.count_nonzero(param) == 0:
                 param.copy_(0.1 * torch.randn(param.shape, generator=generator))
+            elif ".ln" in name and name.endswith("weight"):
+                param.copy_(1 + 0.2 * torch.randn(param.shape, generator=generator))
     return model
 
 
