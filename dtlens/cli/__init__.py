@@ -17,7 +17,16 @@ from dtlens.errors import DTLensError
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: subcommand modules, in help order
-SUBCOMMANDS: tuple[str, ...] = ("report", "preferences", "collect")
+SUBCOMMANDS: tuple[str, ...] = (
+    "report",
+    "app",
+    "preferences",
+    "collect",
+    "train",
+    "calibrate",
+    "train-ppo",
+    "build-memorydt",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

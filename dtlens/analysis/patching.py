@@ -1,0 +1,428 @@
+"""Activation patching sweeps: which activations carry the difference between two inputs.
+
+Given B clean/corrupt pairs (row i of ``clean`` pairs with row i of ``corrupt``: same
+window, differing in one fact), :func:`activation_patching` measures, for every
+location of one kind of activation (every layer x position of the residual stream,
+every head, every neuron ...), the metric of one input with that location taken
+from the other input's run:
+
+- ``direction="denoise"``: run *corrupt*, patch in the *clean* activation;
+- ``direction="noise"``: run *clean*, patch in the *corrupt* activation.
+
+With ``normalize=True`` each value is the **restored fraction**, computed per pair
+and then averaged over the B pairs::
+
+    mean_i (patched_i - corrupt_i) / (clean_i - corrupt_i)
+
+where ``clean_i`` / ``corrupt_i`` are the metric of pair i on the unpatched clean /
+corrupt run and ``patched_i`` on the patched run. It is the same formula in both
+directions (:func:`dtlens.analysis.metrics.restored_logit_diff`): 1 = the patched
+run gives the clean metric, 0 = the corrupt one. Denoising starts at 0 (nothing
+patched) and a location that restores the behaviour scores near 1; noising starts
+at 1 and a location that breaks the behaviour scores near 0. (For the noising
+*effect* ``1 - value``, see :func:`dtlens.analysis.metrics.patching_effect`.)
+With ``normalize=False`` each value is ``mean_i patched_i``, the raw metric.
+Per-pair values and both baselines are in the result's ``info``.
+
+Every sweep runs batched (see :mod:`dtlens.analysis.patch_sweeps`): all patches x
+pairs are stacked along the batch dimension, chunked to ``max_batch`` rows, and
+patches inside block L start from the cached ``blocks.L.hook_resid_pre`` instead of
+recomputing layers < L.
+
+Sweeps (``hook`` -> valid ``by``; axes may be given in any order, the result's axes
+follow it):
+
+====================================================  ==================================
+hook                                                  by
+====================================================  ==================================
+``resid_pre``, ``resid_mid``, ``resid_post``,         ``("layer", "pos")``
+``attn_out``, ``mlp_out``
+``z``, ``q``, ``k``, ``v``                            ``("layer", "head")``,
+                                                      ``("layer", "head", "pos")``
+``pattern``                                           ``("layer", "head")``,
+                                                      ``("layer", "head", "pos")``
+                                                      (pos = query position)
+``mlp_post`` (one layer: pass ``layer=``)             ``("neuron",)``, ``("neuron", "pos")``
+``rtg_embed``, ``state_embed``, ``action_embed``,     ``("pos",)`` (pos = the timestep of
+``time_embed``                                        the embedding: R1.., S1.., A1.., t1..)
+====================================================  ==================================
+
+Example:
+    >>> import torch
+    >>> from tests.conftest import build_batch, build_model
+    >>> model = build_model()
+    >>> clean, corrupt = build_batch(seed=0), build_batch(seed=1)
+    >>> metric = lambda logits: logits[:, -1, 0] - logits[:, -1, 1]  # left - right at S_T
+    >>> result = activation_patching(model, clean, corrupt, metric, "resid_pre")
+    >>> result.axes, tuple(result.values.shape), result.labels["pos"][:3]
+    (('layer', 'pos'), (2, 11), ['R1', 'S1', 'A1'])
+    >>> round(result.value(layer="0", pos="S4"), 4) == round(
+    ...     activation_patching(model, clean, corrupt, metric, "resid_pre").value(
+    ...         layer="0", pos="S4"), 4)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from transformer_lens.ActivationCache import ActivationCache
+
+from dtlens.analysis.metrics import restored_logit_diff
+from dtlens.analysis.patch_sweeps import (
+    DEFAULT_MAX_BATCH,
+    HookPatch,
+    Metric,
+    PatchGroup,
+    ResidPatch,
+    check_metric_output,
+    check_pair,
+    run_patch_groups,
+)
+from dtlens.analysis.results import PatchingResult
+from dtlens.errors import ConfigError, DTLensError
+from dtlens.model.batch import TrajectoryBatch
+from dtlens.model.hooked_dt import HookedDecisionTransformer
+
+__all__ = ["PATCHING_SWEEPS", "activation_patching"]
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """How to patch one kind of activation.
+
+    Attributes:
+        template: the hook name, with ``{layer}`` for hooks inside blocks.
+        dims: names of the activation's dimensions after the batch dimension.
+        bys: the valid sets of sweep axes, each in canonical order.
+        pos_prefix: label prefix of an embedding hook's timestep axis ("R", "S" ...),
+            or None for token positions.
+    """
+
+    template: str
+    dims: tuple[str, ...]
+    bys: tuple[tuple[str, ...], ...]
+    pos_prefix: str | None = None
+
+    @property
+    def per_layer(self) -> bool:
+        return "{layer}" in self.template
+
+
+_RESID = (("layer", "pos"),)
+_HEAD = (("layer", "head"), ("layer", "head", "pos"))
+_SWEEPS: dict[str, _Sweep] = {
+    "resid_pre": _Sweep("blocks.{layer}.hook_resid_pre", ("pos", "d_model"), _RESID),
+    "resid_mid": _Sweep("blocks.{layer}.hook_resid_mid", ("pos", "d_model"), _RESID),
+    "resid_post": _Sweep("blocks.{layer}.hook_resid_post", ("pos", "d_model"), _RESID),
+    "attn_out": _Sweep("blocks.{layer}.hook_attn_out", ("pos", "d_model"), _RESID),
+    "mlp_out": _Sweep("blocks.{layer}.hook_mlp_out", ("pos", "d_model"), _RESID),
+    "z": _Sweep("blocks.{layer}.attn.hook_z", ("pos", "head", "d_head"), _HEAD),
+    "q": _Sweep("blocks.{layer}.attn.hook_q", ("pos", "head", "d_head"), _HEAD),
+    "k": _Sweep("blocks.{layer}.attn.hook_k", ("pos", "head", "d_head"), _HEAD),
+    "v": _Sweep("blocks.{layer}.attn.hook_v", ("pos", "head", "d_head"), _HEAD),
+    "pattern": _Sweep("blocks.{layer}.attn.hook_pattern", ("head", "pos", "key_pos"), _HEAD),
+    "mlp_post": _Sweep(
+        "blocks.{layer}.mlp.hook_post", ("pos", "neuron"), (("neuron",), ("neuron", "pos"))
+    ),
+    "rtg_embed": _Sweep("hook_rtg_embed", ("pos", "d_model"), (("pos",),), "R"),
+    "state_embed": _Sweep("hook_state_embed", ("pos", "d_model"), (("pos",),), "S"),
+    "action_embed": _Sweep("hook_action_embed", ("pos", "d_model"), (("pos",),), "A"),
+    "time_embed": _Sweep("hook_time_embed", ("pos", "d_model"), (("pos",),), "t"),
+}
+
+#: Every sweep :func:`activation_patching` runs: hook -> the valid ``by`` axes.
+PATCHING_SWEEPS: dict[str, tuple[tuple[str, ...], ...]] = {k: s.bys for k, s in _SWEEPS.items()}
+
+
+def activation_patching(
+    model: HookedDecisionTransformer,
+    clean: TrajectoryBatch,
+    corrupt: TrajectoryBatch,
+    metric: Metric,
+    hook: str = "resid_pre",
+    by: tuple[str, ...] = ("layer", "pos"),
+    direction: Literal["denoise", "noise"] = "denoise",
+    normalize: bool = True,
+    *,
+    layer: int | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    show_progress: bool = True,
+) -> PatchingResult:
+    """Patch one kind of activation at every location of a sweep; return the metric per location.
+
+    See the module docstring for directions, the normalisation and the valid
+    ``hook`` / ``by`` combinations. All patches run in batched forwards that reuse
+    the cached prefix below the patched layer; the values equal a one-forward-per-
+    patch loop's to float precision.
+
+    Args:
+        model: the model (put it in eval mode).
+        clean: B clean windows.
+        corrupt: B corrupt windows, the same window shape as ``clean``; row i pairs
+            with row i of ``clean``. Padding masks are honoured (each run uses its
+            own batch's mask).
+        metric: ``logits [B, n_tokens, n_actions] -> [B]``, e.g.
+            ``dtlens.analysis.metrics.make_logit_diff_metric("left", "right")``;
+            called once per patch on that patch's B pairs. Its ``name`` attribute,
+            if any, becomes the result's ``metric_name``.
+        hook: which activation (a key of :data:`PATCHING_SWEEPS`).
+        by: the sweep axes: ``"layer"``, ``"pos"``, ``"head"``, ``"neuron"``.
+        direction: ``"denoise"`` (corrupt run, clean activations) or ``"noise"``
+            (clean run, corrupt activations).
+        normalize: report the restored fraction (True) or the raw metric (False).
+        layer: the layer of a ``mlp_post`` neuron sweep (only for ``mlp_post``).
+        max_batch: rows (patches x pairs) per forward; lower it if memory is short.
+        show_progress: show a tqdm bar for sweeps of many chunks.
+
+    Returns:
+        A :class:`PatchingResult` with axes ``by`` and labels ``"0", "1"`` (layers),
+        ``"R1", "S1", ...`` (token positions; an embedding hook's timesteps are
+        ``"R1".."RT"``, ``"S1"..``, ``"A1"..``, ``"t1"..``), ``"H0"..`` (heads) and
+        ``"N0"..`` (neurons). ``info`` holds ``hook``, ``hook_names``, ``direction``,
+        ``normalize``, ``layer``, ``clean_metric`` and ``corrupt_metric`` (``[B]``)
+        and ``per_pair`` (the values before averaging, ``[*axes, B]``).
+
+    Raises:
+        DTLensError: an unknown ``hook`` or ``by`` (the message lists the valid
+            ones), or ``normalize=True`` with a pair whose clean and corrupt
+            metrics are equal.
+        ConfigError: a bad ``direction``, ``layer`` or ``max_batch``.
+        BatchError: ``clean`` and ``corrupt`` windows differ in shape.
+
+    Example:
+        >>> result = activation_patching(model, clean, corrupt, metric, "z",
+        ...                              by=("layer", "head"), direction="noise")
+        >>> result.labels["head"]
+        ['H0', 'H1', 'H2', 'H3']
+    """
+    sweep, axes = _resolve(hook, by)
+    if direction not in ("denoise", "noise"):
+        raise ConfigError(f"direction must be 'denoise' or 'noise', got {direction!r}.")
+    if not isinstance(normalize, bool):
+        raise ConfigError(f"normalize must be True or False, got {normalize!r}.")
+    layers = _layers(model, hook, sweep, axes, layer)
+    check_pair(clean, corrupt)
+
+    hook_names = [sweep.template.format(layer=lay) for lay in layers]
+    starts = [lay for lay in layers if lay is not None]
+    names = hook_names + [
+        f"blocks.{lay}.hook_resid_{point}" for lay in starts for point in ("pre", "mid")
+    ]
+    with torch.no_grad():
+        clean_logits, clean_cache = model.run_with_cache(clean, names_filter=names)
+        corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=names)
+    n_pairs = clean.batch_size
+    clean_metric = check_metric_output(metric(clean_logits), n_pairs).detach()
+    corrupt_metric = check_metric_output(metric(corrupt_logits), n_pairs).detach()
+    base, base_cache, source_cache = (
+        (corrupt, corrupt_cache, clean_cache)
+        if direction == "denoise"
+        else (clean, clean_cache, corrupt_cache)
+    )
+
+    act_shape = tuple(source_cache[hook_names[0]].shape[1:])
+    sizes = [act_shape[sweep.dims.index(a)] for a in axes]
+    masks = partial(_location_masks, dims=sweep.dims, axes=axes, sizes=sizes)
+    groups = [
+        PatchGroup(math.prod(sizes), masks, _patch(model, hook, lay, base_cache, source_cache))
+        for lay in layers
+    ]
+    base_resid = {lay: base_cache[f"blocks.{lay}.hook_resid_pre"] for lay in starts}
+    per_group = run_patch_groups(
+        model, base, base_resid, groups, metric, max_batch, show_progress, f"patching {hook}"
+    )
+
+    canonical = (("layer",) if "layer" in by else ()) + axes
+    lead = [len(layers)] if "layer" in by else []
+    per_pair = torch.stack(per_group).reshape(*lead, *sizes, n_pairs)
+    if normalize:
+        try:
+            per_pair = restored_logit_diff(per_pair, clean_metric, corrupt_metric)
+        except DTLensError as err:
+            raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
+    per_pair = per_pair.permute(*[canonical.index(a) for a in by], -1)
+    labels = _labels(model, clean, sweep, dict(zip(axes, sizes, strict=True)), len(layers))
+    return PatchingResult(
+        values=per_pair.mean(-1),
+        axes=tuple(by),
+        labels={a: labels[a] for a in by},
+        metric_name=_metric_name(metric, normalize),
+        info={
+            "hook": hook,
+            "hook_names": hook_names,
+            "direction": direction,
+            "normalize": normalize,
+            "layer": layer,
+            "clean_metric": clean_metric,
+            "corrupt_metric": corrupt_metric,
+            "per_pair": per_pair,
+        },
+    )
+
+
+def _patch(
+    model: HookedDecisionTransformer,
+    hook: str,
+    layer: int | None,
+    base_cache: ActivationCache,
+    source_cache: ActivationCache,
+) -> HookPatch | ResidPatch:
+    """How a sweep of ``hook`` at ``layer`` patches, starting each run as late as possible.
+
+    Activations that fix the residual stream at a later point are turned into it
+    outside the model (``attn_out = z W_O + b_O``, ``resid_mid = resid_pre +
+    attn_out``, ``mlp_out = post W_out + b_out``, ``resid_post = resid_mid +
+    mlp_out``); q, k, v and the pattern are patched by a hook inside block
+    ``layer``; embedding hooks by a hook in a full forward.
+    """
+    name = _SWEEPS[hook].template.format(layer=layer)
+    source = source_cache[name]
+    if layer is None:
+        return HookPatch(name, None, source)
+    own = base_cache[name]
+    pre = base_cache[f"blocks.{layer}.hook_resid_pre"]
+    mid = base_cache[f"blocks.{layer}.hook_resid_mid"]
+    core = model.core
+    if hook == "resid_pre":
+        return ResidPatch(layer, "pre", source, own, _as_is)
+    if hook == "resid_mid":
+        return ResidPatch(layer, "mid", source, own, _as_is)
+    if hook == "resid_post":
+        return ResidPatch(layer + 1, "pre", source, own, _as_is)
+    if hook == "attn_out":
+        return ResidPatch(layer, "mid", source, own, partial(_added_to, pre))
+    if hook == "mlp_out":
+        return ResidPatch(layer + 1, "pre", source, own, partial(_added_to, mid))
+    if hook == "z":
+        w_o = core.W_O[layer].detach().flatten(0, 1)  # [head * d_head, d_model]
+        out = partial(_projected, w_o, core.b_O[layer].detach(), pre)
+        return ResidPatch(layer, "mid", source, own, lambda z, pair: out(z.flatten(-2), pair))
+    if hook == "mlp_post":
+        out = partial(_projected, core.W_out[layer].detach(), core.b_out[layer].detach(), mid)
+        return ResidPatch(layer + 1, "pre", source, own, out)
+    return HookPatch(name, layer, source)  # q, k, v, pattern change attention itself
+
+
+def _as_is(act: Float[Tensor, "row pos d_model"], pair: Tensor) -> Float[Tensor, "row pos d_model"]:
+    return act
+
+
+def _added_to(
+    resid: Float[Tensor, "batch pos d_model"], act: Float[Tensor, "row pos d_model"], pair: Tensor
+) -> Float[Tensor, "row pos d_model"]:
+    return resid[pair] + act
+
+
+def _projected(
+    weight: Float[Tensor, "d_in d_model"],
+    bias: Float[Tensor, " d_model"],
+    resid: Float[Tensor, "batch pos d_model"],
+    act: Float[Tensor, "row pos d_in"],
+    pair: Tensor,
+) -> Float[Tensor, "row pos d_model"]:
+    return resid[pair] + (act @ weight + bias)
+
+
+def _resolve(hook: str, by: tuple[str, ...]) -> tuple[_Sweep, tuple[str, ...]]:
+    """The sweep of ``hook`` and its non-layer axes in canonical order; raise if invalid."""
+    if hook not in _SWEEPS:
+        raise DTLensError(
+            f"unknown patching hook {hook!r}; valid hooks and their 'by' axes: "
+            f"{_describe(PATCHING_SWEEPS)}."
+        )
+    sweep = _SWEEPS[hook]
+    if isinstance(by, str):
+        raise DTLensError(f"by must be a tuple of axis names, e.g. ('pos',), got the string {by!r}.")
+    by = tuple(by)
+    for valid in sweep.bys:
+        if len(by) == len(valid) and set(by) == set(valid):
+            return sweep, tuple(a for a in valid if a != "layer")
+    raise DTLensError(
+        f"hook {hook!r} cannot be swept by {by}; valid: {_describe({hook: sweep.bys})} "
+        "(axes in any order)."
+    )
+
+
+def _describe(sweeps: dict[str, tuple[tuple[str, ...], ...]]) -> str:
+    return "; ".join(f"{h}: {' or '.join(map(str, bys))}" for h, bys in sweeps.items())
+
+
+def _layers(
+    model: HookedDecisionTransformer,
+    hook: str,
+    sweep: _Sweep,
+    axes: tuple[str, ...],
+    layer: int | None,
+) -> list[int | None]:
+    """The layers a sweep covers: all, the one ``layer=`` names, or [None] (embeddings)."""
+    n_layers = model.cfg.n_layers
+    if not sweep.per_layer or "layer" in sweep.bys[0]:
+        if layer is not None:
+            raise ConfigError(
+                f"layer= applies only to the one-layer 'mlp_post' sweep, not to {hook!r} "
+                f"(got layer={layer})."
+            )
+        return list(range(n_layers)) if sweep.per_layer else [None]
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+        raise ConfigError(
+            f"a {hook!r} sweep by {axes} patches one layer: pass layer= an int in "
+            f"0..{n_layers - 1}, got {layer!r}."
+        )
+    return [layer]
+
+
+def _location_masks(
+    patches: Int[Tensor, " row"],
+    dims: tuple[str, ...],
+    axes: tuple[str, ...],
+    sizes: list[int],
+) -> Bool[Tensor, "row ..."]:
+    """Row r's mask marks the location ``unravel(patches[r], sizes)`` along ``axes``.
+
+    The mask has the activation's dims (size 1 where not swept), so it broadcasts.
+    Locations are numbered C-order over ``axes`` (the last axis varies fastest).
+    """
+    n_rows = len(patches)
+    mask = torch.ones((n_rows,) + (1,) * len(dims), dtype=torch.bool, device=patches.device)
+    rest = patches
+    for axis, size in reversed(list(zip(axes, sizes, strict=True))):
+        index, rest = rest % size, rest // size
+        shape = [n_rows] + [1] * len(dims)
+        shape[1 + dims.index(axis)] = size
+        hot = torch.arange(size, device=patches.device) == index[:, None]
+        mask = mask & hot.view(shape)
+    return mask
+
+
+def _labels(
+    model: HookedDecisionTransformer,
+    batch: TrajectoryBatch,
+    sweep: _Sweep,
+    sizes: dict[str, int],
+    n_layers: int,
+) -> dict[str, list[str]]:
+    labels = {"layer": [str(i) for i in range(n_layers)]}
+    if "pos" in sizes:
+        if sweep.pos_prefix is None:
+            labels["pos"] = model.token_labels(batch)
+        else:
+            labels["pos"] = [f"{sweep.pos_prefix}{t + 1}" for t in range(sizes["pos"])]
+    if "head" in sizes:
+        labels["head"] = [f"H{h}" for h in range(sizes["head"])]
+    if "neuron" in sizes:
+        labels["neuron"] = [f"N{n}" for n in range(sizes["neuron"])]
+    return labels
+
+
+def _metric_name(metric: Metric, normalize: bool) -> str:
+    name = getattr(metric, "name", None) or getattr(metric, "__name__", "metric")
+    if name == "<lambda>":
+        name = "metric"
+    return f"restored fraction of {name}" if normalize else str(name)

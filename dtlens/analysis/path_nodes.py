@@ -1,0 +1,481 @@
+"""The nodes of path patching: which component sends, which input receives.
+
+Path patching (:mod:`dtlens.analysis.path_patching`) changes what a *receiver* reads
+from the residual stream by what chosen *senders* wrote there. This module names both
+ends as small frozen dataclasses, parses their string shorthands, checks them against
+a model and says which sender can reach which receiver.
+
+Senders (a component's write to the residual stream):
+
+- :class:`Head` ``(layer, head, pos=None)``: the head's output ``z @ W_O[layer, head]``
+  (``"L1H3"``); the shared attention bias ``b_O`` is the same in both runs.
+- :class:`MLP` ``(layer, pos=None)``: the MLP's output (``"MLP0"``).
+- :class:`Embed` ``(kind, pos=None)``: an embedding of the decision transformer,
+  ``"rtg"``, ``"state"``, ``"action"`` or ``"time"`` (``"rtg_embed"``), written at the
+  tokens it is added to (the time embedding at every token of its step).
+
+``pos`` restricts a sender to token positions: ints (negative from the end) or token
+labels such as ``"S9"``; ``pos=()`` writes nothing. Shorthand: ``"L1H3@S9,R9"``.
+
+Receivers (an input read from the residual stream):
+
+- :class:`HeadInput` ``(layer, head, "q"|"k"|"v")``: one head's query, key or value
+  input (``"L2H1.q"``);
+- :class:`MLPInput` ``(layer)``: an MLP's input (``"MLP1"`` or ``"MLP1.in"``);
+- :class:`Logits`: the final residual stream, before ``ln_final`` (``"logits"``).
+
+It also says what the nodes are in a forward pass: :func:`sender_write` (a sender's
+write, source run minus base run, from two caches), :func:`receiver_hook` and
+:func:`receiver_input` (the hook holding a receiver's input, and that input computed
+from an edited residual stream).
+
+Example:
+    >>> parse_sender("L1H3@S9"), parse_receiver("L2H1.q")
+    (Head(layer=1, head=3, pos=('S9',)), HeadInput(layer=2, head=1, kind='q'))
+    >>> str(Head(1, 3, pos=(24, 25))), str(MLPInput(0)), reaches(Head(0, 2), MLPInput(0))
+    ('L1H3@24,25', 'MLP0.in', True)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Union
+
+import torch
+from einops import rearrange
+from jaxtyping import Float
+from torch import Tensor
+
+from dtlens.errors import ConfigError
+from dtlens.model.config import DTConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dtlens.model.hooked_dt import HookedDecisionTransformer
+
+__all__ = [
+    "MLP",
+    "Embed",
+    "Head",
+    "HeadInput",
+    "Logits",
+    "MLPInput",
+    "Receiver",
+    "Sender",
+    "parse_receiver",
+    "parse_receivers",
+    "parse_sender",
+    "parse_senders",
+    "reaches",
+    "receiver_hook",
+    "receiver_input",
+    "resolve_positions",
+    "sender_write",
+    "validate_node",
+]
+
+Position = int | str
+EmbedKind = Literal["rtg", "state", "action", "time"]
+EMBED_KINDS: tuple[str, ...] = ("rtg", "state", "action", "time")
+
+
+def _pos_suffix(pos: tuple[Position, ...] | None) -> str:
+    return "" if pos is None else "@" + ",".join(str(p) for p in pos)
+
+
+def _as_pos(pos: Iterable[Position] | Position | None) -> tuple[Position, ...] | None:
+    if pos is None:
+        return None
+    if isinstance(pos, int | str):
+        pos = (pos,)
+    out = tuple(pos)
+    for p in out:
+        if isinstance(p, bool) or not isinstance(p, int | str):
+            raise ConfigError(f"positions are ints or token labels like 'S9', got {p!r}.")
+    return out
+
+
+@dataclass(frozen=True)
+class Head:
+    """Sender: attention head ``head`` of ``layer`` (its ``z @ W_O`` write), at ``pos``."""
+
+    layer: int
+    head: int
+    pos: tuple[Position, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pos", _as_pos(self.pos))
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}{_pos_suffix(self.pos)}"
+
+
+@dataclass(frozen=True)
+class MLP:
+    """Sender: the MLP of ``layer`` (its output ``hook_mlp_out``), at ``pos``."""
+
+    layer: int
+    pos: tuple[Position, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pos", _as_pos(self.pos))
+
+    def __str__(self) -> str:
+        return f"MLP{self.layer}{_pos_suffix(self.pos)}"
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Sender: a DT embedding (``"rtg"``, ``"state"``, ``"action"``, ``"time"``), at ``pos``."""
+
+    kind: EmbedKind
+    pos: tuple[Position, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EMBED_KINDS:
+            raise ConfigError(f"Embed kind must be one of {EMBED_KINDS}, got {self.kind!r}.")
+        object.__setattr__(self, "pos", _as_pos(self.pos))
+
+    @property
+    def hook_name(self) -> str:
+        """The embedding's hook point, e.g. ``hook_rtg_embed``."""
+        return f"hook_{self.kind}_embed"
+
+    def __str__(self) -> str:
+        return f"{self.kind}_embed{_pos_suffix(self.pos)}"
+
+
+@dataclass(frozen=True)
+class HeadInput:
+    """Receiver: the query, key or value input of one attention head."""
+
+    layer: int
+    head: int
+    kind: Literal["q", "k", "v"]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("q", "k", "v"):
+            raise ConfigError(f"HeadInput kind must be 'q', 'k' or 'v', got {self.kind!r}.")
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}.{self.kind}"
+
+
+@dataclass(frozen=True)
+class MLPInput:
+    """Receiver: the input of the MLP of ``layer`` (the residual before its norm)."""
+
+    layer: int
+
+    def __str__(self) -> str:
+        return f"MLP{self.layer}.in"
+
+
+@dataclass(frozen=True)
+class Logits:
+    """Receiver: the final residual stream (before ``ln_final`` and the action head)."""
+
+    def __str__(self) -> str:
+        return "logits"
+
+
+Sender = Union[Head, MLP, Embed]  # noqa: UP007 (a runtime alias used in isinstance checks)
+Receiver = Union[HeadInput, MLPInput, Logits]  # noqa: UP007
+
+_HEAD = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
+_MLP = re.compile(r"^MLP(\d+)$", re.IGNORECASE)
+_EMBED = re.compile(r"^(?:hook_)?(rtg|state|action|time)(?:_embed)?$", re.IGNORECASE)
+_HEAD_INPUT = re.compile(r"^L(\d+)H(\d+)\.(q|k|v)$", re.IGNORECASE)
+_MLP_INPUT = re.compile(r"^MLP(\d+)(?:\.in)?$", re.IGNORECASE)
+
+
+def _parse_pos(text: str) -> tuple[Position, ...]:
+    if not text:
+        return ()
+    return tuple(int(p) if re.fullmatch(r"-?\d+", p) else p for p in text.split(","))
+
+
+def parse_sender(spec: Sender | str) -> Sender:
+    """A sender node from its shorthand (nodes pass through unchanged).
+
+    Shorthands: ``"L1H3"`` (head 3 of layer 1), ``"MLP0"``, ``"rtg_embed"`` (or
+    ``"rtg"``, ``"hook_rtg_embed"``; likewise state, action, time), each optionally
+    followed by ``@`` and comma-separated positions (``"L1H3@S9,-1"``).
+
+    Raises:
+        ConfigError: for text matching none of the shorthands.
+
+    Example:
+        >>> parse_sender("MLP0"), parse_sender("state@S9")
+        (MLP(layer=0, pos=None), Embed(kind='state', pos=('S9',)))
+    """
+    if isinstance(spec, Head | MLP | Embed):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigError(f"a sender is a Head, MLP, Embed or shorthand string, got {spec!r}.")
+    name, sep, pos_text = spec.strip().partition("@")
+    pos = _parse_pos(pos_text) if sep else None
+    if m := _HEAD.match(name):
+        return Head(int(m[1]), int(m[2]), pos)
+    if m := _MLP.match(name):
+        return MLP(int(m[1]), pos)
+    if m := _EMBED.match(name):
+        return Embed(m[1].lower(), pos)  # type: ignore[arg-type]
+    raise ConfigError(
+        f"cannot parse sender {spec!r}; expected e.g. 'L1H3', 'MLP0', 'rtg_embed', "
+        "'state_embed', 'action_embed', 'time_embed', optionally with '@S9,24' positions."
+    )
+
+
+def parse_receiver(spec: Receiver | str) -> Receiver:
+    """A receiver node from its shorthand (nodes pass through unchanged).
+
+    Shorthands: ``"L2H1.q"`` (or ``.k``, ``.v``), ``"MLP1"`` / ``"MLP1.in"``, ``"logits"``.
+
+    Raises:
+        ConfigError: for text matching none of the shorthands.
+
+    Example:
+        >>> parse_receiver("logits"), parse_receiver("MLP1")
+        (Logits(), MLPInput(layer=1))
+    """
+    if isinstance(spec, HeadInput | MLPInput | Logits):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigError(
+            f"a receiver is a HeadInput, MLPInput, Logits or shorthand string, got {spec!r}."
+        )
+    text = spec.strip()
+    if m := _HEAD_INPUT.match(text):
+        return HeadInput(int(m[1]), int(m[2]), m[3].lower())  # type: ignore[arg-type]
+    if m := _MLP_INPUT.match(text):
+        return MLPInput(int(m[1]))
+    if text.lower() == "logits":
+        return Logits()
+    raise ConfigError(
+        f"cannot parse receiver {spec!r}; expected e.g. 'L2H1.q', 'L2H1.k', 'L2H1.v', "
+        "'MLP1' (or 'MLP1.in') or 'logits'."
+    )
+
+
+def parse_senders(specs: Sender | str | Sequence[Sender | str]) -> tuple[Sender, ...]:
+    """One sender or a sequence of them -> a tuple of sender nodes (duplicates rejected).
+
+    Example:
+        >>> parse_senders(["L0H1", "MLP0"])
+        (Head(layer=0, head=1, pos=None), MLP(layer=0, pos=None))
+    """
+    return _unique(tuple(parse_sender(s) for s in _as_sequence(specs)), "sender")
+
+
+def parse_receivers(specs: Receiver | str | Sequence[Receiver | str]) -> tuple[Receiver, ...]:
+    """One receiver or a sequence of them -> a tuple of receiver nodes (duplicates rejected).
+
+    Example:
+        >>> parse_receivers("logits")
+        (Logits(),)
+    """
+    return _unique(tuple(parse_receiver(s) for s in _as_sequence(specs)), "receiver")
+
+
+def _as_sequence(specs: object) -> Sequence:
+    if isinstance(specs, str) or not isinstance(specs, Sequence):
+        return (specs,)
+    return specs
+
+
+def _unique(nodes: tuple, role: str) -> tuple:
+    if not nodes:
+        raise ConfigError(f"give at least one {role}.")
+    twice = sorted({str(n) for n in nodes if nodes.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{role}s {twice} are listed more than once.")
+    return nodes
+
+
+def validate_node(node: Sender | Receiver, cfg: DTConfig) -> None:
+    """Raise ConfigError if ``node`` names a layer, head or embedding ``cfg`` lacks.
+
+    Example:
+        >>> validate_node(Head(5, 0), DTConfig(n_layers=2, d_model=8, n_heads=2, d_mlp=8,
+        ...                                    n_ctx=5))
+        Traceback (most recent call last):
+        ...
+        dtlens.errors.ConfigError: L5H0: layer 5 is outside 0..1 (the model has 2 layers).
+    """
+    layer = getattr(node, "layer", None)
+    if layer is not None and (
+        isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < cfg.n_layers
+    ):
+        raise ConfigError(
+            f"{node}: layer {layer!r} is outside 0..{cfg.n_layers - 1} "
+            f"(the model has {cfg.n_layers} layers)."
+        )
+    head = getattr(node, "head", None)
+    if head is not None and (
+        isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < cfg.n_heads
+    ):
+        raise ConfigError(
+            f"{node}: head {head!r} is outside 0..{cfg.n_heads - 1} "
+            f"(the model has {cfg.n_heads} heads per layer)."
+        )
+    if isinstance(node, Embed) and node.kind == "rtg" and cfg.model_type != "decision_transformer":
+        raise ConfigError(f"{node}: a {cfg.model_type} model has no RTG embedding.")
+
+
+def reaches(sender: Sender, receiver: Receiver) -> bool:
+    """Whether ``sender`` writes to the residual stream before ``receiver`` reads it.
+
+    Embeddings reach everything; a head reaches the heads of later layers and the MLP
+    of its own and later layers; an MLP reaches later layers. Every sender reaches
+    :class:`Logits`. Path patching gives 0 for a sender that reaches no receiver.
+
+    Example:
+        >>> reaches(Head(1, 0), HeadInput(1, 2, "q")), reaches(MLP(0), HeadInput(1, 2, "k"))
+        (False, True)
+    """
+    if isinstance(receiver, Logits) or isinstance(sender, Embed):
+        return True
+    if isinstance(sender, Head) and isinstance(receiver, MLPInput):
+        return sender.layer <= receiver.layer
+    return sender.layer < receiver.layer
+
+
+def resolve_positions(
+    pos: tuple[Position, ...] | None, labels: Sequence[str], node: object = None
+) -> list[int] | None:
+    """Token positions of ``pos`` (ints, negative from the end, or labels like ``"S9"``).
+
+    Returns None for ``pos=None`` (every position), else sorted unique indices.
+
+    Raises:
+        ConfigError: for an int out of range or a label not in ``labels``.
+
+    Example:
+        >>> resolve_positions(("S2", -1), ["R1", "S1", "A1", "R2", "S2"])
+        [4]
+    """
+    if pos is None:
+        return None
+    n = len(labels)
+    out = set()
+    for p in pos:
+        if isinstance(p, str):
+            if p not in labels:
+                raise ConfigError(f"{node}: position {p!r} is not a token label; labels: {labels}.")
+            out.add(labels.index(p))
+        elif -n <= p < n:
+            out.add(p % n)
+        else:
+            raise ConfigError(
+                f"{node}: position {p} is outside -{n}..{n - 1} (the batch has {n} tokens)."
+            )
+    return sorted(out)
+
+
+# ------------------------------------------------------------------ in the forward pass
+def sender_write(
+    model: HookedDecisionTransformer,
+    sender: Sender,
+    source: Mapping[str, Tensor],
+    base: Mapping[str, Tensor],
+    positions: list[int] | None = None,
+) -> Float[Tensor, "batch pos d_model"]:
+    """What ``sender`` writes to the residual stream in the source run minus the base run.
+
+    Each run's write is computed from that run's own inputs (the direct contribution):
+    a head's ``(z_source - z_base)[:, :, head] @ W_O[layer, head]`` (``b_O`` cancels), an
+    MLP's ``hook_mlp_out`` difference, an embedding's hook difference placed at the
+    tokens it is added to (the time embedding at every token of its step). Zero
+    outside ``positions`` (resolved token indices; None = all).
+
+    Args:
+        model: the model both caches come from.
+        sender: the node.
+        source, base: caches (or dicts) holding ``blocks.L.attn.hook_z``,
+            ``blocks.L.hook_mlp_out``, the embedding hooks and ``blocks.0.hook_resid_pre``.
+        positions: token indices to keep.
+
+    Example:
+        >>> _, src = model.run_with_cache(clean)
+        >>> _, base = model.run_with_cache(corrupt)
+        >>> write = sender_write(model, Head(0, 1), src, base)  # [batch, pos, d_model]
+    """
+    if isinstance(sender, Head):
+        name = f"blocks.{sender.layer}.attn.hook_z"
+        dz = source[name][:, :, sender.head] - base[name][:, :, sender.head]
+        delta = dz @ model.core.W_O[sender.layer, sender.head]
+    elif isinstance(sender, MLP):
+        name = f"blocks.{sender.layer}.hook_mlp_out"
+        delta = source[name] - base[name]
+    else:
+        n_tokens = base["blocks.0.hook_resid_pre"].shape[1]
+        step_delta = source[sender.hook_name] - base[sender.hook_name]
+        delta = _embed_tokens(model.cfg.tokens_per_step, sender.kind, step_delta)[:, :n_tokens]
+    if positions is None:
+        return delta
+    keep = torch.zeros(delta.shape[1], dtype=delta.dtype, device=delta.device)
+    keep[positions] = 1
+    return delta * keep[:, None]
+
+
+def _embed_tokens(
+    per: int, kind: str, delta: Float[Tensor, "batch step d_model"]
+) -> Float[Tensor, "batch token d_model"]:
+    """Per-step embedding values at their tokens R1, S1, A1, ... (S1, A1, ... for a clone)."""
+    if kind == "time":
+        return delta.repeat_interleave(per, dim=1)
+    n_steps = delta.shape[1] + (kind == "action")  # the last action may be absent
+    tokens = delta.new_zeros(delta.shape[0], n_steps, per, delta.shape[-1])
+    tokens[:, : delta.shape[1], ("rtg", "state", "action").index(kind) - (3 - per)] = delta
+    return rearrange(tokens, "b t k d -> b (t k) d")
+
+
+def receiver_hook(receiver: Receiver) -> str:
+    """The hook whose value is the receiver's input.
+
+    ``blocks.L.attn.hook_q/k/v`` (all heads; the receiver is one head's slice),
+    ``blocks.L.ln2.hook_in`` for an MLP (the MLP's input only: in TransformerLens'
+    native bridge, editing it leaves the residual stream alone) and
+    ``ln_final.hook_in`` for the logits.
+
+    Example:
+        >>> receiver_hook(HeadInput(2, 1, "k")), receiver_hook(MLPInput(0))
+        ('blocks.2.attn.hook_k', 'blocks.0.ln2.hook_in')
+    """
+    if isinstance(receiver, HeadInput):
+        return f"blocks.{receiver.layer}.attn.hook_{receiver.kind}"
+    if isinstance(receiver, MLPInput):
+        return f"blocks.{receiver.layer}.ln2.hook_in"
+    return "ln_final.hook_in"
+
+
+def receiver_input(
+    model: HookedDecisionTransformer, receiver: Receiver, resid: Float[Tensor, "batch pos d_model"]
+) -> Float[Tensor, "batch pos d_in"]:
+    """The receiver's input (its :func:`receiver_hook` value) when it reads ``resid``.
+
+    A head's q/k/v is ``norm1(resid) @ W[layer, head] + b[layer, head]``, with the norm
+    (LN, LNPre or none) recomputed on ``resid``, since TransformerLens' native bridge
+    cannot split per-head inputs (``d_in = d_head``). An MLP's input and the final
+    residual are ``resid`` itself (``d_in = d_model``).
+
+    Example:
+        >>> _, cache = model.run_with_cache(batch)
+        >>> q = receiver_input(model, HeadInput(1, 0, "q"), cache["blocks.1.hook_resid_pre"])
+        >>> torch.allclose(q, cache["blocks.1.attn.hook_q"][:, :, 0], atol=1e-5)
+        True
+    """
+    if not isinstance(receiver, HeadInput):
+        return resid
+    core, layer, head, kind = model.core, receiver.layer, receiver.head, receiver.kind.upper()
+    x, norm = resid, model.cfg.normalization
+    if norm is not None:
+        x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+        if norm == "LN":
+            x = x * core.blocks[layer].ln1.weight + core.blocks[layer].ln1.bias
+    return x @ getattr(core, f"W_{kind}")[layer, head] + getattr(core, f"b_{kind}")[layer, head]

@@ -1,0 +1,474 @@
+"""Path patching: how much of a clean/corrupt difference flows along sender -> receiver edges.
+
+Activation patching asks "does this component matter?"; path patching asks "does what
+these *senders* write into the residual stream matter *as read by* these
+*receivers*?" (Wang et al. 2022, IOI; Goldowsky-Dill et al. 2023). Senders are heads,
+MLPs and embeddings; receivers are heads' q/k/v inputs, MLP inputs or the logits (the
+node types and shorthands are in :mod:`dtlens.analysis.path_nodes`).
+
+Roles. ``direction="denoise"`` (default) runs the *corrupt* input (the *base* run) and
+moves the senders' *clean* writes (the *source* run) into the receivers; ``"noise"``
+runs the clean input with the senders' corrupt writes. A sender's write is always its
+output in the source run minus its output in the base run, each computed from that
+run's own inputs: the direct contribution, without effects through other nodes.
+
+Modes:
+
+- ``"direct"`` (exact edge patching): each receiver reads the base residual stream plus
+  the writes of the senders that reach it; nothing else changes. A receiver head's
+  q/k/v is recomputed as ``norm1(resid_pre_base + writes) @ W_Q[l, h] + b_Q[l, h]``
+  (the norm's scale recomputed on the edited input; LN, LNPre or none), an MLP reads
+  ``resid_mid_base + writes`` through its own norm, and the logits are
+  ``unembed(ln_final(final_base + writes))``. The rest of the forward then runs on the
+  base input, so components downstream of a receiver see its changed output (the path
+  through the receiver).
+- ``"freeze"`` (the three steps of the IOI paper and ARENA): (1) run clean and corrupt,
+  caching; (2) run the base input with every head's ``z`` frozen to its base value
+  (every MLP too with ``freeze_mlps=True``) except the senders, which take the source
+  value, and record the receivers' inputs (q/k/v, MLP input, final residual); (3) run
+  the base input with the receivers' inputs set to the recorded ones. Unfrozen MLPs
+  carry senders' effects on to the receivers, so with ``freeze_mlps=False`` the two
+  modes differ; with ``freeze_mlps=True`` they agree.
+
+In both modes a receiver's input is *replaced*, so with several receivers one
+receiver's changed output does not reach another receiver's input, and a
+:class:`~dtlens.analysis.path_nodes.Logits` receiver replaces the final residual,
+hiding every other receiver's effect. A sender that reaches no receiver (a head at or
+after a receiver head's layer) changes nothing: its value is the base run's metric.
+
+Values. ``metric(logits [B, pos, action]) -> [B]`` is computed per pair. With
+``normalize=True`` (as :func:`dtlens.analysis.patching.activation_patching`) each
+pair's value is the **restored fraction** ``(patched - corrupt) / (clean - corrupt)``
+(:func:`~dtlens.analysis.metrics.restored_logit_diff`), then averaged over the pairs.
+It is the same formula in both directions: denoising starts at 0 (senders that
+change nothing) and reaches 1 where the path alone restores the clean behaviour;
+noising starts at 1 and falls towards 0 where the path alone breaks it. With
+``normalize=False`` the value is the mean patched metric.
+
+Example:
+    >>> value = path_patching(model, clean, corrupt, ["L0H1", "MLP0"], "L1H2.q", metric)
+    >>> sweep = path_patching_sweep(model, clean, corrupt, "logits", metric)
+    >>> sweep.value(layer="0", head="3")  # restored fraction through L0H3's direct path
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Literal
+
+import torch
+from einops import rearrange
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dtlens.analysis.metrics import restored_logit_diff
+from dtlens.analysis.path_nodes import (
+    Embed,
+    Head,
+    HeadInput,
+    Logits,
+    MLPInput,
+    Position,
+    Receiver,
+    Sender,
+    parse_receivers,
+    parse_senders,
+    reaches,
+    receiver_hook,
+    receiver_input,
+    resolve_positions,
+    sender_write,
+    validate_node,
+)
+from dtlens.analysis.results import PatchingResult
+from dtlens.errors import BatchError, ConfigError, DTLensError
+from dtlens.model.batch import TrajectoryBatch
+from dtlens.model.hooked_dt import HookedDecisionTransformer
+
+__all__ = ["DEFAULT_MAX_BATCH", "path_patching", "path_patching_sweep"]
+
+#: Rows (sender heads x pairs) per batched forward of a sweep unless the caller says otherwise.
+DEFAULT_MAX_BATCH = 1024
+
+Mode = Literal["direct", "freeze"]
+Direction = Literal["denoise", "noise"]
+MetricFn = Callable[[Float[Tensor, "batch pos action"]], Float[Tensor, " batch"]]
+Resid = Float[Tensor, "row pos d_model"]
+
+
+def path_patching(
+    model: HookedDecisionTransformer,
+    clean: TrajectoryBatch,
+    corrupt: TrajectoryBatch,
+    senders: Sender | str | Sequence[Sender | str],
+    receivers: Receiver | str | Sequence[Receiver | str],
+    metric: MetricFn,
+    mode: Mode = "direct",
+    direction: Direction = "denoise",
+    freeze_mlps: bool = False,
+    normalize: bool = True,
+) -> Float[Tensor, ""]:
+    """The metric when the senders' writes reach only the receivers (see the module doc).
+
+    Args:
+        model: the decision transformer.
+        clean, corrupt: batches of B pairs, same shapes and padding.
+        senders: heads / MLPs / embeddings (nodes or shorthands such as ``"L0H3"``,
+            ``"MLP0@S9"``, ``"state_embed"``), patched together.
+        receivers: ``"L1H2.q"``-style head inputs, MLP inputs, ``"logits"``.
+        metric: ``logits [B, pos, action] -> [B]``, averaged over the pairs.
+        mode: ``"direct"`` (exact edge patching) or ``"freeze"`` (IOI's three steps).
+        direction: ``"denoise"`` (corrupt run, clean writes) or ``"noise"`` (the reverse).
+        freeze_mlps: in ``"freeze"`` mode, also freeze every MLP but the senders.
+        normalize: return the restored fraction (mean over pairs) instead of the mean
+            patched metric.
+
+    Returns:
+        A 0-d tensor.
+
+    Raises:
+        ConfigError: bad mode, direction, node, position or metric output.
+        BatchError: clean and corrupt differ in shape or padding.
+        DTLensError: ``normalize=True`` and a pair's clean and corrupt metrics agree.
+
+    Example:
+        >>> from dtlens.analysis.metrics import make_logit_diff_metric
+        >>> metric = make_logit_diff_metric("left", "right")
+        >>> path_patching(model, clean, corrupt, "L0H1", "logits", metric)
+        tensor(0.0312)
+    """
+    nodes = parse_senders(senders)
+    targets = parse_receivers(receivers)
+    runs = _Runs(model, clean, corrupt, metric, direction, mode, normalize, nodes + targets)
+    per_pair = _group_values(runs, [nodes], targets, metric, mode, freeze_mlps)
+    return _finish(runs, per_pair, normalize)[0].mean()
+
+
+def path_patching_sweep(
+    model: HookedDecisionTransformer,
+    clean: TrajectoryBatch,
+    corrupt: TrajectoryBatch,
+    receivers: Receiver | str | Sequence[Receiver | str],
+    metric: MetricFn,
+    mode: Mode = "direct",
+    direction: Direction = "denoise",
+    freeze_mlps: bool = False,
+    normalize: bool = True,
+    sender_pos: Sequence[Position] | None = None,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    show_progress: bool = True,
+) -> PatchingResult:
+    """:func:`path_patching` with every head, one at a time, as the sender, batched.
+
+    Each (sender head, pair) is one row of a batched forward; rows are chunked to at
+    most ``max_batch`` (whole senders: at least the B pairs of one). Patched runs start at the
+    first receiver's layer from the cached base residual (``forward_from_layer``), a
+    :class:`~dtlens.analysis.path_nodes.Logits` receiver in ``"direct"`` mode needs no
+    block at all, and heads that reach no receiver are not run (their value is the
+    base metric, effect 0).
+
+    Args:
+        model, clean, corrupt, receivers, metric, mode, direction, freeze_mlps,
+            normalize: as for :func:`path_patching`.
+        sender_pos: restrict every sender head to these positions (ints or labels).
+        max_batch: rows per batched forward (the memory budget).
+        show_progress: show a tqdm bar when there is more than one chunk.
+
+    Returns:
+        ``PatchingResult`` with ``values [n_layers, n_heads]``, axes ``("layer", "head")``,
+        labels ``"0".."n-1"``; ``info`` holds ``mode``, ``direction``, ``freeze_mlps``,
+        ``normalize``, ``receivers``, ``sender_pos``, ``clean_metric`` and
+        ``corrupt_metric`` (``[B]``) and ``per_pair`` (``[n_layers, n_heads, B]``).
+
+    Example:
+        >>> result = path_patching_sweep(model, clean, corrupt, ["L2H0.q", "L2H1.q"], metric)
+        >>> result.value(layer="1", head="4"), result.values.shape
+        (0.21, torch.Size([3, 8]))
+    """
+    cfg = model.cfg
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigError(f"max_batch must be a positive int, got {max_batch!r}.")
+    pos = None if sender_pos is None else tuple(sender_pos)
+    heads = [Head(layer, head, pos) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
+    targets = parse_receivers(receivers)
+    runs = _Runs(model, clean, corrupt, metric, direction, mode, normalize, (*heads, *targets))
+    groups = [(h,) for h in heads]
+    size = max(1, max_batch // runs.n_pairs)
+    chunks = [groups[i : i + size] for i in range(0, len(groups), size)]
+    bar = tqdm(chunks, desc="path patching", disable=not show_progress or len(chunks) <= 1)
+    per_pair = torch.cat([_group_values(runs, c, targets, metric, mode, freeze_mlps) for c in bar])
+    per_pair = _finish(runs, per_pair, normalize).reshape(cfg.n_layers, cfg.n_heads, -1)
+    name = getattr(metric, "name", None) or getattr(metric, "__name__", "metric")
+    name = "metric" if name == "<lambda>" else str(name)
+    return PatchingResult(
+        values=per_pair.mean(-1),
+        axes=("layer", "head"),
+        labels={
+            "layer": [str(i) for i in range(cfg.n_layers)],
+            "head": [str(i) for i in range(cfg.n_heads)],
+        },
+        metric_name=f"restored fraction of {name}" if normalize else name,
+        info={
+            "mode": mode,
+            "direction": direction,
+            "freeze_mlps": freeze_mlps,
+            "normalize": normalize,
+            "receivers": [str(r) for r in targets],
+            "sender_pos": pos,
+            "clean_metric": runs.clean_metric,
+            "corrupt_metric": runs.corrupt_metric,
+            "per_pair": per_pair,
+        },
+    )
+
+
+# --------------------------------------------------------------------- the two runs
+class _Runs:
+    """Cached clean and corrupt runs, in base/source roles, plus node positions."""
+
+    def __init__(
+        self,
+        model: HookedDecisionTransformer,
+        clean: TrajectoryBatch,
+        corrupt: TrajectoryBatch,
+        metric: MetricFn,
+        direction: str,
+        mode: str,
+        normalize: bool,
+        nodes: Sequence[Sender | Receiver],
+    ) -> None:
+        if direction not in ("denoise", "noise"):
+            raise ConfigError(f"direction must be 'denoise' or 'noise', got {direction!r}.")
+        if mode not in ("direct", "freeze"):
+            raise ConfigError(f"mode must be 'direct' or 'freeze', got {mode!r}.")
+        if not isinstance(normalize, bool):
+            raise ConfigError(f"normalize must be True or False, got {normalize!r}.")
+        _check_pair(model, clean, corrupt)
+        cfg = model.cfg
+        for node in nodes:
+            validate_node(node, cfg)
+        self.model, self.labels = model, model.token_labels(clean)
+        self.n_tokens, self.n_pairs = len(self.labels), clean.batch_size
+        self.positions = {
+            n: resolve_positions(n.pos, self.labels, n) for n in nodes if hasattr(n, "pos")
+        }
+        names = [*model.embedding_hook_names, f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
+        for layer in range(cfg.n_layers):
+            names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid",
+                      f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]  # fmt: skip
+        with torch.no_grad():
+            clean_logits, clean_cache = model.run_with_cache(clean, names_filter=names)
+            corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=names)
+            self.clean_metric = _per_pair(metric, clean_logits, clean.batch_size)[0]
+            self.corrupt_metric = _per_pair(metric, corrupt_logits, clean.batch_size)[0]
+        denoise = direction == "denoise"
+        self.base = corrupt if denoise else clean
+        self.base_cache = corrupt_cache if denoise else clean_cache
+        self.src_cache = clean_cache if denoise else corrupt_cache
+        self.base_metric = self.corrupt_metric if denoise else self.clean_metric
+
+    def base_act(self, name: str, n_rep: int) -> Tensor:
+        """A cached base activation, each pair repeated ``n_rep`` times (rows b*n_rep + g)."""
+        return self.base_cache[name].repeat_interleave(n_rep, dim=0)
+
+    def src_act(self, name: str, n_rep: int) -> Tensor:
+        """A cached source activation, repeated like :meth:`base_act`."""
+        return self.src_cache[name].repeat_interleave(n_rep, dim=0)
+
+    def write(self, sender: Sender) -> Tensor:
+        """The sender's source-minus-base residual write at its positions."""
+        return sender_write(
+            self.model, sender, self.src_cache, self.base_cache, self.positions[sender]
+        )
+
+
+def _check_pair(model: HookedDecisionTransformer, clean: TrajectoryBatch, corrupt: TrajectoryBatch):
+    for name, batch in (("clean", clean), ("corrupt", corrupt)):
+        if not isinstance(batch, TrajectoryBatch):
+            raise BatchError(f"{name} must be a TrajectoryBatch, got {type(batch).__name__}.")
+        model.validate(batch)
+    shapes = [(b.obs.shape, b.actions.shape) for b in (clean, corrupt)]
+    if shapes[0] != shapes[1]:
+        raise BatchError(
+            f"clean and corrupt must have the same shapes (obs, actions), got {shapes[0]} "
+            f"and {shapes[1]}."
+        )
+    masks = [b.padding_mask for b in (clean, corrupt)]
+    same = (masks[0] is None and masks[1] is None) or (
+        masks[0] is not None and masks[1] is not None and torch.equal(masks[0], masks[1])
+    )
+    if not same:
+        raise BatchError(
+            "clean and corrupt must have the same padding_mask (positions must line up); "
+            "pad both the same way."
+        )
+
+
+def _per_pair(metric: MetricFn, logits: Tensor, n_pairs: int) -> Float[Tensor, "group pair"]:
+    """``metric(logits)`` of rows ``b * n_groups + g``, checked, as ``[group, pair]``."""
+    values = metric(logits)
+    if not isinstance(values, Tensor) or tuple(values.shape) != (logits.shape[0],):
+        shape = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise ConfigError(
+            f"metric must return one value per batch row, shape [{logits.shape[0]}], got "
+            f"{shape}; reduce over positions and actions, not over the batch."
+        )
+    return values.detach().float().reshape(n_pairs, -1).T
+
+
+def _finish(runs: _Runs, per_pair: Tensor, normalize: bool) -> Float[Tensor, "group pair"]:
+    if not normalize:
+        return per_pair
+    try:
+        return restored_logit_diff(per_pair, runs.clean_metric, runs.corrupt_metric)
+    except DTLensError as err:
+        raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
+
+
+# --------------------------------------------------------------------------- engine
+def _group_values(
+    runs: _Runs,
+    groups: Sequence[tuple[Sender, ...]],
+    receivers: tuple[Receiver, ...],
+    metric: MetricFn,
+    mode: str,
+    freeze_mlps: bool,
+) -> Float[Tensor, "group pair"]:
+    """Patched metric of each pair for each group of senders (groups patched independently)."""
+    active = [i for i, g in enumerate(groups) if any(reaches(s, r) for s in g for r in receivers)]
+    out = runs.base_metric.repeat(len(groups), 1)
+    if not active:
+        return out
+    live = [groups[i] for i in active]
+    with torch.no_grad():
+        if mode == "direct":
+            values = _direct_values(runs, live, receivers)
+        else:
+            values = _freeze_values(runs, live, receivers, freeze_mlps)
+        logits = _run_receivers(runs, len(live), values)
+        out[active] = _per_pair(metric, logits, runs.n_pairs)
+    return out
+
+
+def _layer(node: Sender | Receiver, n_layers: int) -> int:
+    """The layer whose ``hook_resid_pre`` a patched run must start from to cover ``node``."""
+    if isinstance(node, Embed):
+        return 0
+    return n_layers if isinstance(node, Logits) else node.layer
+
+
+def _direct_values(
+    runs: _Runs, groups: Sequence[tuple[Sender, ...]], receivers: tuple[Receiver, ...]
+) -> dict[Receiver, Tensor]:
+    """Each receiver's input when it reads the base residual plus its groups' writes."""
+    n, n_layers = len(groups), runs.model.cfg.n_layers
+    writes = {s: runs.write(s) for g in groups for s in g}
+    final = f"blocks.{n_layers - 1}.hook_resid_post"
+    zero = torch.zeros_like(runs.base_cache[final])
+    values: dict[Receiver, Tensor] = {}
+    for r in receivers:
+        sums = [sum((writes[s] for s in g if reaches(s, r)), zero) for g in groups]
+        delta = rearrange(torch.stack(sums), "g b p d -> (b g) p d")
+        if isinstance(r, Logits):
+            read = final
+        elif isinstance(r, MLPInput):
+            read = f"blocks.{r.layer}.hook_resid_mid"
+        else:
+            read = f"blocks.{r.layer}.hook_resid_pre"
+        values[r] = receiver_input(runs.model, r, runs.base_act(read, n) + delta)
+    return values
+
+
+def _freeze_values(
+    runs: _Runs,
+    groups: Sequence[tuple[Sender, ...]],
+    receivers: tuple[Receiver, ...],
+    freeze_mlps: bool,
+) -> dict[Receiver, Tensor]:
+    """Step 2 of IOI path patching: receiver inputs with everything but the senders frozen."""
+    model, cfg, n = runs.model, runs.model.cfg, len(groups)
+    n_pos = runs.n_tokens
+    nodes = [s for g in groups for s in g] + list(receivers)
+    start = min(_layer(node, cfg.n_layers) for node in nodes)
+    resid = runs.base_act(f"blocks.{start}.hook_resid_pre", n)
+    if any(isinstance(s, Embed) for g in groups for s in g):
+        zero = torch.zeros_like(runs.base_cache["blocks.0.hook_resid_pre"])
+        sums = [sum((runs.write(s) for s in g if isinstance(s, Embed)), zero) for g in groups]
+        resid = resid + rearrange(torch.stack(sums), "g b p d -> (b g) p d")
+    hooks = []
+    for layer in range(start, cfg.n_layers):
+        z_mask = torch.zeros(n, n_pos, cfg.n_heads, 1, dtype=torch.bool, device=model.device)
+        mlp_mask = torch.zeros(n, n_pos, 1, dtype=torch.bool, device=model.device)
+        for i, group in enumerate(groups):
+            for s in group:
+                if isinstance(s, Embed) or s.layer != layer:
+                    continue
+                where = runs.positions[s]
+                where = slice(None) if where is None else where
+                if isinstance(s, Head):
+                    z_mask[i, where, s.head] = True
+                else:
+                    mlp_mask[i, where] = True
+        z_mask, mlp_mask = z_mask.repeat(runs.n_pairs, 1, 1, 1), mlp_mask.repeat(runs.n_pairs, 1, 1)
+        z_name, mlp_name = f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"
+        hooks.append(
+            (z_name, partial(_mix, z_mask, runs.base_act(z_name, n), runs.src_act(z_name, n)))
+        )
+        if freeze_mlps:
+            base_mlp = runs.base_act(mlp_name, n)
+            hooks.append((mlp_name, partial(_mix, mlp_mask, base_mlp, runs.src_act(mlp_name, n))))
+        elif bool(mlp_mask.any()):
+            hooks.append((mlp_name, partial(_mix_live, mlp_mask, runs.src_act(mlp_name, n))))
+    store: dict[Receiver, Tensor] = {}
+    for name, at_hook in _by_hook(receivers).items():
+        hooks.append((name, partial(_capture, store, at_hook)))
+    with model.hooks(hooks):
+        model.forward_from_layer(resid, start, runs.base.repeat(n))
+    return store
+
+
+def _run_receivers(runs: _Runs, n: int, values: dict[Receiver, Tensor]) -> Tensor:
+    """Step 3: the base run (n rows per pair) with every receiver's input replaced."""
+    model, n_layers = runs.model, runs.model.cfg.n_layers
+    rows = runs.base.repeat(n)
+    if Logits() in values:  # the final residual is replaced: nothing upstream matters
+        return model.forward_from_layer(values[Logits()], n_layers, rows)
+    start = min(_layer(r, n_layers) for r in values)
+    hooks = [(name, partial(_replace, rs, values)) for name, rs in _by_hook(list(values)).items()]
+    with model.hooks(hooks):
+        return model.forward_from_layer(
+            runs.base_act(f"blocks.{start}.hook_resid_pre", n), start, rows
+        )
+
+
+def _mix(mask: Tensor, base: Tensor, src: Tensor, act: Tensor, hook: object) -> Tensor:
+    return torch.where(mask, src, base)
+
+
+def _mix_live(mask: Tensor, src: Tensor, act: Tensor, hook: object) -> Tensor:
+    return torch.where(mask, src, act)
+
+
+def _by_hook(receivers: Sequence[Receiver]) -> dict[str, list[Receiver]]:
+    """Receivers grouped by the hook holding their input (one hook per point is cheaper)."""
+    out: dict[str, list[Receiver]] = {}
+    for r in receivers:
+        out.setdefault(receiver_hook(r), []).append(r)
+    return out
+
+
+def _capture(store: dict, receivers: list[Receiver], act: Tensor, hook: object) -> None:
+    for r in receivers:
+        store[r] = (act[:, :, r.head] if isinstance(r, HeadInput) else act).clone()
+
+
+def _replace(receivers: list[Receiver], values: dict, act: Tensor, hook: object) -> Tensor:
+    if not isinstance(receivers[0], HeadInput):
+        return values[receivers[0]]
+    act = act.clone()
+    for r in receivers:
+        act[:, :, r.head] = values[r]
+    return act

@@ -1,0 +1,22 @@
+"""The dtlens live app: play the Memory task by keyboard and watch the model's preferences.
+
+``dtlens app`` serves it (see ``docs/app.md``). The page has an environment panel (the
+grid, the agent's view, a scenario picker; arrow keys and letters step the env), a model
+panel (the model's action probabilities for the next step, an RTG slider that sets every
+RTG token, "follow the model", the context window) and analysis tabs (attention,
+logit lens and DLA, activation patching of an edit of the current trajectory).
+
+Modules: :mod:`~dtlens.app.server` (``create_app``, ``run``), :mod:`~dtlens.app.layout`
+(components), :mod:`~dtlens.app.callbacks` (thin callbacks), :mod:`~dtlens.app.session`
+(server-side episode state and caches), :mod:`~dtlens.app.views` and
+:mod:`~dtlens.app.tabs` (pure functions: state -> figures), :mod:`~dtlens.app.models`
+(model picker). Needs ``dash`` (``pip install dtlens[app]``).
+
+Example:
+    >>> from dtlens.app import create_app, run
+    >>> run(create_app(model="memorydt"))  # doctest: +SKIP
+"""
+
+from dtlens.app.server import create_app, run
+
+__all__ = ["create_app", "run"]

@@ -1,0 +1,536 @@
+"""The app's callbacks: plain functions (testable without a browser) and their thin Dash wiring.
+
+Each ``on_*`` / ``render_*`` function takes the app state and the values of the page's
+inputs and returns a small dataclass of what to show; :func:`register_callbacks` binds
+them to component ids. Errors a user can cause (a bad checkpoint, a model that does not
+fit the env, an edit that changes nothing) come back as a ``message`` shown in the page,
+never as an exception; unexpected ones are logged and shown the same way.
+
+Callback graph: a key press or button (``assets/keyboard.js`` -> ``key-events``), reset or
+scenario change steps the episode (:func:`on_env_input`) and bumps ``episode-version``;
+that, the RTG slider and the model picker re-render the model panel
+(:func:`render_model_panel`) and the visible analysis tab (:func:`render_attention`,
+:func:`render_lens`, :func:`render_patching`); hidden tabs are skipped and computed when
+opened. All of them share the session's cached run of the current window.
+
+Example:
+    >>> state = AppState(ModelCatalog(initial="memorydt"))  # doctest: +SKIP
+    >>> out = on_env_input(state, "sid", "keys", {"events": [{"id": 1, "action": 2}]},
+    ...                    "key", "ball", 0.9, "memorydt")  # doctest: +SKIP
+    >>> out.trajectory  # doctest: +SKIP
+    ['1 forward']
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, Patch, State, ctx, no_update
+from dash.exceptions import PreventUpdate
+from jaxtyping import Float
+from torch import Tensor
+
+from dtlens.app import layout, tabs, views
+from dtlens.app.layout import IDS
+from dtlens.app.models import ModelCatalog
+from dtlens.app.session import ContextRun, EpisodeSession, SessionStore
+from dtlens.env import Scenario
+from dtlens.errors import ConfigError, DTLensError
+from dtlens.model.hooked_dt import HookedDecisionTransformer
+
+__all__ = [
+    "AppState",
+    "EnvOutput",
+    "ModelOutput",
+    "TabOutput",
+    "on_env_input",
+    "register_callbacks",
+    "render_attention",
+    "render_lens",
+    "render_model_panel",
+    "render_patching",
+]
+
+log = logging.getLogger("dtlens.app")
+T = TypeVar("T")
+
+
+@dataclass
+class AppState:
+    """What a running app keeps on the server: its models and its pages' sessions.
+
+    Args:
+        catalog: the models the picker offers.
+        sessions: the pages' episodes (made empty by default).
+    """
+
+    catalog: ModelCatalog
+    sessions: SessionStore = field(default_factory=SessionStore)
+
+    def display_run(
+        self, session: EpisodeSession, model_value: str, rtg: float
+    ) -> tuple[HookedDecisionTransformer, ContextRun]:
+        """The picked model and its run caching the hooks the page reads (``display_hooks``).
+
+        The model panel, "follow the model" and every tab read this one run (the panel
+        and the visible tab are computed in parallel; the session's lock lets the first
+        compute it and the other reuse it).
+        """
+        model = self.catalog.get(model_value)
+        return model, session.context_run(model, model_value, _rtg(rtg), tabs.display_hooks(model))
+
+
+@dataclass
+class EnvOutput:
+    """What the environment panel shows after a key press, reset or scenario change."""
+
+    full: go.Figure | Patch
+    pov: go.Figure | Patch
+    status: str
+    trajectory: list[str]
+    episode: dict[str, Any]
+    message: str | None = None
+
+
+@dataclass
+class ModelOutput:
+    """What the model panel shows for the current window, RTG and model."""
+
+    figure: go.Figure | views.FigureSpec
+    probs: Float[Tensor, " action"] | None = None
+    tokens: list[views.TokenView] = field(default_factory=list)
+    info: str = ""
+    message: str | None = None
+    n_layers: int = 0
+    n_heads: int = 0
+
+
+@dataclass
+class TabOutput:
+    """The figures of one analysis tab and its message (error or summary)."""
+
+    figures: tuple[go.Figure | views.FigureSpec | Patch, ...]
+    message: str | None = None
+    kind: str = "error"
+
+
+# ------------------------------------------------------------------ plain callbacks
+def on_env_input(
+    state: AppState,
+    session_id: str,
+    trigger: str | None,
+    key_events: dict[str, Any] | None,
+    instruction: str,
+    top: str,
+    rtg: float,
+    model_value: str | None,
+    patch_frames: bool = False,
+) -> EnvOutput:
+    """Apply a page input to its episode and render the environment panel.
+
+    Args:
+        state: the app state.
+        session_id: the page's session id.
+        trigger: ``"keys"`` (new key/button events), ``"reset"``, ``"scenario"`` (a radio
+            changed: reset in the new layout) or None (first render).
+        key_events: ``{"events": [{"id": int, "action": int} | {"id": int, "follow": True}]}``
+            from ``assets/keyboard.js``; only events not applied yet are taken.
+        instruction: the instruction radio's value.
+        top: the upper-target radio's value.
+        rtg: the RTG slider (used by "follow the model").
+        model_value: the picked model (used by "follow the model").
+        patch_frames: return the two grids as ``dash.Patch`` updates of the image pixels
+            (for a page that already shows the figures) instead of whole figures.
+    """
+    session = state.sessions.get(session_id)
+    message = None
+    with session.lock:
+        try:
+            if trigger in ("reset", "scenario"):
+                session.reset(Scenario(instruction, top))
+            elif trigger == "keys":
+                for event in session.new_events((key_events or {}).get("events")):
+                    session.step(_event_action(state, session, event, rtg, model_value))
+        except DTLensError as err:
+            message = str(err)
+        if patch_frames:
+            full, pov = (_pixels_patch(rgb) for rgb in session.frames())
+        else:
+            full, pov = views.grid_figures(session)
+        return EnvOutput(
+            full=full,
+            pov=pov,
+            status=views.episode_status(session),
+            trajectory=views.trajectory_steps(session),
+            episode={"session": session_id, "version": session.version, "done": session.done},
+            message=message,
+        )
+
+
+def render_model_panel(
+    state: AppState, session_id: str, rtg: float, model_value: str | None
+) -> ModelOutput:
+    """The model's action distribution for the next step, and its context window.
+
+    Errors (no model, a bad or incompatible checkpoint, a window the model cannot read)
+    come back in ``message`` with a placeholder figure.
+    """
+    session = state.sessions.get(session_id)
+
+    def compute() -> ModelOutput:
+        model, run = state.display_run(session, model_value, rtg)
+        probs = views.current_probabilities(model, run)
+        return ModelOutput(
+            figure=views.probability_figure(probs, title=f"Next action (RTG {run.rtg:.2f})"),
+            probs=probs,
+            tokens=views.context_tokens(model, run),
+            info=views.model_summary(model),
+            n_layers=model.cfg.n_layers,
+            n_heads=model.cfg.n_heads,
+        )
+
+    return _guard(compute, lambda msg: ModelOutput(views.placeholder_figure(), message=msg))
+
+
+def render_attention(
+    state: AppState,
+    session_id: str,
+    rtg: float,
+    model_value: str | None,
+    layer: int | None,
+    head: int | None,
+    rtg_b: float | None,
+    all_heads: bool = False,
+    incremental: bool = False,
+) -> TabOutput:
+    """Attention of one head at the slider's RTG and at ``rtg_b`` side by side, and (with
+    ``all_heads``) every head of its layer. A layer or head of None (not picked yet) is 0.
+
+    With ``incremental``, when the page already shows these figures for the same model,
+    layer, head and RTGs (only the trajectory changed), the figures come back as
+    ``dash.Patch`` updates of their heatmap values and titles: rebuilding the figures is
+    the slowest part of a key press.
+    """
+    session = state.sessions.get(session_id)
+
+    def compute() -> TabOutput:
+        model, run = state.display_run(session, model_value, rtg)
+        run_b = None
+        if rtg_b is not None and model.cfg.model_type == "decision_transformer":
+            run_b = state.display_run(session, model_value, rtg_b)[1]
+        layer_, head_ = (0 if v is None else int(v) for v in (layer, head))
+        rtg_b_ = None if run_b is None else run_b.rtg
+        key = (model_value, id(model), layer_, head_, run.rtg, rtg_b_, all_heads, run.batch.n_steps)
+        hint = views.placeholder_figure("tick 'every head of the layer' to draw them all")
+        with session.lock:
+            sent = session.figures.pop("attention", None)
+            if incremental and sent is not None and sent[0] == key:
+                pair, heads = tabs.attention_values(model, run, layer_, head_, run_b, all_heads)
+                single_fig, heads_fig = sent[1]
+                session.figures["attention"] = sent
+                return TabOutput(
+                    (
+                        _heatmap_patch(single_fig, pair),
+                        hint if heads_fig is None else _heatmap_patch(heads_fig, heads),
+                    )
+                )
+            single, heads_fig = tabs.attention_figures(model, run, layer_, head_, run_b, all_heads)
+            session.figures["attention"] = (key, (single, heads_fig))
+            return TabOutput((single, hint if heads_fig is None else heads_fig))
+
+    def on_error(message: str) -> TabOutput:
+        session.figures.pop("attention", None)  # the page will show placeholders
+        return TabOutput(_placeholders(2), message)
+
+    return _guard(compute, on_error)
+
+
+def render_lens(
+    state: AppState,
+    session_id: str,
+    rtg: float,
+    model_value: str | None,
+    action_a: int,
+    action_b: int,
+) -> TabOutput:
+    """Logit lens and direct logit attribution of ``logit(a) - logit(b)`` at the last state."""
+    session = state.sessions.get(session_id)
+
+    def compute() -> TabOutput:
+        model, run = state.display_run(session, model_value, rtg)
+        return TabOutput(tabs.lens_figures(model, run, action_a, action_b))
+
+    return _guard(compute, lambda msg: TabOutput(_placeholders(2), msg))
+
+
+def render_patching(
+    state: AppState,
+    session_id: str,
+    rtg: float,
+    model_value: str | None,
+    edit: str,
+    edit_rtg: float,
+    action_a: int,
+    action_b: int,
+    incremental: bool = False,
+) -> TabOutput:
+    """Activation patching of the window against its edit (cached until the next step).
+
+    With ``incremental``, figures the page already shows for the same model, edit and
+    actions come back as ``dash.Patch`` updates of their values (as in
+    :func:`render_attention`).
+    """
+    session = state.sessions.get(session_id)
+
+    def compute() -> TabOutput:
+        model, run = state.display_run(session, model_value, rtg)
+        settings = (model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b)
+        by_pos, by_head, summary = session.memo(
+            ("patching", *settings),
+            lambda: tabs.patching_results(model, run, edit, _rtg(edit_rtg), action_a, action_b),
+        )
+        key = (*settings, run.batch.n_steps)
+        with session.lock:
+            sent = session.figures.pop("patching", None)
+            if incremental and sent is not None and sent[0] == key:
+                session.figures["patching"] = sent
+                figures = tuple(
+                    _heatmap_patch(fig, [result.values])
+                    for fig, result in zip(sent[1], (by_pos, by_head), strict=True)
+                )
+            else:
+                figures = tabs.patching_figures(by_pos, by_head)
+                session.figures["patching"] = (key, figures)
+        return TabOutput(figures, summary, kind="info")
+
+    def on_error(message: str) -> TabOutput:
+        session.figures.pop("patching", None)  # the page will show placeholders
+        return TabOutput(_placeholders(2), message)
+
+    return _guard(compute, on_error)
+
+
+# ------------------------------------------------------------------------- wiring
+def register_callbacks(app: Dash, state: AppState) -> None:
+    """Bind the plain callbacks above to the page's component ids."""
+
+    @app.callback(
+        Output(IDS.FULL_GRID, "figure"),
+        Output(IDS.POV_GRID, "figure"),
+        Output(IDS.STATUS, "children"),
+        Output(IDS.TRAJECTORY, "children"),
+        Output(IDS.EPISODE, "data"),
+        Output(IDS.ENV_MESSAGE, "children"),
+        Input(IDS.KEY_EVENTS, "data"),
+        Input(IDS.RESET, "n_clicks"),
+        Input(IDS.INSTRUCTION, "value"),
+        Input(IDS.TOP, "value"),
+        State(IDS.SESSION, "data"),
+        State(IDS.RTG, "value"),
+        State(IDS.MODEL, "value"),
+    )
+    def _env(key_events, _reset, instruction, top, session_id, rtg, model_value):
+        triggers = {
+            IDS.KEY_EVENTS: "keys",
+            IDS.RESET: "reset",
+            IDS.INSTRUCTION: "scenario",
+            IDS.TOP: "scenario",
+        }
+        trigger = triggers.get(ctx.triggered_id)
+        out = on_env_input(  # the first render sends figures, later ones new pixels
+            state,
+            session_id,
+            trigger,
+            key_events,
+            instruction,
+            top,
+            rtg,
+            model_value,
+            patch_frames=trigger is not None,
+        )
+        return (
+            out.full,
+            out.pov,
+            out.status,
+            layout.trajectory_list(out.trajectory),
+            out.episode,
+            layout.message(out.message),
+        )
+
+    @app.callback(
+        Output(IDS.PROBS, "figure"),
+        Output(IDS.PROBS_TABLE, "children"),
+        Output(IDS.CONTEXT, "children"),
+        Output(IDS.MODEL_INFO, "children"),
+        Output(IDS.MODEL_MESSAGE, "children"),
+        Output(IDS.LAYER, "options"),
+        Output(IDS.LAYER, "value"),
+        Output(IDS.HEAD, "options"),
+        Output(IDS.HEAD, "value"),
+        Input(IDS.EPISODE, "data"),
+        Input(IDS.RTG, "value"),
+        Input(IDS.MODEL, "value"),
+        State(IDS.SESSION, "data"),
+        State(IDS.LAYER, "value"),
+        State(IDS.HEAD, "value"),
+    )
+    def _model(_episode, rtg, model_value, session_id, layer, head):
+        out = render_model_panel(state, session_id, rtg, model_value)
+        table = None if out.probs is None else layout.probability_table(out.probs)
+        return (
+            out.figure,
+            table,
+            layout.token_strip(out.tokens),
+            out.info,
+            layout.message(out.message),
+            *_index_choice(out.n_layers, layer),
+            *_index_choice(out.n_heads, head),
+        )
+
+    shared = [Input(IDS.EPISODE, "data"), Input(IDS.RTG, "value"), Input(IDS.MODEL, "value")]
+    shared += [Input(IDS.TABS, "value")]
+
+    @app.callback(
+        Output(IDS.ATTENTION, "figure"),
+        Output(IDS.ATTENTION_HEADS, "figure"),
+        Output(IDS.ATTENTION_MESSAGE, "children"),
+        *shared,
+        Input(IDS.LAYER, "value"),
+        Input(IDS.HEAD, "value"),
+        Input(IDS.RTG_B, "value"),
+        Input(IDS.ALL_HEADS, "value"),
+        State(IDS.SESSION, "data"),
+    )
+    def _attention(_episode, rtg, model_value, tab, layer, head, rtg_b, all_heads, session_id):
+        _only_when(tab, IDS.TAB_ATTENTION)
+        out = render_attention(
+            state, session_id, rtg, model_value, layer, head, rtg_b, bool(all_heads), True
+        )
+        return (*out.figures, layout.message(out.message, out.kind))
+
+    @app.callback(
+        Output(IDS.LENS, "figure"),
+        Output(IDS.DLA, "figure"),
+        Output(IDS.LENS_MESSAGE, "children"),
+        *shared,
+        Input(IDS.LENS_A, "value"),
+        Input(IDS.LENS_B, "value"),
+        State(IDS.SESSION, "data"),
+    )
+    def _lens(_episode, rtg, model_value, tab, action_a, action_b, session_id):
+        _only_when(tab, IDS.TAB_LENS)
+        out = render_lens(state, session_id, rtg, model_value, action_a, action_b)
+        return (*out.figures, layout.message(out.message, out.kind))
+
+    @app.callback(
+        Output(IDS.PATCH_POS, "figure"),
+        Output(IDS.PATCH_HEAD, "figure"),
+        Output(IDS.PATCH_MESSAGE, "children"),
+        *shared,
+        Input(IDS.EDIT, "value"),
+        Input(IDS.EDIT_RTG, "value"),
+        Input(IDS.PATCH_A, "value"),
+        Input(IDS.PATCH_B, "value"),
+        State(IDS.SESSION, "data"),
+    )
+    def _patching(_episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, session_id):
+        _only_when(tab, IDS.TAB_PATCHING)
+        out = render_patching(
+            state, session_id, rtg, model_value, edit, edit_rtg, action_a, action_b, True
+        )
+        return (*out.figures, layout.message(out.message, out.kind))
+
+
+# ----------------------------------------------------------------------- helpers
+def _event_action(
+    state: AppState,
+    session: EpisodeSession,
+    event: dict[str, Any],
+    rtg: float,
+    model_value: str | None,
+) -> int:
+    """The action of a key/button event: its own, or the model's argmax for "follow"."""
+    if event.get("follow"):
+        model, run = state.display_run(session, model_value, rtg)
+        return views.greedy_action(model, run)
+    return event.get("action")
+
+
+def _pixels_patch(rgb: Any) -> Patch:
+    """A patch replacing an image figure's pixels (``data[0].z``)."""
+    patch = Patch()
+    patch["data"][0]["z"] = views.frame_data(rgb)
+    return patch
+
+
+def _heatmap_patch(figure: go.Figure, values: list[Tensor]) -> Patch:
+    """A patch giving ``figure``'s heatmaps new values, and restating its titles.
+
+    ``values[i]`` replaces trace i's ``z``; cells the figure drew empty (NaN, e.g. the
+    future half of an attention pattern) stay empty, so the plotting module's choice of
+    what to mask is kept. Titles are restated so the patch is right even if the page
+    missed the full figure it was built from.
+    """
+    if len(values) != len(figure.data):
+        raise DTLensError(
+            f"cannot refresh a figure of {len(figure.data)} traces with {len(values)} values."
+        )
+    patch = Patch()
+    for i, (trace, value) in enumerate(zip(figure.data, values, strict=True)):
+        old = np.asarray(trace.z, dtype=float)
+        new = value.detach().cpu().double().numpy()
+        if new.shape != old.shape:
+            raise DTLensError(
+                f"cannot refresh a heatmap of shape {list(old.shape)} with {list(new.shape)}."
+            )
+        patch["data"][i]["z"] = np.where(np.isnan(old), np.nan, new)
+    patch["layout"]["title"]["text"] = figure.layout.title.text
+    for i, annotation in enumerate(figure.layout.annotations):
+        patch["layout"]["annotations"][i]["text"] = annotation.text
+    return patch
+
+
+def _index_choice(n: int, value: int | None) -> tuple[Any, Any]:
+    """Dropdown options ``0..n-1`` and the value to show: kept if valid, else 0."""
+    if n == 0:  # no model: leave the dropdown as it is
+        return no_update, no_update
+    options = [{"label": str(i), "value": i} for i in range(n)]
+    return options, value if isinstance(value, int) and 0 <= value < n else 0
+
+
+def _guard(compute: Callable[[], T], on_error: Callable[[str], T]) -> T:
+    """``compute()``, or ``on_error(message)`` if it raises (the page never sees a traceback)."""
+    try:
+        return compute()
+    except DTLensError as err:
+        return on_error(str(err))
+    except Exception as err:  # a bug: keep the page alive, log the traceback
+        log.exception("dtlens app callback failed")
+        return on_error(f"internal error ({type(err).__name__}: {err}); see the server log.")
+
+
+def _only_when(tab: str, wanted: str) -> None:
+    """Skip a hidden tab's callback (it runs when the tab is opened)."""
+    if tab != wanted:
+        raise PreventUpdate
+
+
+def _placeholders(n: int) -> tuple[views.FigureSpec, ...]:
+    return tuple(views.placeholder_figure() for _ in range(n))
+
+
+def _rtg(value: float | None) -> float:
+    """A slider value as a float RTG.
+
+    Raises:
+        ConfigError: the value is not a finite number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"the RTG must be a finite number, got {value!r}.")
+    return float(value)

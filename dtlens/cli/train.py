@@ -1,0 +1,273 @@
+"""``dtlens train``: train a decision transformer (or behavioural clone) on demonstrations.
+
+Reads a demonstrations ``.npz`` (``dtlens collect``), splits its episodes into train and
+validation sets, trains with :class:`dtlens.training.trainer.Trainer` (checkpoints in
+``--run-dir/step_k/``, resumable with ``--resume``) and saves the final model as a
+dtlens checkpoint (``--out``, default ``RUN_DIR/final``).
+
+Example:
+    $ dtlens train --demos runs/demos.npz --run-dir runs/dt --total-steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dtlens.data.demonstrations import Demonstrations
+from dtlens.data.windows import WindowSampler, train_val_split
+from dtlens.errors import ConfigError
+from dtlens.model.checkpoint import save
+from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.training.config import LOGGERS, TrainConfig
+from dtlens.training.evaluate import make_rollout_evaluator
+from dtlens.training.trainer import Trainer, TrainHistory, latest_checkpoint
+
+__all__ = ["add_parser", "config_from_args", "make_samplers", "run", "train_on_demonstrations"]
+
+#: model flags -> DTConfig fields (defaults: the MemoryDT architecture)
+_MODEL_FLAGS = {
+    "n_layers": (int, 3),
+    "d_model": (int, 256),
+    "n_heads": (int, 8),
+    "d_mlp": (int, 256),
+    "n_ctx": (int, 26),
+    "act_fn": (str, "gelu"),
+    "max_timestep": (int, 50),
+}
+#: training flags -> TrainConfig fields (None: TrainConfig's default)
+_TRAIN_FLAGS = {
+    "batch_size": int,
+    "lr": float,
+    "lr_end": float,
+    "weight_decay": float,
+    "warmup_steps": int,
+    "total_steps": int,
+    "grad_clip": float,
+    "val_fraction": float,
+    "eval_every": int,
+    "val_batches": int,
+    "online_eval_every": int,
+    "checkpoint_every": int,
+    "seed": int,
+    "device": str,
+    "log_every": int,
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the subcommand.
+
+    Example:
+        >>> sub = argparse.ArgumentParser().add_subparsers()
+        >>> add_parser(sub).parse_args(["--demos", "d.npz", "--run-dir", "r"]).d_model
+        256
+    """
+    parser = subparsers.add_parser(
+        "train",
+        help="train a decision transformer or behavioural clone on demonstrations",
+        description=(
+            "Train on a demonstrations .npz (from `dtlens collect`): AdamW with warm-up and "
+            "cosine decay, validation loss on held-out episodes, resumable checkpoints in "
+            "--run-dir. Model flags default to the MemoryDT architecture."
+        ),
+    )
+    parser.add_argument("--demos", required=True, type=Path, help="demonstrations .npz file")
+    parser.add_argument(
+        "--run-dir",
+        required=True,
+        type=Path,
+        help="where checkpoints (step_k/) and metrics.jsonl go",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="final model checkpoint directory (default RUN_DIR/final)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a TrainConfig JSON file; flags given explicitly override it",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in --run-dir"
+    )
+    parser.add_argument(
+        "--model-type",
+        choices=("decision_transformer", "clone"),
+        default=None,
+        help="decision transformer (default) or clone",
+    )
+    for name, (kind, default) in _MODEL_FLAGS.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"model {name} (default {default})",
+        )
+    for name, kind in _TRAIN_FLAGS.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"TrainConfig.{name} (default {_default(name)})",
+        )
+    parser.add_argument(
+        "--logger",
+        choices=[x for x in LOGGERS if x],
+        default=None,
+        help="optional tracker (needs the package installed)",
+    )
+    parser.add_argument(
+        "--eval-rtgs",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.9],
+        help="RTGs of the online rollout evaluation (with --online-eval-every)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the flags (over ``--config``, over the defaults) describe.
+
+    Example:
+        >>> ns = argparse.Namespace(config=None, run_dir=Path("r"), model_type=None,
+        ...     logger=None, **{k: None for k in [*_MODEL_FLAGS, *_TRAIN_FLAGS]})
+        >>> config_from_args(ns).model.d_model
+        256
+    """
+    data: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            data = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(
+                f"--config {args.config}: cannot read a JSON TrainConfig: {err}"
+            ) from err
+    model = dict(data.get("model", {}))
+    for name, (_, default) in _MODEL_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None:
+            model[name] = value
+        else:
+            model.setdefault(name, default)
+    if args.model_type is not None:
+        model["model_type"] = args.model_type
+    data["model"] = model
+    for name in _TRAIN_FLAGS:
+        if getattr(args, name) is not None:
+            data[name] = getattr(args, name)
+    if args.logger is not None:
+        data["logger"] = args.logger
+    data["run_dir"] = str(args.run_dir)
+    return TrainConfig.from_dict(data)
+
+
+def make_samplers(
+    demos: Demonstrations, config: TrainConfig
+) -> tuple[WindowSampler, WindowSampler | None]:
+    """Train / validation window samplers over an episode split of ``demos``.
+
+    Example:
+        >>> train, val = make_samplers(demos, config)  # doctest: +SKIP
+    """
+    train_idx, val_idx = train_val_split(demos, config.val_fraction, seed=config.seed)
+    common = dict(
+        n_steps=config.n_steps,
+        pad_action=config.model.n_actions,
+        one_hot=config.model.obs_shape[-1] == 20,
+    )
+    train = WindowSampler(demos, episode_indices=train_idx, **common)
+    val = WindowSampler(demos, episode_indices=val_idx, **common) if len(val_idx) else None
+    return train, val
+
+
+def train_on_demonstrations(
+    config: TrainConfig,
+    demos: Demonstrations,
+    resume: bool = False,
+    evaluator: Callable[[HookedDecisionTransformer], dict[str, float]] | None = None,
+    show_progress: bool = True,
+) -> tuple[Trainer, TrainHistory]:
+    """Split, sample and train (or resume from ``config.run_dir``); the trainer and history.
+
+    Example:
+        >>> trainer, history = train_on_demonstrations(config, demos)  # doctest: +SKIP
+    """
+    train, val = make_samplers(demos, config)
+    if resume:
+        if config.run_dir is None:
+            raise ConfigError("resume needs config.run_dir (where the checkpoints are).")
+        trainer = Trainer.resume(latest_checkpoint(config.run_dir), train, val, evaluator)
+        if trainer.config.to_dict() | {"device": None} != config.to_dict() | {"device": None}:
+            raise ConfigError(
+                f"the checkpoint in {config.run_dir} was trained with a different TrainConfig; "
+                "pass the same flags (or --config) as the original run, or a new --run-dir."
+            )
+    else:
+        trainer = Trainer(config, train, val, evaluator)
+    trainer.metadata["data"] = {
+        "header": demos.header,
+        "n_episodes": demos.n_episodes,
+        "n_steps": demos.n_steps,
+        "val_fraction": config.val_fraction,
+    }
+    return trainer, trainer.train(show_progress=show_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the demonstrations, train, save the final model, print the last losses."""
+    config = config_from_args(args)
+    demos = Demonstrations.load(args.demos)
+    evaluator = None
+    if config.online_eval_every is not None:
+        evaluator = make_rollout_evaluator(
+            demos.header.get("env_id", "MiniGrid-MemoryS7FixedStart-v0"),
+            rtgs=args.eval_rtgs,
+            max_steps=int(demos.header.get("max_steps", 50)),
+        )
+    start = time.perf_counter()
+    trainer, history = train_on_demonstrations(
+        config,
+        demos,
+        resume=args.resume,
+        evaluator=evaluator,
+        show_progress=not args.no_progress,
+    )
+    out = args.out or Path(config.run_dir) / "final"
+    save(
+        trainer.model,
+        out,
+        metadata={
+            **trainer.metadata,
+            "training": _training_summary(trainer, history, time.perf_counter() - start),
+        },
+    )
+    last_val = history.val[-1]["val/loss"] if history.val else float("nan")
+    print(
+        f"trained {trainer.step} steps: train loss {history.train[-1]['train/loss']:.4f}, "
+        f"val loss {last_val:.4f}; model saved to {out}"
+    )
+    return 0
+
+
+def _training_summary(trainer: Trainer, history: TrainHistory, seconds: float) -> dict[str, Any]:
+    return {
+        "config": trainer.config.to_dict(),
+        "step": trainer.step,
+        "train_loss": history.train[-1]["train/loss"] if history.train else None,
+        "val_loss": history.val[-1]["val/loss"] if history.val else None,
+        "wall_seconds_this_session": round(seconds, 1),
+    }
+
+
+def _default(name: str) -> Any:
+    return TrainConfig.__dataclass_fields__[name].default

@@ -1,0 +1,251 @@
+"""`TrainConfig`: every knob of offline decision-transformer / behavioural-clone training.
+
+One validated, JSON-round-trippable dataclass: the model architecture (a
+:class:`~dtlens.model.config.DTConfig`), the context length, the AdamW optimiser and
+its warm-up + cosine schedule, gradient clipping, the validation split and how often
+to validate, evaluate online and checkpoint, the seed and the device. It is saved in
+every training checkpoint, so a run can be resumed (and audited) from its directory.
+
+Example:
+    >>> from dtlens.training.config import TrainConfig
+    >>> cfg = TrainConfig(model=dict(n_layers=1, d_model=32, n_heads=2, d_mlp=64, n_ctx=11),
+    ...                   batch_size=16, total_steps=100, warmup_steps=10)
+    >>> cfg.n_steps, cfg.model.model_type
+    (4, 'decision_transformer')
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+import torch
+
+from dtlens.errors import ConfigError
+from dtlens.model.config import DTConfig
+
+__all__ = ["LOGGERS", "TrainConfig"]
+
+#: Optional experiment trackers (see :mod:`dtlens.training.loggers`).
+LOGGERS = (None, "wandb", "tensorboard")
+_MODEL_TYPES = ("decision_transformer", "clone")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a decision transformer (or behavioural clone) on demonstrations.
+
+    Args:
+        model: the architecture, a :class:`DTConfig` or a dict of its fields.
+        n_steps: context length in timesteps of each training window; defaults to
+            ``model.n_timesteps`` (the most that fits in ``n_ctx``) and may not exceed it.
+        batch_size: windows per optimiser step.
+        lr: peak learning rate (reached at the end of warm-up).
+        lr_end: learning rate at ``total_steps`` (cosine decay from ``lr`` to it).
+        weight_decay: AdamW's decoupled weight decay.
+        betas: AdamW's ``(beta1, beta2)``.
+        warmup_steps: linear warm-up from ``lr / warmup_steps`` to ``lr``.
+        total_steps: optimiser steps of the whole run.
+        grad_clip: max global gradient norm (None: no clipping).
+        val_fraction: fraction of episodes held out for the validation loss.
+        eval_every: validate every this many steps (and at the last step).
+        val_batches: batches of ``batch_size`` windows per validation (the same
+            windows every time, so the curve is comparable across steps).
+        online_eval_every: run the trainer's evaluator (rollouts) every this many
+            steps; None: only if an evaluator is given, at the last step.
+        checkpoint_every: save a resumable checkpoint every this many steps (and at
+            the last step); None: never.
+        run_dir: where the default checkpoint function writes ``step_{k}/``.
+        seed: seeds the model initialisation (when ``model.seed`` is None) and the
+            sampling of training windows.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        model_type: ``"decision_transformer"`` or ``"clone"``; defaults to the
+            model's. A value that contradicts ``model.model_type`` is an error.
+        logger: ``None``, ``"wandb"`` or ``"tensorboard"`` (optional packages).
+        log_every: record the training loss every this many steps.
+
+    Raises:
+        ConfigError: a field has an invalid value (the message names it).
+    """
+
+    model: DTConfig
+    n_steps: int | None = None
+    batch_size: int = 128
+    lr: float = 3e-4
+    lr_end: float = 3e-5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    total_steps: int = 2000
+    grad_clip: float | None = 1.0
+    val_fraction: float = 0.1
+    eval_every: int = 250
+    val_batches: int = 8
+    online_eval_every: int | None = None
+    checkpoint_every: int | None = None
+    run_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    model_type: Literal["decision_transformer", "clone"] | None = None
+    logger: Literal["wandb", "tensorboard"] | None = None
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        model = self.model
+        if isinstance(model, dict):
+            model = dict(model)
+            if self.model_type is not None:
+                model.setdefault("model_type", self.model_type)
+            try:
+                model = DTConfig.from_dict(model)
+            except TypeError as err:
+                raise ConfigError(f"model={self.model!r} is not a valid DTConfig: {err}") from err
+        if not isinstance(model, DTConfig):
+            raise ConfigError(
+                f"model must be a DTConfig or a dict of its fields, got {type(model).__name__}."
+            )
+        if self.model_type is not None and self.model_type not in _MODEL_TYPES:
+            raise ConfigError(f"model_type={self.model_type!r} must be one of {_MODEL_TYPES}.")
+        if self.model_type is not None and self.model_type != model.model_type:
+            raise ConfigError(
+                f"model_type={self.model_type!r} contradicts the model config's "
+                f"model_type={model.model_type!r}; set one of them."
+            )
+        if model.seed is None:
+            model = replace(model, seed=self.seed)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "model_type", model.model_type)
+        n_steps = model.n_timesteps if self.n_steps is None else self.n_steps
+        _positive_int("n_steps", n_steps)
+        if n_steps > model.n_timesteps:
+            raise ConfigError(
+                f"n_steps={n_steps} exceeds the model's context of {model.n_timesteps} "
+                f"timesteps (n_ctx={model.n_ctx}, {model.tokens_per_step} tokens a step)."
+            )
+        object.__setattr__(self, "n_steps", n_steps)
+        for name in ("batch_size", "total_steps", "eval_every", "val_batches", "log_every"):
+            _positive_int(name, getattr(self, name))
+        for name in ("online_eval_every", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        _non_negative_int("warmup_steps", self.warmup_steps)
+        _non_negative_int("seed", self.seed)
+        if self.warmup_steps > self.total_steps:
+            raise ConfigError(
+                f"warmup_steps={self.warmup_steps} exceeds total_steps={self.total_steps}."
+            )
+        _positive_float("lr", self.lr)
+        _non_negative_float("lr_end", self.lr_end)
+        if self.lr_end > self.lr:
+            raise ConfigError(f"lr_end={self.lr_end} must not exceed lr={self.lr}.")
+        _non_negative_float("weight_decay", self.weight_decay)
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas):
+            raise ConfigError(f"betas={self.betas!r} must be two floats in [0, 1).")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        if self.grad_clip is not None:
+            _positive_float("grad_clip", self.grad_clip)
+        if not (_is_real(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):
+            raise ConfigError(f"val_fraction={self.val_fraction!r} must be a float in [0, 1).")
+        if self.logger not in LOGGERS:
+            raise ConfigError(f"logger={self.logger!r} must be one of {LOGGERS}.")
+        if not isinstance(self.device, str) or not _valid_device(self.device):
+            raise ConfigError(
+                f"device={self.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+            )
+        if self.run_dir is not None and not isinstance(self.run_dir, str):
+            raise ConfigError(f"run_dir={self.run_dir!r} must be a str path or None.")
+
+    # ------------------------------------------------------------------ derived
+    def resolved_device(self) -> torch.device:
+        """The torch device to train on (``"auto"``: CUDA if available, else CPU).
+
+        Example:
+            >>> TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
+            ...             device="cpu").resolved_device()
+            device(type='cpu')
+        """
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device={self.device!r} but CUDA is not available here.")
+        return device
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine.
+
+        Warm-up: ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``;
+        then ``lr_end + (lr - lr_end) * (1 + cos(pi * p)) / 2`` with
+        ``p = (step - warmup_steps) / (total_steps - warmup_steps)``.
+
+        Example:
+            >>> c = TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
+            ...                 lr=1.0, lr_end=0.0, warmup_steps=2, total_steps=4)
+            >>> [c.lr_at(s) for s in range(5)]
+            [0.5, 1.0, 1.0, 0.5, 0.0]
+        """
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return self.lr_end + (self.lr - self.lr_end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    # -------------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the model config nested under ``"model"``)."""
+        out = asdict(self)
+        out["model"] = self.model.to_dict()
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise a ConfigError naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}."
+            )
+        data = dict(data)
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
+        return cls(**data)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive int.")
+
+
+def _non_negative_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name}={value!r} must be an int >= 0.")
+
+
+def _positive_float(name: str, value: Any) -> None:
+    if not _is_real(value) or value <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive finite number.")
+
+
+def _non_negative_float(name: str, value: Any) -> None:
+    if not _is_real(value) or value < 0:
+        raise ConfigError(f"{name}={value!r} must be a finite number >= 0.")
+
+
+def _valid_device(device: str) -> bool:
+    if device == "auto":
+        return True
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return True

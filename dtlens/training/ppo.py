@@ -1,0 +1,496 @@
+"""Recurrent PPO for the LSTM demonstrator agent (BabyAI-style truncated BPTT).
+
+Background:
+    Each update collects a segment of ``n_steps`` steps in ``n_envs`` vectorised
+    MiniGrid envs (raw image observations, same-step auto-reset), computes GAE
+    advantages, and takes ``update_epochs`` passes of clipped-ratio PPO (value loss,
+    entropy bonus, gradient-norm clipping, Adam, optional linear learning-rate decay).
+
+    Recurrence: the LSTM state is reset (multiplied by ``1 - done``) at every episode
+    start, in collection and in learning alike. For learning, the segment is cut into
+    chunks of ``recurrence`` steps per env, as BabyAI does; each minibatch is a random
+    set of (env, chunk) pairs, and the LSTM is re-run over every chunk with gradients
+    flowing through the state for the chunk's ``recurrence`` steps. Unlike BabyAI,
+    the chunk's starting state is not the stale one stored at collection time: at
+    the start of every epoch the whole segment is re-run (without gradients) from
+    the segment's initial state with the current weights, so every chunk starts
+    from the state the current policy would have.
+
+    Episodes cut by the time limit are treated as terminal (no bootstrap): in
+    MiniGrid the limit is part of the task (the reward shrinks with the step count).
+    BatchNorm stays in eval mode throughout (its affine weights train, its running
+    statistics stay frozen), so collection and learning evaluate the same function.
+
+Usage:
+    >>> from dtlens.training.ppo import PPOConfig, train_ppo
+    >>> from dtlens.training.probe_envs import CueRecallEnv
+    >>> cfg = PPOConfig(total_steps=256, n_envs=4, n_steps=8, recurrence=2, image_dim=8,
+    ...                 memory_dim=8, progress=False)
+    >>> agent, history = train_ppo(cfg, env=CueRecallEnv)
+    >>> len(history), history[-1].env_steps
+    (8, 256)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from dtlens.data.agents.lstm import LSTMAgent, LSTMAgentConfig, save_lstm_agent
+from dtlens.env import MEMORY_ENV_ID
+from dtlens.errors import ConfigError
+from dtlens.training.rollout import EnvSource, Segment, SegmentCollector, make_vector_env
+
+__all__ = ["PPOConfig", "UpdateStats", "chunk_forward", "compute_gae", "train_ppo"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Every knob of a PPO run (validated on construction; JSON round-trippable).
+
+    Attributes:
+        env_id: MiniGrid id to train on (when ``train_ppo`` gets no env factory).
+        max_steps: Episode length limit for ``env_id`` (None: the env's default).
+        total_steps: Environment steps in all (summed over envs).
+        n_envs: Environments stepped together.
+        n_steps: Steps per env per update; a multiple of ``recurrence``.
+        recurrence: Steps of backpropagation through the LSTM state (chunk length).
+        update_epochs: Passes over each segment.
+        n_minibatches: Minibatches per pass (at most the number of (env, chunk) pairs).
+        learning_rate: Adam step size (eps 1e-5).
+        anneal_lr: Decay the learning rate linearly to 0 over the run.
+        gamma: Discount.
+        gae_lambda: GAE lambda.
+        clip_coef: PPO ratio clip epsilon.
+        ent_coef: Entropy bonus weight.
+        vf_coef: Value loss weight.
+        max_grad_norm: Gradient norm clip.
+        normalize_advantages: Standardise advantages per minibatch.
+        image_dim: Image embedding width of a fresh agent.
+        memory_dim: LSTM width of a fresh agent.
+        hidden_dim: Actor/critic hidden width of a fresh agent.
+        seed: Seeds the fresh agent, the envs and the action sampling.
+        checkpoint_every: Save a checkpoint every k updates (0: only the final one).
+        progress: Show a tqdm progress bar.
+        num_threads: Torch intra-op threads while training (restored afterwards);
+            None leaves torch's setting. Small agents train fastest with 1 (batched
+            convolutions over tiny images gain little from threads, and on a busy
+            machine spinning threads cost much more).
+
+    Example:
+        >>> PPOConfig(n_steps=64, recurrence=8).batch_size
+        1024
+        >>> PPOConfig(n_steps=10, recurrence=4)
+        Traceback (most recent call last):
+        ...
+        dtlens.errors.ConfigError: PPOConfig.n_steps=10 must be a multiple of recurrence=4
+    """
+
+    env_id: str = MEMORY_ENV_ID
+    max_steps: int | None = 50
+    total_steps: int = 2_000_000
+    n_envs: int = 16
+    n_steps: int = 64
+    recurrence: int = 8
+    update_epochs: int = 4
+    n_minibatches: int = 4
+    learning_rate: float = 5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+    image_dim: int = 128
+    memory_dim: int = 128
+    hidden_dim: int = 64
+    seed: int = 0
+    checkpoint_every: int = 0
+    progress: bool = True
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ConfigError:
+            return ConfigError(f"PPOConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        def is_int(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def is_num(value: Any) -> bool:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            return ok and math.isfinite(value)
+
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise bad("env_id", "a non-empty gymnasium id")
+        for name in ("max_steps", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and (not is_int(value) or value <= 0):
+                raise bad(name, "a positive int or None")
+        positive_ints = (
+            "total_steps",
+            "n_envs",
+            "n_steps",
+            "recurrence",
+            "update_epochs",
+            "n_minibatches",
+            "image_dim",
+            "memory_dim",
+            "hidden_dim",
+        )
+        for name in positive_ints:
+            if not is_int(getattr(self, name)) or getattr(self, name) <= 0:
+                raise bad(name, "a positive int")
+        for name in ("seed", "checkpoint_every"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "an int >= 0")
+        for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+            if not is_num(getattr(self, name)) or getattr(self, name) <= 0:
+                raise bad(name, "a finite number > 0")
+        for name in ("ent_coef", "vf_coef"):
+            if not is_num(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "a finite number >= 0")
+        for name in ("gamma", "gae_lambda"):
+            if not is_num(getattr(self, name)) or not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "a number in [0, 1]")
+        for name in ("anneal_lr", "normalize_advantages", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+        if self.n_steps % self.recurrence:
+            raise ConfigError(
+                f"PPOConfig.n_steps={self.n_steps} must be a multiple of "
+                f"recurrence={self.recurrence}"
+            )
+        n_chunks = self.n_envs * self.n_steps // self.recurrence
+        if self.n_minibatches > n_chunks:
+            raise ConfigError(
+                f"PPOConfig.n_minibatches={self.n_minibatches} exceeds the {n_chunks} "
+                f"(env, chunk) pairs per segment (n_envs * n_steps / recurrence)"
+            )
+        if self.total_steps < self.batch_size:
+            raise ConfigError(
+                f"PPOConfig.total_steps={self.total_steps} is less than one update's "
+                f"batch (n_envs * n_steps = {self.batch_size})"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        """Steps per update, ``n_envs * n_steps``."""
+        return self.n_envs * self.n_steps
+
+    @property
+    def n_updates(self) -> int:
+        """Number of updates, ``total_steps // batch_size``."""
+        return self.total_steps // self.batch_size
+
+    def agent_config(self) -> LSTMAgentConfig:
+        """The config of a fresh agent for this run.
+
+        Example:
+            >>> PPOConfig(image_dim=16, memory_dim=8, seed=1).agent_config().state_dim
+            16
+        """
+        return LSTMAgentConfig(
+            image_dim=self.image_dim,
+            memory_dim=self.memory_dim,
+            hidden_dim=self.hidden_dim,
+            seed=self.seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (round-trips through :meth:`from_dict`).
+
+        Example:
+            >>> PPOConfig().to_dict()["recurrence"]
+            8
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
+        """Build from :meth:`to_dict`'s output; unknown keys raise ConfigError.
+
+        Example:
+            >>> PPOConfig.from_dict(PPOConfig(seed=3).to_dict()).seed
+            3
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown PPOConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """What one PPO update saw and did.
+
+    ``mean_return``/``success_rate``/``mean_length`` cover the episodes that ended
+    during this update's segment (NaN if none did); losses are means over the
+    update's minibatches; ``steps_per_second`` is wall-clock throughput.
+
+    Example:
+        >>> agent, history = train_ppo(PPOConfig(total_steps=4096))  # doctest: +SKIP
+        >>> history[-1].mean_return, history[-1].entropy  # doctest: +SKIP
+    """
+
+    update: int
+    env_steps: int
+    episodes: int
+    mean_return: float
+    success_rate: float
+    mean_length: float
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    learning_rate: float
+    steps_per_second: float
+
+
+def compute_gae(
+    rewards: Float[Tensor, "T N"],
+    values: Float[Tensor, "T N"],
+    dones: Bool[Tensor, "T N"],
+    next_value: Float[Tensor, " N"],
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[Float[Tensor, "T N"], Float[Tensor, "T N"]]:
+    """Generalised advantage estimates and value targets (returns = advantages + values).
+
+    ``delta_t = r_t + gamma * V_{t+1} * (1 - done_t) - V_t`` and
+    ``A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}``, with ``V_T = next_value``.
+
+    Example:
+        >>> adv, ret = compute_gae(torch.tensor([[0.0], [1.0]]), torch.zeros(2, 1),
+        ...                        torch.tensor([[False], [True]]), torch.tensor([5.0]),
+        ...                        gamma=0.5, gae_lambda=1.0)
+        >>> adv[:, 0].tolist()
+        [0.5, 1.0]
+    """
+    not_done = (~dones).to(values.dtype)
+    advantages = torch.zeros_like(values)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(values.shape[0])):
+        following = next_value if t == values.shape[0] - 1 else values[t + 1]
+        delta = rewards[t] + gamma * following * not_done[t] - values[t]
+        last = delta + gamma * gae_lambda * not_done[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def chunk_forward(
+    agent: LSTMAgent,
+    segment: Segment,
+    chunk_states: Float[Tensor, "C N state"],
+    chunks: Int[Tensor, " M"],
+    envs: Int[Tensor, " M"],
+    recurrence: int,
+) -> tuple[Float[Tensor, "R M n_actions"], Float[Tensor, "R M"]]:
+    """Re-run the agent over ``M`` (chunk, env) pieces of a segment, with gradients.
+
+    Args:
+        agent: The agent being trained.
+        segment: The collected segment.
+        chunk_states: State entering each chunk's first step, per env (before reset).
+        chunks: Chunk index of each piece (steps ``c * recurrence ...``).
+        envs: Env index of each piece.
+        recurrence: Chunk length ``R``.
+
+    Returns:
+        Log-prob logits and values, time first.
+
+    Example:
+        >>> logits, values = chunk_forward(agent, seg, states, chunks, envs, 8)  # doctest: +SKIP
+    """
+    steps = chunks[None, :] * recurrence + torch.arange(recurrence)[:, None]  # [R, M]
+    logits, values, _, _ = agent.unroll(
+        segment.obs[steps, envs[None, :]],
+        chunk_states[chunks, envs],
+        starts=segment.starts[steps, envs[None, :]],
+    )
+    return logits, values
+
+
+def _learn(
+    agent: LSTMAgent,
+    optimizer: torch.optim.Optimizer,
+    segment: Segment,
+    config: PPOConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    advantages, returns = compute_gae(
+        segment.rewards,
+        segment.values,
+        segment.dones,
+        segment.next_value,
+        config.gamma,
+        config.gae_lambda,
+    )
+    rec = config.recurrence
+    n_chunks = segment.n_steps // rec
+    sums = dict.fromkeys(
+        ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), 0.0
+    )
+    n_minibatches = 0
+    for _ in range(config.update_epochs):
+        with torch.no_grad():
+            _, _, states_in, _ = agent.unroll(segment.obs, segment.initial_state, segment.starts)
+        chunk_states = states_in[::rec]  # [C, N, state]
+        order = torch.randperm(n_chunks * segment.n_envs, generator=generator)
+        for piece in order.tensor_split(config.n_minibatches):
+            chunks, envs = piece // segment.n_envs, piece % segment.n_envs
+            logits, values = chunk_forward(agent, segment, chunk_states, chunks, envs, rec)
+            steps = chunks[None, :] * rec + torch.arange(rec)[:, None]
+            index = (steps, envs[None, :])
+            actions = segment.actions[index]
+            new_logprob = logits.gather(-1, actions[..., None]).squeeze(-1)
+            log_ratio = new_logprob - segment.logprobs[index]
+            ratio = log_ratio.exp()
+            adv = advantages[index]
+            if config.normalize_advantages and adv.numel() > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+            policy_loss = -torch.minimum(ratio * adv, clipped * adv).mean()
+            value_loss = 0.5 * (values - returns[index]).pow(2).mean()
+            entropy = -(logits.exp() * logits).sum(-1).mean()
+            loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm, foreach=True)
+            optimizer.step()
+            with torch.no_grad():
+                sums["policy_loss"] += float(policy_loss)
+                sums["value_loss"] += float(value_loss)
+                sums["entropy"] += float(entropy)
+                sums["approx_kl"] += float(((ratio - 1) - log_ratio).mean())
+                sums["clip_fraction"] += float(
+                    ((ratio - 1).abs() > config.clip_coef).float().mean()
+                )
+            n_minibatches += 1
+    return {key: value / n_minibatches for key, value in sums.items()}
+
+
+def _json_number(value: float | int) -> float | int | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _env_label(env: EnvSource) -> str:
+    return env if isinstance(env, str) else getattr(env, "__name__", type(env).__name__)
+
+
+def train_ppo(
+    config: PPOConfig,
+    env: EnvSource | None = None,
+    agent: LSTMAgent | None = None,
+    checkpoint_dir: str | Path | None = None,
+    callback: Callable[[UpdateStats, LSTMAgent], bool | None] | None = None,
+) -> tuple[LSTMAgent, list[UpdateStats]]:
+    """Train an LSTM agent with recurrent PPO.
+
+    Args:
+        config: The run's settings.
+        env: An env id or factory (default: ``config.env_id`` with ``config.max_steps``).
+        agent: An agent to continue training (e.g. :func:`load_original_lstm`'s);
+            default: a fresh one from ``config.agent_config()``. Trained in place.
+        checkpoint_dir: Where to save ``update_NNNNNN/`` (every ``checkpoint_every``
+            updates), ``final/`` (safetensors + JSON) and ``history.json``; None saves
+            nothing.
+        callback: Called after every update with its stats and the agent; returning
+            True stops training early.
+
+    Returns:
+        ``(agent, history)``: the trained agent (eval mode) and one
+        :class:`UpdateStats` per update.
+
+    Raises:
+        ConfigError: Invalid config (from :class:`PPOConfig`), or an agent whose action
+            count does not match the env's.
+        EnvError: An env that does not give raw ``[7, 7, 3]`` images.
+
+    Example:
+        >>> agent, history = train_ppo(PPOConfig(total_steps=100_000))  # doctest: +SKIP
+    """
+    if not isinstance(config, PPOConfig):
+        raise ConfigError(f"config must be a PPOConfig, got {type(config).__name__}")
+    env = config.env_id if env is None else env
+    envs = make_vector_env(env, config.n_envs, config.max_steps)
+    if agent is None:
+        agent = LSTMAgent(config.agent_config())
+    if envs.single_action_space.n != agent.n_actions:
+        envs.close()
+        raise ConfigError(
+            f"the agent has {agent.n_actions} actions but the env has {envs.single_action_space.n}"
+        )
+    agent.eval()  # BatchNorm frozen at its running statistics (see module docstring)
+    threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    optimizer = torch.optim.Adam(
+        agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    collector = SegmentCollector(envs, seed=config.seed)
+    meta = {
+        "trained_with": "dtlens.training.ppo.train_ppo",
+        "ppo_config": config.to_dict(),
+        "env": _env_label(env),
+        "max_steps": config.max_steps,
+    }
+    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    history: list[UpdateStats] = []
+    bar = tqdm(total=config.n_updates * config.batch_size, unit="step", disable=not config.progress)
+    try:
+        for update in range(1, config.n_updates + 1):
+            started = time.perf_counter()
+            lr = config.learning_rate
+            if config.anneal_lr:
+                lr *= 1 - (update - 1) / config.n_updates
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            segment = collector.collect(agent, config.n_steps)
+            losses = _learn(agent, optimizer, segment, config, generator)
+            episodes = collector.tracker.pop()
+            stats = UpdateStats(
+                update=update,
+                env_steps=update * config.batch_size,
+                episodes=episodes.n_episodes,
+                mean_return=episodes.mean_return,
+                success_rate=episodes.success_rate,
+                mean_length=episodes.mean_length,
+                learning_rate=lr,
+                steps_per_second=config.batch_size / (time.perf_counter() - started),
+                **losses,
+            )
+            history.append(stats)
+            bar.update(config.batch_size)
+            bar.set_postfix(ret=f"{stats.mean_return:.3f}", ent=f"{stats.entropy:.2f}")
+            if (
+                out is not None
+                and config.checkpoint_every
+                and update % config.checkpoint_every == 0
+            ):
+                save_lstm_agent(agent, out / f"update_{update:06d}", {**meta, "update": update})
+            if callback is not None and callback(stats, agent):
+                break
+    finally:
+        bar.close()
+        envs.close()
+        torch.set_num_threads(threads)
+    if out is not None:
+        save_lstm_agent(agent, out / "final", {**meta, "update": len(history)})
+        rows = [{k: _json_number(v) for k, v in asdict(s).items()} for s in history]
+        (out / "history.json").write_text(json.dumps(rows, indent=1))
+    return agent.eval(), history

@@ -1,0 +1,478 @@
+"""The app's callbacks and views, called directly (no browser, no server).
+
+Expectations are independent of the app: a separately stepped env, the model's own
+``action_logits`` on a window built with ``history_batch`` + ``pad_context``, the cached
+attention patterns of a separate forward, the model's logits for the DLA total.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("dash")
+
+import dtlens
+from dtlens.analysis.edits import set_rtg
+from dtlens.analysis.routine import history_batch
+from dtlens.app import callbacks, layout, views
+from dtlens.app.callbacks import (
+    AppState,
+    on_env_input,
+    render_attention,
+    render_lens,
+    render_model_panel,
+    render_patching,
+)
+from dtlens.app.layout import IDS
+from dtlens.app.models import ModelCatalog, list_checkpoints
+from dtlens.app.server import create_app
+from dtlens.app.session import EpisodeSession, SessionStore
+from dtlens.env import MEMORY_ENV_ID, Scenario, make_env
+from dtlens.errors import CheckpointError, ConfigError
+from tests.conftest import build_model
+
+LEFT, RIGHT, FORWARD = 0, 1, 2
+TINY = "tiny/"
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    """A models folder: a tiny model, one padding-as-tokens, a corrupt .pt, a broken
+    directory, a model with the wrong action count; plus a checkpoint outside it."""
+    root = tmp_path_factory.mktemp("app")
+    folder = root / "models"
+    folder.mkdir()
+    dtlens.save(build_model(), folder / "tiny")
+    dtlens.save(build_model(), folder / "tokens", metadata={"context_padding": "tokens"})
+    dtlens.save(build_model(n_actions=3), folder / "three_actions")
+    (folder / "corrupt.pt").write_bytes(b"this is not a torch file")
+    broken = folder / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"junk")
+    (folder / "notes.txt").write_text("not a checkpoint")
+    dtlens.save(build_model(), root / "outside")
+    (folder / "escape").symlink_to(root / "outside", target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def catalog(models_dir) -> ModelCatalog:
+    return ModelCatalog(models_dir=models_dir)
+
+
+@pytest.fixture
+def state(catalog) -> AppState:
+    return AppState(catalog)
+
+
+def press(state, sid, *actions, start_id=1, model=TINY, rtg=0.9):
+    """Send key events (action ints, or "follow") as one request, as keyboard.js does."""
+    events = [
+        {"id": start_id + i, **({"follow": True} if a == "follow" else {"action": a})}
+        for i, a in enumerate(actions)
+    ]
+    return on_env_input(state, sid, "keys", {"events": events}, "key", "ball", rtg, model)
+
+
+def expected_probs(model, session, rtg):
+    """The model's next-action distribution on the session's history, built independently."""
+    window = history_batch(
+        np.stack(session.images), session.actions, [rtg] * session.n_steps, model.cfg.n_timesteps
+    )
+    with torch.no_grad():
+        return model.action_logits(model.pad_context(window))[0, -1].softmax(-1)
+
+
+# --------------------------------------------------------------------------- environment
+def test_key_presses_move_the_agent_as_the_env_would(state):
+    actions = [FORWARD, FORWARD, LEFT, FORWARD, RIGHT, RIGHT, FORWARD]
+    out = press(state, "s", *actions)
+    env = make_env(MEMORY_ENV_ID, max_steps=50, one_hot=False)
+    obs, _ = env.reset(seed=0, options={"instruction": "key", "top": "ball"})
+    images = [obs["image"]]
+    for action in actions:
+        images.append(env.step(action)[0]["image"])
+    session = state.sessions.get("s")
+    assert np.array_equal(np.stack(session.images), np.stack(images))
+    pose = (*env.unwrapped.agent_pos, env.unwrapped.agent_dir)
+    assert session.agent_pose == tuple(int(v) for v in pose)
+    assert out.trajectory == [
+        "1 forward", "2 forward", "3 left", "4 forward", "5 right", "6 right", "7 forward"
+    ]  # fmt: skip
+    assert f"agent at ({pose[0]}, {pose[1]})" in out.status and "step 7 of 50" in out.status
+    # the rendered frames are the env's own renders of that state
+    frame = env.unwrapped.get_pov_render(tile_size=32)
+    assert np.array_equal(np.asarray(out.pov.data[0].z), frame)
+    assert out.message is None
+
+
+def test_after_the_first_render_a_key_sends_only_new_pixels(state):
+    first = on_env_input(state, "px", None, None, "key", "ball", 0.9, TINY)
+    assert first.full.data[0].type == "image"  # whole figures on the first render
+    out = on_env_input(
+        state, "px", "keys", {"events": [{"id": 1, "action": FORWARD}]}, "key", "ball", 0.9,
+        TINY, patch_frames=True,
+    )  # fmt: skip
+    env = make_env(MEMORY_ENV_ID, max_steps=50, one_hot=False)
+    env.reset(seed=0, options={"instruction": "key", "top": "ball"})
+    env.step(FORWARD)
+    expected = {
+        "full": env.unwrapped.get_full_render(highlight=True, tile_size=32),
+        "pov": env.unwrapped.get_pov_render(tile_size=32),
+    }
+    for name, rgb in expected.items():
+        (operation,) = getattr(out, name).to_plotly_json()["operations"]
+        assert operation["location"] == ["data", 0, "z"]
+        spec = operation["params"]["value"]
+        pixels = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.uint8)
+        assert spec["dtype"] == "u1" and spec["shape"] == "224, 224, 3"
+        assert np.array_equal(pixels.reshape(224, 224, 3), rgb)
+
+
+def test_each_event_is_applied_once_even_when_requests_repeat_or_merge(state):
+    press(state, "merge", FORWARD, FORWARD)  # ids 1, 2
+    press(state, "merge", FORWARD, FORWARD, RIGHT, start_id=1)  # ids 1-3 again: only 3 is new
+    assert state.sessions.get("merge").actions == [FORWARD, FORWARD, RIGHT]
+
+
+def test_reset_and_scenario_change_start_a_new_episode(state):
+    press(state, "r", FORWARD, FORWARD)
+    out = on_env_input(state, "r", "scenario", None, "ball", "key", 0.9, TINY)
+    session = state.sessions.get("r")
+    assert session.actions == [] and session.scenario == Scenario("ball", "key")
+    assert out.status.startswith("ball/top-key: step 0")
+    env = make_env(MEMORY_ENV_ID, max_steps=50, one_hot=False)
+    obs, _ = env.reset(seed=0, options={"instruction": "ball", "top": "key"})
+    assert np.array_equal(session.images[0], obs["image"])
+
+
+def test_a_finished_episode_ignores_keys_until_reset(state):
+    # key/top-ball: the matching target is the bottom one -> 4 forward, right, forward
+    out = press(state, "done", FORWARD, FORWARD, FORWARD, FORWARD, RIGHT, FORWARD, FORWARD)
+    session = state.sessions.get("done")
+    assert session.terminated and len(session.actions) == 6
+    assert "Episode over (reached the matching target, reward 0.892)" in out.status
+    assert out.episode["done"] is True
+
+
+def test_a_bad_action_is_reported_not_raised(state):
+    out = on_env_input(state, "bad", "keys", {"events": [{"id": 1, "action": 9}]}, "key", "ball",
+                       0.9, TINY)  # fmt: skip
+    assert "action 9 is outside 0..6" in out.message
+    assert state.sessions.get("bad").actions == []
+
+
+# -------------------------------------------------------------------------------- model
+@pytest.mark.parametrize("model_value", [TINY, "tokens/"])
+def test_probabilities_shown_are_the_models_softmax(state, catalog, model_value):
+    model = catalog.get(model_value)
+    sid = f"p-{model_value}"
+    for n_steps in (0, 2, 6):  # shorter, then longer than the 4-step context
+        if n_steps:
+            press(state, sid, *[FORWARD, RIGHT, LEFT] * 2, model=model_value)
+        session = state.sessions.get(sid)
+        out = render_model_panel(state, sid, 0.9, model_value)
+        assert out.message is None
+        expected = expected_probs(model, session, 0.9)
+        torch.testing.assert_close(out.probs, expected)
+        torch.testing.assert_close(
+            torch.tensor(out.figure["data"][0]["y"]), expected, atol=1e-6, rtol=0
+        )
+        table = layout.probability_table(out.probs)
+        cells = [td.children for td in table.children[1].children]
+        assert cells == [f"{float(p):.3f}" for p in expected]
+
+
+def test_rtg_slider_sets_every_rtg_token(state, catalog):
+    model = catalog.get(TINY)
+    press(state, "rtg", FORWARD)  # 2 real steps, 2 padding steps in the 4-step window
+    at_09 = render_model_panel(state, "rtg", 0.9, TINY)
+    at_02 = render_model_panel(state, "rtg", 0.2, TINY)
+    session = state.sessions.get("rtg")
+    run = session.context_run(model, TINY, 0.2, hooks=())
+    assert run.batch.n_steps == 4 and run.n_real == 2
+    assert torch.equal(run.batch.rtg, torch.full((1, 4), 0.2))
+    torch.testing.assert_close(at_02.probs, expected_probs(model, session, 0.2))
+    assert not torch.allclose(at_02.probs, at_09.probs)
+    # the RTG tokens of the context strip all show the slider's value, padding included
+    rtg_tokens = [t for t in at_02.tokens if t.kind == "rtg"]
+    assert [t.detail for t in rtg_tokens] == ["0.20"] * 4
+    assert [t.padding for t in rtg_tokens] == [True, True, False, False]
+
+
+def test_context_strip_labels_the_window(state, catalog):
+    press(state, "ctx", FORWARD, LEFT)
+    out = render_model_panel(state, "ctx", 0.9, TINY)
+    model = catalog.get(TINY)
+    labels = model.token_labels(4)
+    assert [t.label for t in out.tokens] == labels
+    actions = [t.detail for t in out.tokens if t.kind == "action"]
+    assert actions == ["pad", "forward", "left"]  # A1 is padding, then the two actions taken
+    states = [t.detail for t in out.tokens if t.kind == "state"]
+    assert states == ["t=0", "t=0", "t=1", "t=2"]
+
+
+def test_follow_the_model_takes_its_most_likely_action(state, catalog):
+    model = catalog.get(TINY)
+    press(state, "follow", FORWARD)
+    session = state.sessions.get("follow")
+    wanted = int(expected_probs(model, session, 0.4).argmax())
+    press(state, "follow", "follow", start_id=2, rtg=0.4)
+    assert session.actions == [FORWARD, wanted]
+
+
+# ---------------------------------------------------------------------------- models
+def test_picker_lists_checkpoints_in_the_folder(models_dir, catalog):
+    assert list_checkpoints(models_dir) == [
+        "broken/", "corrupt.pt", "three_actions/", "tiny/", "tokens/"
+    ]  # fmt: skip
+    assert catalog.default_value == "broken/"
+    with pytest.raises(CheckpointError, match="does not exist or is not a directory"):
+        ModelCatalog(models_dir=models_dir / "missing")
+
+
+@pytest.mark.parametrize("value", ["../outside", "escape/", "/etc/passwd", "tiny/../../outside"])
+def test_paths_outside_the_models_folder_are_refused(models_dir, value):
+    loaded = []
+    catalog = ModelCatalog(models_dir=models_dir, loader=lambda p: loaded.append(p))
+    with pytest.raises(CheckpointError, match="is outside the models folder"):
+        catalog.get(value)
+    out = render_model_panel(AppState(catalog), "outside", 0.9, value)
+    assert "is outside the models folder" in out.message and out.probs is None
+    assert loaded == []  # nothing was ever loaded
+
+
+def test_only_the_initial_model_without_a_folder(models_dir):
+    catalog = ModelCatalog(initial=str(models_dir / "tiny"))
+    assert [o.value for o in catalog.options()] == [str(models_dir / "tiny")]
+    with pytest.raises(CheckpointError, match="without --models-dir"):
+        catalog.resolve(str(models_dir / "tokens"))
+    with pytest.raises(ConfigError, match="needs a model"):
+        ModelCatalog()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("corrupt.pt", "is not a readable torch file"),
+        ("broken/", "is not valid JSON"),
+        ("three_actions/", "this model has n_actions=3, but the Memory env has 7 actions"),
+        ("missing.pt", "does not exist in the models folder"),
+    ],
+)
+def test_bad_checkpoints_show_an_error_in_every_panel(state, value, expected):
+    model_out = render_model_panel(state, "err", 0.9, value)
+    assert expected in model_out.message and model_out.probs is None
+    assert model_out.figure["data"] == []  # a placeholder, not a stale plot
+    for out in (
+        render_attention(state, "err", 0.9, value, 0, 0, 0.0),
+        render_lens(state, "err", 0.9, value, 0, 1),
+        render_patching(state, "err", 0.9, value, "rtg", 0.0, 0, 1),
+    ):
+        assert expected in out.message and len(out.figures) == 2
+    env_out = press(state, "err", "follow", model=value)
+    assert expected in env_out.message and state.sessions.get("err").actions == []
+
+
+# ------------------------------------------------------------------------------ tabs
+def test_attention_tab_shows_the_cached_patterns_at_both_rtgs(state, catalog):
+    model = catalog.get(TINY)
+    press(state, "att", FORWARD, FORWARD)
+    out = render_attention(state, "att", 0.9, TINY, 1, 2, 0.1, all_heads=True)
+    assert out.message is None
+    pair, heads = out.figures
+    session = state.sessions.get("att")
+    for rtg, panel in ((0.9, 0), (0.1, 1)):
+        window = history_batch(np.stack(session.images), session.actions, [rtg] * 3, 4)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(model.pad_context(window))
+        pattern = cache["blocks.1.attn.hook_pattern"][0, 2].double().numpy()
+        shown = np.asarray(pair.data[panel].z, dtype=float)
+        lower = np.tril_indices(pattern.shape[0])
+        np.testing.assert_allclose(shown[lower], pattern[lower], atol=1e-6)
+        assert np.isnan(shown[np.triu_indices(pattern.shape[0], k=1)]).all()
+        if rtg == 0.9:
+            np.testing.assert_allclose(np.asarray(heads.data[2].z)[lower], pattern[lower], 1e-6)
+    assert list(pair.data[0].x) == model.token_labels(4)
+
+
+def test_after_a_key_press_attention_figures_are_patched_with_new_patterns(state, catalog):
+    model = catalog.get(TINY)
+    first = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0, incremental=True)
+    assert first.figures[0].data[0].type == "heatmap"  # nothing on the page yet: a figure
+    press(state, "inc", FORWARD, LEFT)
+    out = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0, incremental=True)
+    ops = out.figures[0].to_plotly_json()["operations"]
+    z = {op["location"][1]: op["params"]["value"] for op in ops if op["location"][0] == "data"}
+    titles = {tuple(op["location"]): op["params"]["value"] for op in ops}
+    session = state.sessions.get("inc")
+    for panel, rtg in enumerate((0.9, 0.0)):
+        window = history_batch(np.stack(session.images), session.actions, [rtg] * 3, 4)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(model.pad_context(window))
+        expected = cache["blocks.0.attn.hook_pattern"][0, 1].double().numpy()
+        expected[np.triu_indices(11, k=1)] = np.nan  # the future stays empty
+        np.testing.assert_allclose(np.asarray(z[panel], dtype=float), expected, atol=1e-6)
+    assert titles[("layout", "title", "text")] == "L0H1"
+    assert titles[("layout", "annotations", 1, "text")] == "RTG 0.00"
+    # another head, or a page that showed an error, gets a whole figure again
+    other = render_attention(state, "inc", 0.9, TINY, 0, 2, 0.0, incremental=True)
+    assert other.figures[0].layout.title.text == "L0H2"
+    failed = render_attention(state, "inc", 0.9, TINY, 0, 9, 0.0, incremental=True)
+    assert "head 9 is out of range" in failed.message
+    again = render_attention(state, "inc", 0.9, TINY, 0, 2, 0.0, incremental=True)
+    assert again.figures[0].layout.title.text == "L0H2"
+
+
+def test_lens_tab_attribution_sums_to_the_models_logit_difference(state, catalog):
+    model = catalog.get(TINY)
+    press(state, "lens", FORWARD)
+    out = render_lens(state, "lens", 0.9, TINY, "forward", "left")
+    assert out.message is None
+    lens_fig, dla_fig = out.figures
+    session = state.sessions.get("lens")
+    window = history_batch(np.stack(session.images), session.actions, [0.9] * 2, 4)
+    with torch.no_grad():
+        logits = model.action_logits(model.pad_context(window))[0, -1]
+    diff = float(logits[FORWARD] - logits[LEFT])
+    assert float(np.sum(dla_fig.data[0].y)) == pytest.approx(diff, abs=1e-4)
+    assert float(lens_fig.data[0].y[-1]) == pytest.approx(diff, abs=1e-4)  # last stage = output
+    assert render_lens(state, "lens", 0.9, TINY, 1, 1).message.startswith("pick two different")
+
+
+def test_patching_tab_restores_only_where_the_runs_differ(state, catalog):
+    model = catalog.get(TINY)
+    press(state, "patch", FORWARD, LEFT)
+    out = render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT)
+    by_pos, by_head = out.figures
+    run = state.sessions.get("patch").context_run(model, TINY, 0.9)
+    with torch.no_grad():
+        clean = model.action_logits(run.batch)[0, -1]
+        corrupt = model.action_logits(set_rtg(run.batch, 0.0))[0, -1]
+    clean_diff, corrupt_diff = (float(x[LEFT] - x[RIGHT]) for x in (clean, corrupt))
+    assert f"{clean_diff:.3f} clean, {corrupt_diff:.3f} corrupt" in out.message
+    values = np.asarray(by_pos.data[0].z, dtype=float)  # [layer, pos]
+    labels = list(by_pos.data[0].x)
+    assert labels == model.token_labels(4) and values.shape == (2, 11)
+    # entering layer 0 the runs differ only at the RTG tokens: patching elsewhere restores 0
+    others = [i for i, label in enumerate(labels) if not label.startswith("R")]
+    np.testing.assert_allclose(values[0, others], 0.0, atol=1e-5)
+    assert np.isfinite(values).all() and np.abs(values[0, [0, 3, 6, 9]]).max() > 1e-3
+    assert np.asarray(by_head.data[0].z).shape == (2, 4)
+    # after another key the page's figures get new values (patches), and the invariant holds
+    render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT, incremental=True)
+    press(state, "patch", FORWARD, start_id=3)
+    out = render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT, incremental=True)
+    (z_op, *_) = out.figures[0].to_plotly_json()["operations"]
+    assert z_op["location"] == ["data", 0, "z"]
+    values = np.asarray(z_op["params"]["value"], dtype=float)
+    np.testing.assert_allclose(values[0, others], 0.0, atol=1e-5)
+    run = state.sessions.get("patch").context_run(model, TINY, 0.9)
+    with torch.no_grad():
+        clean = model.action_logits(run.batch)[0, -1]
+    assert f"is {float(clean[LEFT] - clean[RIGHT]):.3f} clean" in out.message
+
+
+def test_patching_an_edit_that_changes_nothing_says_so(state):
+    # after 4 forward steps the instruction (behind the agent) is out of every view
+    press(state, "gone", FORWARD, FORWARD, FORWARD, FORWARD)
+    out = render_patching(state, "gone", 0.9, TINY, "instruction", 0.0, LEFT, RIGHT)
+    assert "changes nothing in the current window" in out.message
+    assert all(fig["data"] == [] for fig in out.figures)
+
+
+# --------------------------------------------------------------------- session + app
+def test_session_caches_runs_until_the_episode_changes(catalog):
+    model = catalog.get(TINY)
+    session = EpisodeSession()
+    run = session.context_run(model, TINY, 0.9)
+    assert session.context_run(model, TINY, 0.9, hooks=()) is run  # a full run serves all
+    assert session.memo(("x",), lambda: 1) == 1 and session.memo(("x",), lambda: 2) == 1
+    session.step(FORWARD)
+    assert session.context_run(model, TINY, 0.9) is not run
+    assert session.memo(("x",), lambda: 2) == 2
+
+
+def test_session_store_drops_the_least_recently_used():
+    store = SessionStore(max_sessions=2)
+    a = store.get("a")
+    store.get("b")
+    store.get("a")
+    store.get("c")  # drops b
+    assert len(store) == 2 and store.get("a") is a
+
+
+def test_create_app_serves_one_session_per_visit(models_dir):
+    app = create_app(model=str(models_dir / "tiny"), models_dir=models_dir)
+    first, second = app.layout(), app.layout()
+    assert first.children[0].id == IDS.SESSION
+    assert first.children[0].data != second.children[0].data
+    picker = _find(first, IDS.MODEL)
+    assert picker.value == str(models_dir / "tiny")
+    assert [o["value"] for o in picker.options][1:] == list_checkpoints(models_dir)
+    with pytest.raises(ConfigError, match="either catalog"):
+        create_app(model="memorydt", catalog=ModelCatalog(initial="memorydt"))
+    # every output the callbacks return serialises to JSON the way Dash sends it
+    state = AppState(ModelCatalog(models_dir=models_dir))
+    out = on_env_input(state, "json", None, None, "key", "ball", 0.9, TINY)
+    model_out = render_model_panel(state, "json", 0.9, TINY)
+    payload = [
+        out.full,
+        out.pov,
+        layout.trajectory_list(out.trajectory),
+        model_out.figure,
+        layout.token_strip(model_out.tokens),
+        layout.probability_table(model_out.probs),
+    ]
+    assert json.loads(_to_json(payload))
+
+
+def test_cli_app_parser_binds_localhost_by_default():
+    import argparse
+
+    from dtlens.cli import app as cli_app
+
+    parser = argparse.ArgumentParser()
+    cli_app.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["app"])
+    assert (args.host, args.port, args.model, args.models_dir) == ("127.0.0.1", 8050, None, None)
+    args = parser.parse_args(["app", "--port", "0"])
+    with pytest.raises(ConfigError, match=r"--port must be in 1\.\.65535"):
+        cli_app.run(args)
+
+
+def test_views_only_describe_the_session():
+    session = EpisodeSession(Scenario("ball", "ball"))
+    assert views.trajectory_steps(session) == []
+    assert views.episode_status(session).startswith("ball/top-ball: step 0 of 50, agent at (1, 3)")
+    full, _ = views.grid_figures(session)
+    rgb = session.env.unwrapped.get_full_render(highlight=True, tile_size=32)
+    assert np.array_equal(np.asarray(full.data[0].z), rgb)
+    assert callbacks._rtg(0.5) == 0.5
+    with pytest.raises(ConfigError, match="finite number"):
+        callbacks._rtg(None)
+
+
+def _find(component, component_id):
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if child is not None and not isinstance(child, str):
+            found = _find(child, component_id)
+            if found is not None:
+                return found
+    return None
+
+
+def _to_json(value) -> str:
+    from plotly.io.json import to_json_plotly
+
+    return to_json_plotly(value)
