@@ -173,7 +173,9 @@ def main() -> None:
                     normalize=False, max_batch=MAX_BATCH, show_progress=False,
                 ).values  # fmt: skip
 
-            def theirs(tl_fn=tl_fn, columns=columns, sizes=sizes) -> Tensor:
+            def theirs(
+                tl_fn=tl_fn, columns=columns, sizes=sizes, clean=clean, corrupt=corrupt
+            ) -> Tensor:
                 return run_tl(model, clean, corrupt, tl_fn, columns, sizes)
 
             t_ours, v_ours = best_time(ours, args.repeats)

@@ -72,7 +72,7 @@ def tab_renderer(tab: str, state: AppState, model: str) -> Callable[[str], tuple
     """A function ``session_id -> outputs`` rendering one tab as its callback does."""
     if tab == "attention":
         return lambda sid: _tab_payload(
-            render_attention(state, sid, RTG, model, 0, 0, RTG_B, incremental=True)
+            render_attention(state, sid, RTG, model, 0, 0, RTG_B)
         )
     if tab == "lens":
         return lambda sid: _tab_payload(render_lens(state, sid, RTG, model, 0, 1))

@@ -1,14 +1,25 @@
 """dtlens: TransformerLens-native mechanistic interpretability of decision transformers.
 
-The public API is the names in ``__all__`` (pinned by ``tests/unit/test_public_api.py``).
-Importing dtlens has no side effects; ``import dtlens.env`` registers the MiniGrid
-environments with gymnasium.
+The public API is the names in ``__all__`` (pinned by ``tests/unit/test_public_api.py``):
+the model and its checkpoints, the observation encoding, and the analysis API of
+DESIGN.md with its main plots. The subpackages (``dtlens.analysis``,
+``dtlens.plotting``, ``dtlens.env``, ``dtlens.data``, ``dtlens.training``) hold the rest.
+
+Importing dtlens has no side effects: the analysis and plotting names are imported on
+first use (PEP 562 ``__getattr__``), and only ``import dtlens.env`` (which the analysis
+API needs, for its scenarios) registers the MiniGrid environments with gymnasium.
 
 Examples:
     >>> import dtlens
     >>> model = dtlens.load("memorydt")  # doctest: +SKIP
     >>> logits, cache = model.run_with_cache(batch)  # doctest: +SKIP
+    >>> from dtlens import activation_patching, patch_observation, swap_instruction
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from dtlens.errors import (
     BatchError,
@@ -22,7 +33,70 @@ from dtlens.model import DTConfig, HookedDecisionTransformer, TrajectoryBatch
 from dtlens.model.checkpoint import load, save
 from dtlens.model.convert import convert_original
 
+if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentation tools
+    from dtlens.analysis import (
+        PatchingResult,
+        activation_patching,
+        congruence,
+        direct_logit_attribution,
+        flip_targets,
+        logit_diff,
+        logit_lens,
+        patch_observation,
+        path_patching,
+        path_patching_sweep,
+        restored_logit_diff,
+        set_cell,
+        set_rtg,
+        swap_instruction,
+    )
+    from dtlens.env.encoding import decode_observation, encode_observation
+    from dtlens.plotting import plot_attention, plot_calibration, plot_congruence, plot_patching
+
 __version__ = "0.1.0"
+
+#: top-level name -> the module it is imported from on first use
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "PatchingResult",
+            "activation_patching",
+            "congruence",
+            "direct_logit_attribution",
+            "flip_targets",
+            "logit_diff",
+            "logit_lens",
+            "patch_observation",
+            "path_patching",
+            "path_patching_sweep",
+            "restored_logit_diff",
+            "set_cell",
+            "set_rtg",
+            "swap_instruction",
+        ),
+        "dtlens.analysis",
+    ),
+    **dict.fromkeys(("decode_observation", "encode_observation"), "dtlens.env.encoding"),
+    **dict.fromkeys(
+        ("plot_attention", "plot_calibration", "plot_congruence", "plot_patching"),
+        "dtlens.plotting",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an analysis/plotting/encoding name on first access (keeps ``import dtlens`` light)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dtlens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BatchError",
@@ -33,9 +107,29 @@ __all__ = [
     "HookNameError",
     "HookedDecisionTransformer",
     "ObservationError",
+    "PatchingResult",
     "TrajectoryBatch",
     "__version__",
+    "activation_patching",
+    "congruence",
     "convert_original",
+    "decode_observation",
+    "direct_logit_attribution",
+    "encode_observation",
+    "flip_targets",
     "load",
+    "logit_diff",
+    "logit_lens",
+    "patch_observation",
+    "path_patching",
+    "path_patching_sweep",
+    "plot_attention",
+    "plot_calibration",
+    "plot_congruence",
+    "plot_patching",
+    "restored_logit_diff",
     "save",
+    "set_cell",
+    "set_rtg",
+    "swap_instruction",
 ]

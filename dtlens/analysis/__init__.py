@@ -48,6 +48,9 @@ from dtlens.analysis.metrics import (
     patching_effect,
     restored_logit_diff,
 )
+from dtlens.analysis.patching import activation_patching
+from dtlens.analysis.path_nodes import MLP, Embed, Head, HeadInput, Logits, MLPInput
+from dtlens.analysis.path_patching import path_patching, path_patching_sweep
 from dtlens.analysis.results import PatchingResult
 from dtlens.analysis.routine import GreedyRun, history_batch, play_greedy
 from dtlens.analysis.scenarios import (
@@ -59,12 +62,18 @@ from dtlens.analysis.scenarios import (
 )
 
 __all__ = [
+    "MLP",
     "Circuit",
     "CongruenceTable",
+    "Embed",
     "EmbeddingRows",
     "GreedyRun",
+    "Head",
+    "HeadInput",
     "HeadSVD",
     "LogitAttribution",
+    "Logits",
+    "MLPInput",
     "Metric",
     "ObservationEdit",
     "PatchingPair",
@@ -73,6 +82,7 @@ __all__ = [
     "StatePCA",
     "action_entropy",
     "action_probability",
+    "activation_patching",
     "all_layouts",
     "compose",
     "congruence",
@@ -94,6 +104,8 @@ __all__ = [
     "ov_circuit",
     "patch_observation",
     "patching_effect",
+    "path_patching",
+    "path_patching_sweep",
     "per_layer_growth",
     "play_greedy",
     "qk_circuit",

@@ -261,7 +261,8 @@ def run_patch_groups(
             device = group.patch.source.device
             out = []
             for first in range(0, group.n_patches, per_chunk):
-                patches = torch.arange(first, min(group.n_patches, first + per_chunk), device=device)
+                last = min(group.n_patches, first + per_chunk)
+                patches = torch.arange(first, last, device=device)
                 pair = torch.arange(n_pairs, device=device).repeat(len(patches))
                 mask = group.masks(patches.repeat_interleave(n_pairs))
                 logits = _patched_logits(model, base, base_resid, group.patch, pair, mask)

@@ -47,7 +47,7 @@ hook                                                  by
 ``time_embed``                                        the embedding: R1.., S1.., A1.., t1..)
 ====================================================  ==================================
 
-Example:
+Examples:
     >>> import torch
     >>> from tests.conftest import build_batch, build_model
     >>> model = build_model()
@@ -196,7 +196,7 @@ def activation_patching(
         ConfigError: a bad ``direction``, ``layer`` or ``max_batch``.
         BatchError: ``clean`` and ``corrupt`` windows differ in shape.
 
-    Example:
+    Examples:
         >>> result = activation_patching(model, clean, corrupt, metric, "z",
         ...                              by=("layer", "head"), direction="noise")
         >>> result.labels["head"]
@@ -339,7 +339,9 @@ def _resolve(hook: str, by: tuple[str, ...]) -> tuple[_Sweep, tuple[str, ...]]:
         )
     sweep = _SWEEPS[hook]
     if isinstance(by, str):
-        raise DTLensError(f"by must be a tuple of axis names, e.g. ('pos',), got the string {by!r}.")
+        raise DTLensError(
+            f"by must be a tuple of axis names, e.g. ('pos',), got the string {by!r}."
+        )
     by = tuple(by)
     for valid in sweep.bys:
         if len(by) == len(valid) and set(by) == set(valid):

@@ -395,8 +395,9 @@ def sender_write(
     Args:
         model: the model both caches come from.
         sender: the node.
-        source, base: caches (or dicts) holding ``blocks.L.attn.hook_z``,
+        source: the source run's cache (or a dict) holding ``blocks.L.attn.hook_z``,
             ``blocks.L.hook_mlp_out``, the embedding hooks and ``blocks.0.hook_resid_pre``.
+        base: the base run's cache (or dict), with the same hooks.
         positions: token indices to keep.
 
     Example:
@@ -463,7 +464,7 @@ def receiver_input(
     cannot split per-head inputs (``d_in = d_head``). An MLP's input and the final
     residual are ``resid`` itself (``d_in = d_model``).
 
-    Example:
+    Examples:
         >>> _, cache = model.run_with_cache(batch)
         >>> q = receiver_input(model, HeadInput(1, 0, "q"), cache["blocks.1.hook_resid_pre"])
         >>> torch.allclose(q, cache["blocks.1.attn.hook_q"][:, :, 0], atol=1e-5)

@@ -114,7 +114,8 @@ def path_patching(
 
     Args:
         model: the decision transformer.
-        clean, corrupt: batches of B pairs, same shapes and padding.
+        clean: B clean windows.
+        corrupt: B corrupt windows, the same shapes and padding as ``clean``.
         senders: heads / MLPs / embeddings (nodes or shorthands such as ``"L0H3"``,
             ``"MLP0@S9"``, ``"state_embed"``), patched together.
         receivers: ``"L1H2.q"``-style head inputs, MLP inputs, ``"logits"``.
@@ -170,9 +171,10 @@ def path_patching_sweep(
     block at all, and heads that reach no receiver are not run (their value is the
     base metric, effect 0).
 
+    ``model``, ``clean``, ``corrupt``, ``receivers``, ``metric``, ``mode``, ``direction``,
+    ``freeze_mlps`` and ``normalize`` are as for :func:`path_patching`.
+
     Args:
-        model, clean, corrupt, receivers, metric, mode, direction, freeze_mlps,
-            normalize: as for :func:`path_patching`.
         sender_pos: restrict every sender head to these positions (ints or labels).
         max_batch: rows per batched forward (the memory budget).
         show_progress: show a tqdm bar when there is more than one chunk.

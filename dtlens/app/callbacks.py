@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -113,11 +114,18 @@ class ModelOutput:
 
 @dataclass
 class TabOutput:
-    """The figures of one analysis tab and its message (error or summary)."""
+    """The figures of one analysis tab and its message (error or summary).
+
+    ``shown`` is the key of what the figures were built for (model, layer, RTGs, window
+    length ...), which the page stores and sends back with its next request: while it is
+    unchanged, a key press only sends the figures' new values (``dash.Patch``). None when
+    the figures are placeholders.
+    """
 
     figures: tuple[go.Figure | views.FigureSpec | Patch, ...]
     message: str | None = None
     kind: str = "error"
+    shown: str | None = None
 
 
 # ------------------------------------------------------------------ plain callbacks
@@ -207,15 +215,18 @@ def render_attention(
     head: int | None,
     rtg_b: float | None,
     all_heads: bool = False,
-    incremental: bool = False,
+    shown: str | None = None,
 ) -> TabOutput:
     """Attention of one head at the slider's RTG and at ``rtg_b`` side by side, and (with
     ``all_heads``) every head of its layer. A layer or head of None (not picked yet) is 0.
 
-    With ``incremental``, when the page already shows these figures for the same model,
-    layer, head and RTGs (only the trajectory changed), the figures come back as
-    ``dash.Patch`` updates of their heatmap values and titles: rebuilding the figures is
-    the slowest part of a key press.
+    ``shown`` is the page's ``TabOutput.shown`` of its last attention figures (None if
+    it has none). When it equals the key of the figures wanted now (same model, layer,
+    head, RTGs and window length: only the trajectory changed), the figures come back as
+    ``dash.Patch`` updates of their heatmap values and titles, as rebuilding the figures
+    is the slowest part of a key press. The key comes from the page, not from what the
+    server last sent, so a response the browser dropped (superseded by a newer press)
+    never leaves a patch without its figure.
     """
     session = state.sessions.get(session_id)
 
@@ -226,27 +237,26 @@ def render_attention(
             run_b = state.display_run(session, model_value, rtg_b)[1]
         layer_, head_ = (0 if v is None else int(v) for v in (layer, head))
         rtg_b_ = None if run_b is None else run_b.rtg
-        key = (model_value, id(model), layer_, head_, run.rtg, rtg_b_, all_heads, run.batch.n_steps)
+        key = _figure_key(
+            model_value, id(model), layer_, head_, run.rtg, rtg_b_, all_heads, run.batch.n_steps
+        )
         hint = views.placeholder_figure("tick 'every head of the layer' to draw them all")
         with session.lock:
-            sent = session.figures.pop("attention", None)
-            if incremental and sent is not None and sent[0] == key:
+            sent = session.figures.get("attention")
+            if shown == key and sent is not None and sent[0] == key:
                 pair, heads = tabs.attention_values(model, run, layer_, head_, run_b, all_heads)
                 single_fig, heads_fig = sent[1]
-                session.figures["attention"] = sent
-                return TabOutput(
-                    (
-                        _heatmap_patch(single_fig, pair),
-                        hint if heads_fig is None else _heatmap_patch(heads_fig, heads),
-                    )
+                patches = (
+                    _heatmap_patch(single_fig, pair),
+                    hint if heads_fig is None else _heatmap_patch(heads_fig, heads),
                 )
+                return TabOutput(patches, shown=key)
             single, heads_fig = tabs.attention_figures(model, run, layer_, head_, run_b, all_heads)
             session.figures["attention"] = (key, (single, heads_fig))
-            return TabOutput((single, hint if heads_fig is None else heads_fig))
+            return TabOutput((single, hint if heads_fig is None else heads_fig), shown=key)
 
     def on_error(message: str) -> TabOutput:
-        session.figures.pop("attention", None)  # the page will show placeholders
-        return TabOutput(_placeholders(2), message)
+        return TabOutput(_placeholders(2), message)  # shown=None: the page has no figures
 
     return _guard(compute, on_error)
 
@@ -278,12 +288,12 @@ def render_patching(
     edit_rtg: float,
     action_a: int,
     action_b: int,
-    incremental: bool = False,
+    shown: str | None = None,
 ) -> TabOutput:
     """Activation patching of the window against its edit (cached until the next step).
 
-    With ``incremental``, figures the page already shows for the same model, edit and
-    actions come back as ``dash.Patch`` updates of their values (as in
+    With ``shown`` equal to the key of the figures wanted now (same model, edit, actions
+    and window length), they come back as ``dash.Patch`` updates of their values (as in
     :func:`render_attention`).
     """
     session = state.sessions.get(session_id)
@@ -295,11 +305,10 @@ def render_patching(
             ("patching", *settings),
             lambda: tabs.patching_results(model, run, edit, _rtg(edit_rtg), action_a, action_b),
         )
-        key = (*settings, run.batch.n_steps)
+        key = _figure_key(*settings, run.batch.n_steps)
         with session.lock:
-            sent = session.figures.pop("patching", None)
-            if incremental and sent is not None and sent[0] == key:
-                session.figures["patching"] = sent
+            sent = session.figures.get("patching")
+            if shown == key and sent is not None and sent[0] == key:
                 figures = tuple(
                     _heatmap_patch(fig, [result.values])
                     for fig, result in zip(sent[1], (by_pos, by_head), strict=True)
@@ -307,11 +316,10 @@ def render_patching(
             else:
                 figures = tabs.patching_figures(by_pos, by_head)
                 session.figures["patching"] = (key, figures)
-        return TabOutput(figures, summary, kind="info")
+        return TabOutput(figures, summary, kind="info", shown=key)
 
     def on_error(message: str) -> TabOutput:
-        session.figures.pop("patching", None)  # the page will show placeholders
-        return TabOutput(_placeholders(2), message)
+        return TabOutput(_placeholders(2), message)  # shown=None: the page has no figures
 
     return _guard(compute, on_error)
 
@@ -334,17 +342,18 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         State(IDS.SESSION, "data"),
         State(IDS.RTG, "value"),
         State(IDS.MODEL, "value"),
+        State(IDS.EPISODE, "data"),
     )
-    def _env(key_events, _reset, instruction, top, session_id, rtg, model_value):
+    def _env(key_events, _reset, instruction, top, session_id, rtg, model_value, episode):
         triggers = {
             IDS.KEY_EVENTS: "keys",
             IDS.RESET: "reset",
             IDS.INSTRUCTION: "scenario",
             IDS.TOP: "scenario",
         }
-        trigger = triggers.get(ctx.triggered_id)
-        out = on_env_input(  # the first render sends figures, later ones new pixels
-            state,
+        trigger = triggers.get(ctx.triggered_id) if ctx.triggered else None
+        out = on_env_input(  # figures until the page has them (it stores the episode
+            state,  # with them), then only new pixels
             session_id,
             trigger,
             key_events,
@@ -352,7 +361,7 @@ def register_callbacks(app: Dash, state: AppState) -> None:
             top,
             rtg,
             model_value,
-            patch_frames=trigger is not None,
+            patch_frames=_page_has_frames(episode, session_id),
         )
         return (
             out.full,
@@ -400,19 +409,23 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         Output(IDS.ATTENTION, "figure"),
         Output(IDS.ATTENTION_HEADS, "figure"),
         Output(IDS.ATTENTION_MESSAGE, "children"),
+        Output(IDS.ATTENTION_SHOWN, "data"),
         *shared,
         Input(IDS.LAYER, "value"),
         Input(IDS.HEAD, "value"),
         Input(IDS.RTG_B, "value"),
         Input(IDS.ALL_HEADS, "value"),
         State(IDS.SESSION, "data"),
+        State(IDS.ATTENTION_SHOWN, "data"),
     )
-    def _attention(_episode, rtg, model_value, tab, layer, head, rtg_b, all_heads, session_id):
+    def _attention(
+        _episode, rtg, model_value, tab, layer, head, rtg_b, all_heads, session_id, shown
+    ):
         _only_when(tab, IDS.TAB_ATTENTION)
         out = render_attention(
-            state, session_id, rtg, model_value, layer, head, rtg_b, bool(all_heads), True
+            state, session_id, rtg, model_value, layer, head, rtg_b, bool(all_heads), shown
         )
-        return (*out.figures, layout.message(out.message, out.kind))
+        return (*out.figures, layout.message(out.message, out.kind), out.shown)
 
     @app.callback(
         Output(IDS.LENS, "figure"),
@@ -432,19 +445,23 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         Output(IDS.PATCH_POS, "figure"),
         Output(IDS.PATCH_HEAD, "figure"),
         Output(IDS.PATCH_MESSAGE, "children"),
+        Output(IDS.PATCH_SHOWN, "data"),
         *shared,
         Input(IDS.EDIT, "value"),
         Input(IDS.EDIT_RTG, "value"),
         Input(IDS.PATCH_A, "value"),
         Input(IDS.PATCH_B, "value"),
         State(IDS.SESSION, "data"),
+        State(IDS.PATCH_SHOWN, "data"),
     )
-    def _patching(_episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, session_id):
+    def _patching(
+        _episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, session_id, shown
+    ):
         _only_when(tab, IDS.TAB_PATCHING)
         out = render_patching(
-            state, session_id, rtg, model_value, edit, edit_rtg, action_a, action_b, True
+            state, session_id, rtg, model_value, edit, edit_rtg, action_a, action_b, shown
         )
-        return (*out.figures, layout.message(out.message, out.kind))
+        return (*out.figures, layout.message(out.message, out.kind), out.shown)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -460,6 +477,17 @@ def _event_action(
         model, run = state.display_run(session, model_value, rtg)
         return views.greedy_action(model, run)
     return event.get("action")
+
+
+def _page_has_frames(episode: Any, session_id: str) -> bool:
+    """Whether the page already shows this session's grids (its episode store is set
+    by the same response that sends them), so new pixels are enough."""
+    return isinstance(episode, dict) and episode.get("session") == session_id
+
+
+def _figure_key(*parts: Any) -> str:
+    """A short string naming what a tab's figures were built for (stored by the page)."""
+    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
 
 
 def _pixels_patch(rgb: Any) -> Patch:

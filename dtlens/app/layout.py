@@ -79,6 +79,7 @@ class IDS:
     ATTENTION = "attention-pair"
     ATTENTION_HEADS = "attention-heads"
     ATTENTION_MESSAGE = "attention-message"
+    ATTENTION_SHOWN = "attention-shown"
     LENS_A = "lens-action-a"
     LENS_B = "lens-action-b"
     LENS = "logit-lens"
@@ -91,6 +92,7 @@ class IDS:
     PATCH_POS = "patching-by-pos"
     PATCH_HEAD = "patching-by-head"
     PATCH_MESSAGE = "patching-message"
+    PATCH_SHOWN = "patching-shown"
 
 
 _GRAPH_CONFIG = {"displayModeBar": False}
@@ -119,6 +121,10 @@ def build_layout(
             dcc.Store(id=IDS.SESSION, data=session_id),
             dcc.Store(id=IDS.KEY_EVENTS, data=None),
             dcc.Store(id=IDS.EPISODE, data=None),
+            # what the attention / patching figures on the page were built for (a key),
+            # so a key press can send new values instead of whole figures
+            dcc.Store(id=IDS.ATTENTION_SHOWN, data=None),
+            dcc.Store(id=IDS.PATCH_SHOWN, data=None),
             _header(model_options, model_value),
             html.Div(className="dt-row", children=[_env_panel(n_actions), _model_panel()]),
             _analysis_tabs(),

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from dtlens.env import N_ACTIONS, N_CHANNELS, VIEW_SIZE
 from dtlens.errors import CheckpointError, ConfigError
-from dtlens.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load
+from dtlens.model.checkpoint import CONFIG_FILE, SHIPPED_MODELS, WEIGHTS_FILE, load
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
 __all__ = [
@@ -127,7 +127,9 @@ class ModelCatalog:
         models_dir: the folder whose checkpoints the picker lists (``--models-dir``);
             None for none.
         initial: the model given on the command line (``--model``: ``"memorydt"``, a
-            checkpoint directory or a ``.pt``), always allowed; None for none.
+            checkpoint directory or a ``.pt``), always allowed; None for none. A name
+            that is neither a shipped model nor an existing path but is an entry of
+            ``models_dir`` (``"tiny"`` or ``"tiny/"``) means that entry.
         loader: the function loading a path or name (default :func:`dtlens.load`).
         cache_size: how many loaded models to keep.
 
@@ -155,11 +157,21 @@ class ModelCatalog:
         self.models_dir = None if models_dir is None else Path(models_dir)
         if self.models_dir is not None:
             list_checkpoints(self.models_dir)  # raises for a missing folder
-        self.initial = None if initial is None else str(initial)
+        self.initial = None if initial is None else self._folder_entry(str(initial))
         self._loader = loader
         self._cache_size = cache_size
         self._cache: OrderedDict[str, HookedDecisionTransformer] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _folder_entry(self, initial: str) -> str:
+        """``initial``, or the models folder's entry it names (see the class docstring)."""
+        if self.models_dir is None or initial in SHIPPED_MODELS or Path(initial).exists():
+            return initial
+        listed = list_checkpoints(self.models_dir)
+        for name in (initial, initial.rstrip("/") + "/"):
+            if name in listed:
+                return name
+        return initial
 
     def options(self) -> list[ModelOption]:
         """The picker's entries: the initial model first, then the folder's checkpoints."""
@@ -187,7 +199,9 @@ class ModelCatalog:
         """
         if not isinstance(value, str) or not value:
             raise CheckpointError(f"no model picked (got {value!r}); choose one in the picker.")
-        if value == self.initial:
+        if value == self.initial and (
+            self.models_dir is None or value not in list_checkpoints(self.models_dir)
+        ):
             return value
         if self.models_dir is None:
             raise CheckpointError(

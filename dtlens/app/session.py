@@ -184,7 +184,7 @@ class EpisodeSession:
     def new_events(self, events: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """The events (``{"id": int, ...}``) not applied yet, oldest first; marks them applied.
 
-        Example:
+        Examples:
             >>> session = EpisodeSession()
             >>> [e["id"] for e in session.new_events([{"id": 1}, {"id": 2}])]
             [1, 2]

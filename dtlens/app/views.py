@@ -179,7 +179,7 @@ def probability_figure(probs: Float[Tensor, " action"], title: str | None = None
         probs: ``[n_actions]`` probabilities (from :func:`current_probabilities`).
         title: figure title.
 
-    Example:
+    Examples:
         >>> fig = probability_figure(torch.tensor([0.1, 0.2, 0.7, 0, 0, 0, 0]))
         >>> fig["data"][0]["x"][:3], round(fig["data"][0]["y"][2], 3)
         (['left', 'right', 'forward'], 0.7)
@@ -210,7 +210,7 @@ def probability_figure(probs: Float[Tensor, " action"], title: str | None = None
 def context_tokens(model: HookedDecisionTransformer, run: ContextRun) -> list[TokenView]:
     """The tokens of the run's window in order, labelled and marked padding or not.
 
-    Example:
+    Examples:
         >>> [t.label for t in context_tokens(model, run)][:3]  # doctest: +SKIP
         ['R1', 'S1', 'A1']
     """
@@ -250,7 +250,7 @@ def model_summary(model: HookedDecisionTransformer) -> str:
 def placeholder_figure(text: str = "") -> FigureSpec:
     """An empty figure dict with a short note, shown where a plot cannot be drawn (yet).
 
-    Example:
+    Examples:
         >>> placeholder_figure("no model")["layout"]["annotations"][0]["text"]
         'no model'
     """

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from dtlens.errors import ConfigError
+from dtlens.errors import CheckpointError, ConfigError
+from dtlens.model.checkpoint import CONFIG_FILE
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "models_to_serve", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,8 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--model",
         default=None,
         help="model selected when the page opens: 'memorydt' (shipped), a dtlens checkpoint "
-        "directory or an original .pt (default: 'memorydt' if no --models-dir is given, else "
-        "the folder's first checkpoint)",
+        "directory, an original .pt, or a folder of checkpoints (then used as --models-dir); "
+        "with --models-dir also the name of one of its entries (default: 'memorydt' if no "
+        "--models-dir is given, else the folder's first checkpoint)",
     )
     parser.add_argument(
         "--models-dir",
@@ -53,6 +57,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def models_to_serve(model: str | None, models_dir: str | None) -> tuple[str | None, str | None]:
+    """``(model, models_dir)`` for :func:`dtlens.app.create_app` from the two options.
+
+    ``--model`` naming a folder that is not itself a checkpoint (no ``config.json``)
+    means that folder's checkpoints, as if given as ``--models-dir``; no option at all
+    means the shipped ``memorydt``.
+
+    Raises:
+        CheckpointError: the models folder holds no checkpoint and no ``--model`` is given.
+
+    Example:
+        >>> models_to_serve(None, None)
+        ('memorydt', None)
+    """
+    if model is not None and models_dir is None:
+        folder = Path(model)
+        if folder.is_dir() and not (folder / CONFIG_FILE).is_file():
+            model, models_dir = None, model
+    if model is None and models_dir is None:
+        return "memorydt", None
+    from dtlens.app.models import list_checkpoints  # needs dash (dtlens.app imports it)
+
+    if model is None and not list_checkpoints(models_dir):
+        raise CheckpointError(
+            f"the models folder {models_dir!r} holds no checkpoint (dtlens checkpoint "
+            "directories with config.json and model.safetensors, or original .pt files); "
+            "point --models-dir (or --model) at a folder that does, or pass --model."
+        )
+    return model, models_dir
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the app and serve it until interrupted."""
     try:
@@ -68,8 +103,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}.")
     if args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
-    model = args.model if args.model is not None or args.models_dir else "memorydt"
-    app = create_app(model=model, models_dir=args.models_dir)
+    model, models_dir = models_to_serve(args.model, args.models_dir)
+    app = create_app(model=model, models_dir=models_dir)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"dtlens app: warning: binding {args.host}: anyone who can reach this machine on "
+            f"port {args.port} can use the app and load any checkpoint in its models folder.",
+            file=sys.stderr,
+        )
     print(f"dtlens app: http://{args.host}:{args.port}/ (Ctrl+C to stop)")
     serve(app, host=args.host, port=args.port, debug=args.debug, torch_threads=args.threads)
     return 0

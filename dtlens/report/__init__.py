@@ -28,7 +28,14 @@ from dtlens.report.section import Section, write_section
 __all__ = ["SECTIONS", "ReportConfig", "Section", "build_report", "run_sections", "write_section"]
 
 #: The report's sections, in order (modules of dtlens.report.sections).
-SECTIONS: tuple[str, ...] = ("set_routine", "look_back", "rtg_entropy", "attention", "congruence")
+SECTIONS: tuple[str, ...] = (
+    "set_routine",
+    "look_back",
+    "rtg_entropy",
+    "attention",
+    "congruence",
+    "path_patching",
+)
 
 
 def run_sections(

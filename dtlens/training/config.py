@@ -182,7 +182,7 @@ class TrainConfig:
         then ``lr_end + (lr - lr_end) * (1 + cos(pi * p)) / 2`` with
         ``p = (step - warmup_steps) / (total_steps - warmup_steps)``.
 
-        Example:
+        Examples:
             >>> c = TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
             ...                 lr=1.0, lr_end=0.0, warmup_steps=2, total_steps=4)
             >>> [c.lr_at(s) for s in range(5)]

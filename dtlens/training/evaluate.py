@@ -118,7 +118,7 @@ def resolve_layouts(
         n_episodes: N.
         env_id: the environment id (scenarios exist only for the Memory env).
 
-    Example:
+    Examples:
         >>> [o["top"] for o in resolve_layouts("balanced", 3, MEMORY_ENV_ID)]
         ['key', 'ball', 'key']
     """

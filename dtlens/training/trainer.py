@@ -22,7 +22,7 @@ Background:
     continues a run bit-identically on the same device: N steps straight give the
     same weights as k steps, save, resume, N - k steps.
 
-Usage:
+Examples:
     >>> from dtlens.training.trainer import Trainer
     >>> trainer = Trainer(config, train_sampler, val_sampler)  # doctest: +SKIP
     >>> history = trainer.train()  # doctest: +SKIP
@@ -142,8 +142,12 @@ class Trainer:
             ``config.model``).
 
     Attributes:
-        model, optimizer, step (optimiser steps done), history, generator (window
-        sampling), metadata (merged into every checkpoint's ``config.json``).
+        model: the model being trained.
+        optimizer: the AdamW optimiser.
+        step: optimiser steps done.
+        history: the training and validation records so far.
+        generator: the RNG of window sampling.
+        metadata: merged into every checkpoint's ``config.json``.
 
     Example:
         >>> trainer = Trainer(config, train_sampler, val_sampler)  # doctest: +SKIP
@@ -356,8 +360,12 @@ class Trainer:
         Args:
             path: a checkpoint directory written by :meth:`save_checkpoint`, or a run
                 directory (its latest ``step_k`` is used).
-            train_sampler, val_sampler, evaluator, checkpoint_fn, logger: as for
-                ``__init__`` (the data is not stored in checkpoints; pass the same).
+            train_sampler: as for ``__init__`` (the data is not stored in
+                checkpoints; pass the same).
+            val_sampler: as for ``__init__``.
+            evaluator: as for ``__init__``.
+            checkpoint_fn: as for ``__init__``.
+            logger: as for ``__init__``.
             device: override the saved config's device (e.g. resume a GPU run on CPU;
                 bit-identity then no longer holds).
 

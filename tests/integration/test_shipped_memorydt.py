@@ -41,10 +41,18 @@ def stored() -> CalibrationResult:
 def test_loads_with_the_seed_architecture(model):
     cfg = model.cfg
     assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp, cfg.n_ctx) == (
-        3, 256, 8, 32, 256, 26
+        3,
+        256,
+        8,
+        32,
+        256,
+        26,
     )
     assert (cfg.act_fn, cfg.normalization, cfg.n_timesteps, cfg.max_timestep) == (
-        "gelu", "LN", 9, 50
+        "gelu",
+        "LN",
+        9,
+        50,
     )
     assert not model.training
 
@@ -52,14 +60,16 @@ def test_loads_with_the_seed_architecture(model):
 def test_walks_the_optimal_route_in_every_layout_at_rtg_09(model):
     res = rollout(model, initial_rtg=0.9, n_episodes=4, layouts="balanced")
     for scenario, actions, reward in zip(SCENARIOS, res.actions, res.rewards, strict=True):
-        assert actions == tuple(int(a) for a in optimal_actions(scenario.instruction,
-                                                                scenario.top)), scenario.name
+        assert actions == tuple(
+            int(a) for a in optimal_actions(scenario.instruction, scenario.top)
+        ), scenario.name
         assert reward == pytest.approx(0.892)
 
 
 def test_unpadded_and_mask_padded_contexts_act_alike(model):
-    kwargs = dict(initial_rtg=[0.0, 0.5, 0.9] * 4, seeds=list(range(12)), layouts="balanced",
-                  temperature=1.0)
+    kwargs = dict(
+        initial_rtg=[0.0, 0.5, 0.9] * 4, seeds=list(range(12)), layouts="balanced", temperature=1.0
+    )
     unpadded = rollout(model, **kwargs)
     padded = rollout(model, padding="masked", **kwargs)
     assert padded.actions == unpadded.actions
@@ -80,9 +90,15 @@ def test_stored_calibration_meets_the_requirement(stored):
 def test_calibration_recomputes_exactly(model, stored):
     s = stored.settings
     again = calibration_curve(
-        model, rtgs=stored.rtgs, episodes_per_rtg=stored.n_episodes, env_id=s["env_id"],
-        temperature=s["temperature"], max_steps=s["max_steps"], seed=s["seed"],
-        layouts=s["layouts"], padding=s["padding"],
+        model,
+        rtgs=stored.rtgs,
+        episodes_per_rtg=stored.n_episodes,
+        env_id=s["env_id"],
+        temperature=s["temperature"],
+        max_steps=s["max_steps"],
+        seed=s["seed"],
+        layouts=s["layouts"],
+        padding=s["padding"],
     )
     assert np.array_equal(again.success, stored.success)
     assert np.array_equal(again.lengths, stored.lengths)

@@ -12,10 +12,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 
 pytest.importorskip("dash")
+
+from dash import Patch
 
 import dtlens
 from dtlens.analysis.edits import set_rtg
@@ -305,10 +308,16 @@ def test_attention_tab_shows_the_cached_patterns_at_both_rtgs(state, catalog):
 
 def test_after_a_key_press_attention_figures_are_patched_with_new_patterns(state, catalog):
     model = catalog.get(TINY)
-    first = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0, incremental=True)
+    first = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0)
     assert first.figures[0].data[0].type == "heatmap"  # nothing on the page yet: a figure
+    assert first.shown is not None
     press(state, "inc", FORWARD, LEFT)
-    out = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0, incremental=True)
+    # a page that never received the first figures (its response was superseded) still
+    # gets whole figures, though the server built them
+    dropped = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0, shown=None)
+    assert isinstance(dropped.figures[0], go.Figure) and dropped.shown == first.shown
+    out = render_attention(state, "inc", 0.9, TINY, 0, 1, 0.0, shown=first.shown)
+    assert isinstance(out.figures[0], Patch) and out.shown == first.shown
     ops = out.figures[0].to_plotly_json()["operations"]
     z = {op["location"][1]: op["params"]["value"] for op in ops if op["location"][0] == "data"}
     titles = {tuple(op["location"]): op["params"]["value"] for op in ops}
@@ -323,11 +332,11 @@ def test_after_a_key_press_attention_figures_are_patched_with_new_patterns(state
     assert titles[("layout", "title", "text")] == "L0H1"
     assert titles[("layout", "annotations", 1, "text")] == "RTG 0.00"
     # another head, or a page that showed an error, gets a whole figure again
-    other = render_attention(state, "inc", 0.9, TINY, 0, 2, 0.0, incremental=True)
-    assert other.figures[0].layout.title.text == "L0H2"
-    failed = render_attention(state, "inc", 0.9, TINY, 0, 9, 0.0, incremental=True)
-    assert "head 9 is out of range" in failed.message
-    again = render_attention(state, "inc", 0.9, TINY, 0, 2, 0.0, incremental=True)
+    other = render_attention(state, "inc", 0.9, TINY, 0, 2, 0.0, shown=out.shown)
+    assert other.figures[0].layout.title.text == "L0H2" and other.shown != out.shown
+    failed = render_attention(state, "inc", 0.9, TINY, 0, 9, 0.0, shown=other.shown)
+    assert "head 9 is out of range" in failed.message and failed.shown is None
+    again = render_attention(state, "inc", 0.9, TINY, 0, 2, 0.0, shown=failed.shown)
     assert again.figures[0].layout.title.text == "L0H2"
 
 
@@ -367,9 +376,8 @@ def test_patching_tab_restores_only_where_the_runs_differ(state, catalog):
     assert np.isfinite(values).all() and np.abs(values[0, [0, 3, 6, 9]]).max() > 1e-3
     assert np.asarray(by_head.data[0].z).shape == (2, 4)
     # after another key the page's figures get new values (patches), and the invariant holds
-    render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT, incremental=True)
     press(state, "patch", FORWARD, start_id=3)
-    out = render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT, incremental=True)
+    out = render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT, shown=out.shown)
     (z_op, *_) = out.figures[0].to_plotly_json()["operations"]
     assert z_op["location"] == ["data", 0, "z"]
     values = np.asarray(z_op["params"]["value"], dtype=float)
@@ -446,6 +454,27 @@ def test_cli_app_parser_binds_localhost_by_default():
     args = parser.parse_args(["app", "--port", "0"])
     with pytest.raises(ConfigError, match=r"--port must be in 1\.\.65535"):
         cli_app.run(args)
+
+
+def test_cli_app_model_may_be_a_folder_or_one_of_its_entries(models_dir, tmp_path):
+    from dtlens.cli.app import models_to_serve
+
+    assert models_to_serve(None, None) == ("memorydt", None)
+    # a folder of checkpoints given as --model serves that folder ...
+    assert models_to_serve(str(models_dir), None) == (None, str(models_dir))
+    # ... but a checkpoint directory is the model itself
+    tiny = str(models_dir / "tiny")
+    assert models_to_serve(tiny, None) == (tiny, None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        models_to_serve(None, str(tmp_path / "empty"))
+    # with a folder, --model may name one of its entries (with or without the slash)
+    for name in ("tiny", TINY):
+        catalog = ModelCatalog(models_dir=models_dir, initial=name)
+        assert catalog.default_value == TINY
+        assert [o.value for o in catalog.options()].count(TINY) == 1
+        assert catalog.resolve(TINY) == (models_dir / "tiny").resolve()
+    assert ModelCatalog(models_dir=models_dir, initial="memorydt").resolve("memorydt") == "memorydt"
 
 
 def test_views_only_describe_the_session():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import dtlens
 
 EXPECTED = {
@@ -16,11 +18,31 @@ EXPECTED = {
     "HookNameError",
     "HookedDecisionTransformer",
     "ObservationError",
+    "PatchingResult",
     "TrajectoryBatch",
     "__version__",
+    "activation_patching",
+    "congruence",
     "convert_original",
+    "decode_observation",
+    "direct_logit_attribution",
+    "encode_observation",
+    "flip_targets",
     "load",
+    "logit_diff",
+    "logit_lens",
+    "patch_observation",
+    "path_patching",
+    "path_patching_sweep",
+    "plot_attention",
+    "plot_calibration",
+    "plot_congruence",
+    "plot_patching",
+    "restored_logit_diff",
     "save",
+    "set_cell",
+    "set_rtg",
+    "swap_instruction",
 }
 
 
@@ -28,6 +50,27 @@ def test_all_is_pinned():
     assert set(dtlens.__all__) == EXPECTED
     for name in dtlens.__all__:
         assert hasattr(dtlens, name), name
+
+
+def test_lazy_names_are_the_subpackages_objects():
+    """The analysis/plotting names at the top level are the very objects of their modules."""
+    import dtlens.analysis
+    import dtlens.env.encoding
+    import dtlens.plotting
+
+    for name in dtlens._LAZY:
+        module = {
+            "dtlens.analysis": dtlens.analysis,
+            "dtlens.env.encoding": dtlens.env.encoding,
+            "dtlens.plotting": dtlens.plotting,
+        }[dtlens._LAZY[name]]
+        assert getattr(dtlens, name) is getattr(module, name), name
+    assert set(dtlens._LAZY) <= set(dir(dtlens))
+
+
+def test_unknown_attribute_raises_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dtlens.nope  # noqa: B018
 
 
 def test_import_has_no_environment_side_effect():

@@ -1,0 +1,192 @@
+"""The whole report: built on a tiny model, through the CLI, in a real browser, on MemoryDT.
+
+- ``build_report`` runs every section of ``SECTIONS`` (whatever it holds) on a tiny
+  random 9-step model and writes ``report.html`` and ``report.json``: every section is
+  on the page (its anchor, figures and both explanations) and in the JSON with finite
+  numbers, in order.
+- ``dtlens report --model DIR`` on the same model saved with ``dtlens.save`` writes the
+  same two files with the same numbers.
+- The page opens in headless Chromium (Playwright, the system ``chromium``) with no
+  network: every non-file request is blocked and must not have been attempted; no
+  console errors; every figure rendered an SVG. A screenshot goes to the test's tmp dir.
+- Slow (``-m slow``): the full report on the shipped MemoryDT completes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import dtlens
+from dtlens.cli import main as cli_main
+from dtlens.model.checkpoint import WEIGHTS_FILE
+from dtlens.report import SECTIONS, ReportConfig, build_report
+from tests.conftest import build_model
+
+SHIPPED = Path(dtlens.__file__).resolve().parent / "pretrained" / "memorydt"
+# small but complete: every section runs its full code path on fewer/shorter episodes
+SMALL = dict(max_steps=12, calibration_episodes=4, random_walks=1, rtgs=(0.0, 0.5, 0.9))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model(n_ctx=26)  # 9 steps, the window every section uses
+
+
+@pytest.fixture(scope="module")
+def built(tiny, tmp_path_factory) -> Path:
+    """The report of the tiny model (one build shared by the page checks)."""
+    out = tmp_path_factory.mktemp("report")
+    page = build_report(tiny, out, ReportConfig(**SMALL), model_name="tiny", show_progress=False)
+    assert page == out / "report.html"
+    return out
+
+
+def _walk_numbers(value, where: str):
+    """Every number in a JSON value, with its path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk_numbers(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_numbers(item, f"{where}[{index}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield where, value
+
+
+def test_every_section_in_json_with_finite_numbers(built):
+    report = json.loads((built / "report.json").read_text())
+    assert report["model"] == "tiny"
+    assert [s["key"] for s in report["sections"]] == list(SECTIONS)
+    for section in report["sections"]:
+        numbers = list(_walk_numbers(section["numbers"], section["key"]))
+        assert numbers, f"section {section['key']} reports no numbers"
+        bad = [(where, v) for where, v in numbers if not math.isfinite(v)]
+        assert not bad, bad
+        assert section["seed_saw"] and section["this_model"], section["key"]
+
+
+def test_every_section_on_the_page(built):
+    page = (built / "report.html").read_text()
+    report = json.loads((built / "report.json").read_text())
+    assert "<script src=" not in page and "cdn.plot.ly" not in page  # plotly.js is inlined
+    starts = []
+    for section in report["sections"]:
+        key = section["key"]
+        starts.append(page.index(f"<section id='{key}'>"))
+        assert f"{key}-fig-0" in page, f"section {key} has no figure"
+        assert html.escape(section["this_model"]) in page
+        assert html.escape(section["seed_saw"]) in page
+        assert f'href="#{key}"' in page  # listed in the contents
+    assert starts == sorted(starts)
+
+
+def test_cli_writes_the_same_files(tiny, tmp_path, capsys):
+    model_dir = tmp_path / "tiny_model"
+    dtlens.save(tiny, model_dir)
+    out = tmp_path / "cli"
+    # the CLI sets the calibration size and the seed; the rest is ReportConfig's default
+    code = cli_main(
+        ["report", "--model", str(model_dir), "--out", str(out), "--calibration-episodes", "4"]
+    )
+    assert code == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    assert (out / "report.html").stat().st_size > 0
+    cli = json.loads((out / "report.json").read_text())
+    expected_dir = tmp_path / "direct"
+    build_report(
+        dtlens.load(model_dir),
+        expected_dir,
+        ReportConfig(calibration_episodes=4, seed=0),
+        model_name=model_dir.name,
+        show_progress=False,
+    )
+    assert cli == json.loads((expected_dir / "report.json").read_text())
+    assert [s["key"] for s in cli["sections"]] == list(SECTIONS)
+
+
+def _playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    if shutil.which("chromium") is None:
+        pytest.skip("no system chromium on PATH (apt-get install -y chromium)")
+    return sync_playwright
+
+
+def test_page_renders_offline_in_chromium(built, tmp_path):
+    sync_playwright = _playwright()
+    page_path = built / "report.html"
+    n_figures = len(re.findall(r"<div class='figure'>", page_path.read_text()))
+    assert n_figures > 0
+    blocked, errors = [], []
+
+    def route(request_route):
+        url = request_route.request.url
+        if url.startswith("file:"):
+            request_route.continue_()
+        else:
+            blocked.append(url)
+            request_route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", route)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri(), wait_until="load")
+            page.wait_for_function(
+                "n => document.querySelectorAll('.figure .plotly-graph-div .main-svg').length >= n",
+                arg=n_figures,
+                timeout=60_000,
+            )
+            graphs = page.query_selector_all(".figure .plotly-graph-div")
+            assert len(graphs) == n_figures
+            missing = [
+                g.get_attribute("id") for g in graphs if g.query_selector(".main-svg") is None
+            ]
+            assert not missing, f"figures without an SVG: {missing}"
+            # every section's explanations are visible on the page, not collapsed
+            for section in page.query_selector_all("section"):
+                for cls in ("seed", "model"):
+                    box = section.query_selector(f".{cls}")
+                    assert box is not None and box.is_visible(), section.get_attribute("id")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not blocked, f"the page tried to reach the network: {blocked}"
+    assert not errors, f"console errors: {errors}"
+    assert (tmp_path / "report.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHIPPED / WEIGHTS_FILE).exists(),
+    reason=f"the shipped MemoryDT is not built ({SHIPPED}); run `dtlens build-memorydt`",
+)
+def test_full_report_on_shipped_memorydt(tmp_path):
+    page = build_report(dtlens.load("memorydt"), tmp_path, model_name="memorydt")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [s["key"] for s in report["sections"]] == list(SECTIONS)
+    for section in report["sections"]:
+        assert all(math.isfinite(v) for _, v in _walk_numbers(section["numbers"], ""))
+    assert page.stat().st_size > 0
