@@ -49,6 +49,7 @@ _TRAIN_FLAGS = {
     "total_steps": int,
     "grad_clip": float,
     "val_fraction": float,
+    "window_end_fraction": float,
     "eval_every": int,
     "val_batches": int,
     "online_eval_every": int,
@@ -185,7 +186,9 @@ def make_samplers(
         pad_action=config.model.n_actions,
         one_hot=config.model.obs_shape[-1] == 20,
     )
-    train = WindowSampler(demos, episode_indices=train_idx, **common)
+    train = WindowSampler(
+        demos, episode_indices=train_idx, end_fraction=config.window_end_fraction, **common
+    )
     val = WindowSampler(demos, episode_indices=val_idx, **common) if len(val_idx) else None
     return train, val
 

@@ -74,6 +74,13 @@ class WindowSampler:
     every step is an equally weighted training example); :meth:`iterate` yields every
     window exactly once, episode by episode and step by step.
 
+    **End bias.** With ``end_fraction = p > 0``, each sampled window is, with
+    probability p, replaced by the window ending at the last step of the same episode
+    (the original project's ``prob_go_from_end``, 0.15 for its MemoryDT). In Memory the
+    last step is where the agent commits to a target, the one decision that needs the
+    instruction remembered from the first observations; uniform sampling shows it in
+    about one window in thirty and training stalls at a coin flip there.
+
     Args:
         demos: The demonstrations.
         n_steps: Window length T in timesteps (the model's ``cfg.n_timesteps``).
@@ -83,10 +90,13 @@ class WindowSampler:
             ``[..., 7, 7, 3]`` indices are returned as float32.
         episode_indices: Restrict windows to these episodes (e.g. a train/val split
             from :func:`train_val_split`); default all.
+        end_fraction: Probability that :meth:`sample` moves a window's end to its
+            episode's last step (see "End bias"); 0 (default) keeps sampling uniform.
 
     Raises:
-        ConfigError: For ``n_steps < 1``, a negative ``pad_action``, or an episode index
-            out of range; BatchError if no episode is selected.
+        ConfigError: For ``n_steps < 1``, a negative ``pad_action``, an episode index
+            out of range or ``end_fraction`` outside [0, 1]; BatchError if no episode is
+            selected.
 
     Examples:
         >>> import torch
@@ -107,6 +117,7 @@ class WindowSampler:
         pad_action: int = 7,
         one_hot: bool = True,
         episode_indices: np.ndarray | None = None,
+        end_fraction: float = 0.0,
     ):
         if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 1:
             raise ConfigError(f"n_steps must be a positive int, got {n_steps!r}")
@@ -116,8 +127,13 @@ class WindowSampler:
             raise ConfigError(f"pad_action must be >= 0 (the model's n_actions), got {pad_action}")
         self.demos = demos
         self.n_steps = int(n_steps)
+        if isinstance(end_fraction, bool) or not isinstance(end_fraction, float | int):
+            raise ConfigError(f"end_fraction must be a float in [0, 1], got {end_fraction!r}")
+        if not 0.0 <= end_fraction <= 1.0:
+            raise ConfigError(f"end_fraction must be in [0, 1], got {end_fraction}")
         self.pad_action = int(pad_action)
         self.one_hot = bool(one_hot)
+        self.end_fraction = float(end_fraction)
         if episode_indices is None:
             episodes = np.arange(demos.n_episodes)
         else:
@@ -138,6 +154,8 @@ class WindowSampler:
             [np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)]
         )
         self._starts = np.repeat(starts, lengths)
+        #: for every window, the index of the window ending at its episode's last step
+        self._episode_last = np.repeat(np.cumsum(lengths) - 1, lengths)
         self._rtg = torch.from_numpy(demos.rtg)
 
     def __len__(self) -> int:
@@ -147,6 +165,9 @@ class WindowSampler:
     def sample(self, batch_size: int, generator: torch.Generator) -> TrainingWindows:
         """``batch_size`` windows ending at steps drawn uniformly (with replacement).
 
+        With ``end_fraction > 0`` each window moves to its episode's last step with that
+        probability (one extra uniform draw per window from ``generator``).
+
         Examples:
             >>> w = sampler.sample(64, torch.Generator().manual_seed(0))  # doctest: +SKIP
             >>> logits = model.action_logits(w.batch)  # doctest: +SKIP
@@ -155,6 +176,9 @@ class WindowSampler:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         pick = torch.randint(len(self), (batch_size,), generator=generator).numpy()
+        if self.end_fraction > 0:
+            to_end = torch.rand(batch_size, generator=generator).numpy() < self.end_fraction
+            pick = np.where(to_end, self._episode_last[pick], pick)
         return self._windows(pick)
 
     def iterate(self, batch_size: int) -> Iterator[TrainingWindows]:

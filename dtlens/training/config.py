@@ -51,6 +51,10 @@ class TrainConfig:
         total_steps: optimiser steps of the whole run.
         grad_clip: max global gradient norm (None: no clipping).
         val_fraction: fraction of episodes held out for the validation loss.
+        window_end_fraction: probability that a training window is moved to end at its
+            episode's last step (:class:`dtlens.data.windows.WindowSampler`'s
+            ``end_fraction``; the original project used 0.15). Validation windows stay
+            uniform, so the validation loss is comparable across configs.
         eval_every: validate every this many steps (and at the last step).
         val_batches: batches of ``batch_size`` windows per validation (the same
             windows every time, so the curve is comparable across steps).
@@ -82,6 +86,7 @@ class TrainConfig:
     total_steps: int = 2000
     grad_clip: float | None = 1.0
     val_fraction: float = 0.1
+    window_end_fraction: float = 0.0
     eval_every: int = 250
     val_batches: int = 8
     online_eval_every: int | None = None
@@ -150,6 +155,10 @@ class TrainConfig:
             _positive_float("grad_clip", self.grad_clip)
         if not (_is_real(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):
             raise ConfigError(f"val_fraction={self.val_fraction!r} must be a float in [0, 1).")
+        if not (_is_real(self.window_end_fraction) and 0.0 <= self.window_end_fraction <= 1.0):
+            raise ConfigError(
+                f"window_end_fraction={self.window_end_fraction!r} must be a float in [0, 1]."
+            )
         if self.logger not in LOGGERS:
             raise ConfigError(f"logger={self.logger!r} must be one of {LOGGERS}.")
         if not isinstance(self.device, str) or not _valid_device(self.device):

@@ -120,6 +120,30 @@ def test_sample_draws_window_ends_uniformly_over_steps():
     assert torch.equal(again.targets, w.targets)
 
 
+def test_end_fraction_moves_windows_to_their_episodes_last_step():
+    """P(window) by hand for p = 0.5: ends uniform over 5 steps (0.2 each), then half of
+    A's windows (steps 0-2) move to step 2 and half of B's (steps 3-4) to step 4."""
+    p = 0.5
+    sampler = WindowSampler(hand_demos(), n_steps=3, end_fraction=p)
+    key = [tuple(t) for t in next(sampler.iterate(5)).targets.tolist()]
+    w = sampler.sample(5000, torch.Generator().manual_seed(1))
+    counts = np.bincount([key.index(tuple(t)) for t in w.targets.tolist()], minlength=5)
+    expected = [0.2 * (1 - p), 0.2 * (1 - p), 0.6 * p + 0.2 * (1 - p), 0.2 * (1 - p)]
+    expected.append(0.4 * p + 0.2 * (1 - p))
+    assert np.all(np.abs(counts / 5000 - np.array(expected)) < 0.03), counts
+    always = WindowSampler(hand_demos(), n_steps=3, end_fraction=1.0)
+    ends = {tuple(t) for t in always.sample(200, torch.Generator().manual_seed(0)).targets.tolist()}
+    assert ends == {key[2], key[4]}
+
+
+def test_end_fraction_zero_draws_exactly_as_uniform_sampling():
+    uniform = WindowSampler(hand_demos(), n_steps=3)
+    biased = WindowSampler(hand_demos(), n_steps=3, end_fraction=0.0)
+    a = uniform.sample(64, torch.Generator().manual_seed(3))
+    b = biased.sample(64, torch.Generator().manual_seed(3))
+    assert torch.equal(a.targets, b.targets)
+
+
 def test_episode_selection_and_raw_observations():
     sampler = WindowSampler(hand_demos(), n_steps=2, one_hot=False, episode_indices=np.array([1]))
     assert len(sampler) == 2
@@ -136,6 +160,8 @@ def test_episode_selection_and_raw_observations():
         ({"n_steps": 0}, ConfigError, "n_steps"),
         ({"n_steps": 2, "pad_action": -1}, ConfigError, "pad_action"),
         ({"n_steps": 2, "episode_indices": np.array([2])}, ConfigError, "episode index 2"),
+        ({"n_steps": 2, "end_fraction": 1.5}, ConfigError, r"end_fraction must be in \[0, 1\]"),
+        ({"n_steps": 2, "end_fraction": "x"}, ConfigError, "end_fraction must be a float"),
         (
             {"n_steps": 2, "episode_indices": np.array([], dtype=np.int64)},
             BatchError,
