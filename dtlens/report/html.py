@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from plotly.offline import get_plotlyjs
 
 from dtlens.report.section import Section
+from dtlens.report.tables import numbers_html
 
 __all__ = ["render_html"]
 
@@ -22,21 +23,36 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
        line-height: 1.5; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2.5em; }
 .meta { color: #555; }
-.seed { background: #f6f6f6; border-left: 4px solid #999; padding: 0.5em 1em; }
-.model { background: #eef5ff; border-left: 4px solid #3b7dd8; padding: 0.5em 1em; }
+.toc li { margin: 0.15em 0; }
+.explain { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; margin: 1em 0;
+           align-items: start; }
+@media (max-width: 800px) { .explain { grid-template-columns: 1fr; } }
+.seed, .model { margin: 0; padding: 0.6em 1em; }
+.seed { background: #f6f6f6; border-left: 4px solid #999; }
+.model { background: #eef5ff; border-left: 4px solid #3b7dd8; }
+table.numbers { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+table.numbers th, table.numbers td { border: 1px solid #ddd; padding: 0.25em 0.6em;
+       text-align: left; vertical-align: top; }
+table.numbers th { background: #fafafa; font-weight: 600; white-space: nowrap; }
+table.numbers caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
+table.records td { font-variant-numeric: tabular-nums; }
+table.records td:first-child { white-space: nowrap; }
 details pre { background: #fafafa; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
-.figure { margin: 1em 0; }
+.figure { margin: 1.2em 0; border: 1px solid #eee; border-radius: 4px; padding: 0.3em;
+          overflow-x: auto; }
+.top { font-size: 0.85em; }
 """
 
 
 def render_html(sections: Sequence[Section], title: str, intro: str = "") -> str:
     """One HTML page: title, intro, a table of contents, then each section.
 
-    Each section shows its figures, "What the seed saw", "What this model shows" and
-    its numbers (collapsed JSON). Text is HTML-escaped; plotly.js is embedded once so
-    the page needs no network.
+    Each section shows "What the seed saw" and "What this model shows" side by side
+    under its heading, its headline numbers as tables, its figures, then all its
+    numbers (collapsed JSON). Text is HTML-escaped; plotly.js is embedded once so the
+    page needs no network.
     """
     toc = "".join(
         f'<li><a href="#{html.escape(s.key)}">{html.escape(s.title)}</a></li>' for s in sections
@@ -47,7 +63,7 @@ def render_html(sections: Sequence[Section], title: str, intro: str = "") -> str
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(intro)}</p>"
-        f"<h2>Contents</h2><ol>{toc}</ol>{body}</body></html>\n"
+        f"<h2 id='contents'>Contents</h2><ol class='toc'>{toc}</ol>{body}</body></html>\n"
     )
 
 
@@ -60,11 +76,14 @@ def _render_section(section: Section) -> str:
         + "</div>"
         for index, figure in enumerate(section.figures)
     )
-    numbers = html.escape(json.dumps(section.to_json()["numbers"], indent=2))
+    numbers = section.to_json()["numbers"]
     return (
         f"<section id='{html.escape(section.key)}'><h2>{html.escape(section.title)}</h2>"
-        f"{figures}"
+        "<div class='explain'>"
         f"<p class='seed'><b>What the seed saw.</b> {html.escape(section.seed_saw)}</p>"
         f"<p class='model'><b>What this model shows.</b> {html.escape(section.this_model)}</p>"
-        f"<details><summary>Numbers</summary><pre>{numbers}</pre></details></section>"
+        f"</div>{numbers_html(numbers)}{figures}"
+        "<details><summary>All numbers (JSON)</summary>"
+        f"<pre>{html.escape(json.dumps(numbers, indent=2))}</pre></details>"
+        "<p class='top'><a href='#contents'>↑ contents</a></p></section>"
     )

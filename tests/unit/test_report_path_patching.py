@@ -34,6 +34,15 @@ READERS = [f"L1H{h}.{k}" for h in range(N_HEADS) for k in "qkv"] + ["MLP0", "MLP
 TOL = 1.5e-4  # the section rounds to 4 decimals
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: tiny forwards only lose to thread overhead on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -176,3 +185,32 @@ def test_short_context_is_a_clear_error():
     model = build_model()  # 4 steps: the window no longer shows the instruction
     with pytest.raises(ObservationError, match="instruction"):
         section_module.run(model, ReportConfig())
+
+
+def test_layouts_with_a_small_gap_are_left_out(model, pair, monkeypatch):
+    clean, corrupt, metric = pair
+    with torch.no_grad():
+        gap = (metric(model(clean)) - metric(model(corrupt))).abs()
+    kept = [i for i in range(4) if gap[i] >= 0.999 * gap.max()]
+    assert 0 < len(kept) < 4  # mirror layouts share a gap; the others are smaller
+    monkeypatch.setattr(section_module, "MIN_GAP_SHARE", 0.999)
+    numbers = section_module.run(model, ReportConfig(high_rtg=RTG)).numbers
+    assert numbers["layouts"] == [SCENARIOS[i].name for i in kept]
+    assert numbers["left_out_layouts"] == [s.name for i, s in enumerate(SCENARIOS) if i not in kept]
+    assert len(numbers["clean_logit_diff"]) == 4  # still reported for every layout
+    subset = (clean[kept], corrupt[kept], metric)
+    assert numbers["heads_to_logits"]["L1H0"] == pytest.approx(
+        _pp(model, subset, Head(1, 0), "logits"), abs=TOL
+    )
+
+
+def test_a_model_blind_to_the_instruction_gets_no_patching():
+    model = build_model(n_ctx=26)
+    with torch.no_grad():
+        model.state_embed.weight.zero_()  # every observation embeds to the same vector
+    section = section_module.run(model, ReportConfig())
+    assert section.figures == []
+    assert section.numbers["layouts"] == []
+    assert len(section.numbers["left_out_layouts"]) == 4
+    assert "ignores the instruction" in section.this_model
+    section.to_json()

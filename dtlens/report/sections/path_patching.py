@@ -8,25 +8,30 @@ the instruction) and S9 is the decision square, where the turn is predicted. Our
 layouts have the same window (:func:`~dtlens.analysis.scenarios.instruction_swap_pair`:
 four padding steps, then five real ones), so S_instr = S5 and S_final = S9 here too.
 
-Here: path patching (denoising, ``"direct"`` mode: the senders' clean writes reach only
-the receivers) on the instruction-swap pairs of all four layouts at the high RTG, with
-the left - right logit difference at S_final as the metric and values as the restored
-fraction (1 = the path alone restores the clean decision, mean over the layouts). Only
-S_instr differs between clean and corrupt, so every path starts there, and the
-instruction can reach S_final only through attention; the question is whether one
-attention hop carries it (S_instr -> S_final) or a chain through the tokens between:
+Here: path patching (denoising; values are the restored fraction, 1 = the path alone
+restores the clean decision, mean over the layouts) on the instruction-swap pairs of
+all four layouts at the high RTG (where the instruction decides the turn, so clean
+and corrupt differ clearly in every layout; the seed patched one layout at RTG 0),
+with the left - right logit difference at S_final as the metric. Only S_instr differs
+between clean and corrupt, so every path starts there, and the instruction can reach
+S_final only through attention; the question is whether one attention hop carries it
+(S_instr -> S_final) or a chain through the tokens between:
 
-1. every head -> logits: a head's direct effect on the decision. Only its write at
-   S_final can matter (a position's logits read only that position's residual
-   stream), so restricting the senders to S_final gives the same numbers.
-2. heads -> every later reader (the q/k/v of every head of a later layer, and the input
-   of every MLP of the head's layer or later), with each head's write restricted to
-   S_instr, to the tokens strictly between S_instr and S_final, or to S_final; and all
-   layer-0 heads together with their writes at each single token. A layer-0 write at
-   S_final means a layer-0 head at S_final read S_instr (one hop); a write at S_instr
-   is one hop too if a later head at S_final reads it there; a write at a token between
-   can reach S_final only through a second hop. The claim holds here when the tokens
-   between restore less than :data:`ONE_HOP_RATIO` of the larger one-hop route.
+1. every head -> logits (``"direct"`` mode: the head's clean write reaches only the
+   final residual): a head's direct effect on the decision. Only its write at S_final
+   can matter (a position's logits read only that position's residual stream), so
+   restricting the senders to S_final gives the same numbers. And each head's write
+   at S_final alone -> logits in ``"freeze"`` mode (every other head frozen, the MLPs
+   live): the head's effect through the MLPs at S_final.
+2. heads -> every later reader (``"direct"`` mode; the readers are the q/k/v of every
+   head of a later layer and the input of every MLP of the head's layer or later),
+   with each head's write restricted to S_instr, to the tokens strictly between
+   S_instr and S_final, or to S_final; and all layer-0 heads together with their
+   writes at each single token. A layer-0 write at S_final means a layer-0 head at
+   S_final read S_instr (one hop); a write at S_instr is one hop too if a later head
+   at S_final reads it there; a write at a token between can reach S_final only
+   through a second hop. The claim holds here when the tokens between restore less
+   than :data:`ONE_HOP_RATIO` of the larger one-hop route.
 3. the instruction observation's state embedding -> each head's q, k and v: which heads
    read the instruction where it enters; with the attention each head pays from S_final
    to S_instr in the clean runs.
@@ -47,11 +52,13 @@ from dtlens.analysis.scenarios import instruction_swap_pair
 from dtlens.env import SCENARIOS
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.plotting import plot_patching
+from dtlens.plotting import plot_patching as _plot_patching
 from dtlens.report.config import ReportConfig
 from dtlens.report.section import Section
 
 __all__ = [
+    "MIN_GAP",
+    "MIN_GAP_SHARE",
     "ONE_HOP_RATIO",
     "RECEIVER_KINDS",
     "downstream_inputs",
@@ -65,6 +72,12 @@ __all__ = [
 ONE_HOP_RATIO = 0.25
 #: The inputs of a receiver head.
 RECEIVER_KINDS = ("q", "k", "v")
+#: Layouts whose clean - corrupt gap in the metric is below this share of the largest
+#: gap (or below :data:`MIN_GAP`) are left out: their restored fractions would divide
+#: by almost nothing and swamp the mean.
+MIN_GAP_SHARE = 0.1
+#: The smallest clean - corrupt gap (logits) a layout needs to be patched at all.
+MIN_GAP = 1e-4
 SEED_SAW = (
     "Activation patching the instruction (key -> ball) in the exception layout at RTG 0 "
     "moved the logit difference from -0.066 to -8.275; the restored fraction showed the "
@@ -81,6 +94,11 @@ def instruction_pairs(
 
     Windows are the model's full context, padded the way the model expects
     (``model.context_padding``), ending at the decision square.
+
+    Example:
+        >>> clean, corrupt, layouts = instruction_pairs(model, rtg=0.9)  # doctest: +SKIP
+        >>> clean.obs.shape[:2], layouts[0]  # doctest: +SKIP
+        (torch.Size([4, 9]), 'key/top-key')
     """
     pairs = [
         instruction_swap_pair(
@@ -100,6 +118,11 @@ def key_tokens(
 
     ``S_instr`` is the state token of the first step whose observation differs between
     clean and corrupt in any row (the seed's S5), ``S_final`` the last state token (S9).
+
+    Example:
+        >>> instr, between, final = key_tokens(model, clean, corrupt)  # doctest: +SKIP
+        >>> instr, between[:2], final  # doctest: +SKIP
+        ('S5', ['A5', 'R6'], 'S9')
     """
     labels = model.token_labels(clean)
     differs = (clean.obs != corrupt.obs).flatten(2).any(-1).any(0)
@@ -111,7 +134,12 @@ def key_tokens(
 
 def downstream_inputs(model: HookedDecisionTransformer) -> list[str]:
     """Every reader a layer-0 head reaches besides the logits: the q, k and v of every
-    head after layer 0 (``"L1H0.q"``, ...) and every MLP's input (``"MLP0"``, ...)."""
+    head after layer 0 (``"L1H0.q"``, ...) and every MLP's input (``"MLP0"``, ...).
+
+    Example:
+        >>> downstream_inputs(model)[:3], downstream_inputs(model)[-1]  # doctest: +SKIP
+        (['L1H0.q', 'L1H0.k', 'L1H0.v'], 'MLP2')
+    """
     cfg = model.cfg
     heads = [
         f"L{layer}H{head}.{kind}"
@@ -151,6 +179,12 @@ def _round(value: Tensor | float) -> float:
     return round(float(value), 4) + 0.0
 
 
+def _plot(result: PatchingResult, title: str) -> go.Figure:
+    """``plot_patching`` with each heatmap cell's value written in it (grids are small)."""
+    figure = _plot_patching(result, title=title)
+    return figure.update_traces(texttemplate="%{z:.2f}", selector={"type": "heatmap"})
+
+
 def _rounded(values: Tensor) -> list[float]:
     return [_round(v) for v in values]
 
@@ -165,10 +199,24 @@ class _Pairs:
 
     def __init__(self, model: HookedDecisionTransformer, config: ReportConfig) -> None:
         self.model = model
-        self.clean, self.corrupt, self.layouts = instruction_pairs(model, config.high_rtg)
+        clean, corrupt, self.all_layouts = instruction_pairs(model, config.high_rtg)
         self.metric = make_logit_diff_metric("left", "right", model=model)
-        self.labels = model.token_labels(self.clean)
-        self.instr, self.between, self.final = key_tokens(model, self.clean, self.corrupt)
+        with torch.no_grad():
+            self.clean_diff = self.metric(model(clean))
+            self.corrupt_diff = self.metric(model(corrupt))
+        gap = (self.clean_diff - self.corrupt_diff).abs()
+        keep = ((gap >= MIN_GAP) & (gap >= MIN_GAP_SHARE * gap.max())).nonzero().flatten()
+        self.layouts = [self.all_layouts[i] for i in keep.tolist()]
+        self.clean, self.corrupt = clean[keep], corrupt[keep]
+        self.labels = model.token_labels(clean)
+        self.instr, self.between, self.final = key_tokens(model, clean, corrupt)
+
+    def diffs(self) -> dict[str, dict[str, float]]:
+        """The metric on the clean and corrupt runs of every layout (kept or not)."""
+        return {
+            run: dict(zip(self.all_layouts, _rounded(values), strict=True))
+            for run, values in (("clean", self.clean_diff), ("corrupt", self.corrupt_diff))
+        }
 
     def sweep(
         self, receivers: list[str] | str, pos: list[str] | None = None, mode: str = "direct"
@@ -201,23 +249,40 @@ class _Pairs:
 
 def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     """Compute the section: heads -> logits, layer-0 heads -> later heads by the tokens
-    their writes are restricted to, and the instruction embedding -> every head's q/k/v."""
+    their writes are restricted to, and the instruction embedding -> every head's q/k/v.
+
+    Raises:
+        ObservationError: the model's context is too short for its window to show the
+            instruction observation (fewer than 5 steps).
+
+    Example:
+        >>> section = run(dtlens.load("memorydt"), ReportConfig())  # doctest: +SKIP
+        >>> section.numbers["instruction_token"], section.numbers["claim_holds"]  # doctest: +SKIP
+        ('S5', True)
+    """
     p = _Pairs(model, config)
-    to_logits = p.sweep("logits")
-    via_mlps = p.sweep("logits", [p.final], mode="freeze")
     numbers: dict = {
         "rtg": config.high_rtg,
         "layouts": p.layouts,
+        "left_out_layouts": [name for name in p.all_layouts if name not in p.layouts],
         "labels": p.labels,
         "instruction_token": p.instr,
         "intermediate_tokens": p.between,
         "final_token": p.final,
-        "clean_logit_diff": dict(
-            zip(p.layouts, _rounded(to_logits.info["clean_metric"]), strict=True)
-        ),
-        "corrupt_logit_diff": dict(
-            zip(p.layouts, _rounded(to_logits.info["corrupt_metric"]), strict=True)
-        ),
+        "clean_logit_diff": p.diffs()["clean"],
+        "corrupt_logit_diff": p.diffs()["corrupt"],
+    }
+    title = f"Path patching: does the instruction move straight from {p.instr} to {p.final}?"
+    if not p.layouts:
+        text = (
+            f"Swapping the instruction (only {p.instr} differs) changes the decision at "
+            f"{p.final} by less than {MIN_GAP} logits in every layout, so there is nothing "
+            "to path-patch: this model ignores the instruction."
+        )
+        return Section("path_patching", title, [], numbers, SEED_SAW, text)
+    to_logits = p.sweep("logits")
+    via_mlps = p.sweep("logits", [p.final], mode="freeze")
+    numbers |= {
         "heads_to_logits": _head_table(to_logits.values),
         "heads_to_logits_by_layout": {
             name: _head_table(to_logits.info["per_pair"][..., i])
@@ -227,7 +292,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     }
     paths = ["head -> logits", f"head@{p.final} -> MLPs -> logits"]
     figures = [
-        plot_patching(
+        _plot(
             _by_head(torch.stack([to_logits.values, via_mlps.values]), {"path": paths}),
             title=f"Each head's effect on the decision at {p.final}: direct, and through the "
             "MLPs with every other head frozen",
@@ -251,14 +316,14 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     }
     numbers["attention_final_to_instruction"] = _attention_to_instruction(p)
     figures.append(
-        plot_patching(
+        _plot(
             _by_head(reads, {"input": list(RECEIVER_KINDS)}),
             title=f"The instruction observation's embedding ({p.instr}) -> each head's q, k, v",
         )
     )
     return Section(
         key="path_patching",
-        title=f"Path patching: does the instruction move straight from {p.instr} to {p.final}?",
+        title=title,
         figures=figures,
         numbers=numbers,
         seed_saw=SEED_SAW,
@@ -274,7 +339,11 @@ def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
         "intermediate_tokens": p.between,
         "final_token": [p.final],
     }
-    names = {"instruction_token": p.instr, "intermediate_tokens": "between", "final_token": p.final}
+    names = {
+        "instruction_token": p.instr,
+        "intermediate_tokens": "the tokens between",
+        "final_token": p.final,
+    }
     by_route = {route: p.sweep(receivers, pos).values for route, pos in routes.items() if pos}
     group = {route: p.layer0(pos, receivers) for route, pos in routes.items()}
     group["all_tokens"] = p.layer0(None, receivers)
@@ -295,12 +364,12 @@ def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
         by_token, axes=("token",), labels={"token": p.labels}, metric_name="restored fraction"
     )
     return [
-        plot_patching(
+        _plot(
             stacked,
             title=f"Each head -> later heads' q/k/v and MLPs, its writes only at {p.instr}, "
             f"between, or at {p.final}",
         ),
-        plot_patching(
+        _plot(
             tokens,
             title="All layer-0 heads -> later heads' q/k/v and MLPs, their writes at one token",
         ),
@@ -327,8 +396,13 @@ def _describe(n: dict) -> str:
     instr, final = n["instruction_token"], n["final_token"]
     flips = ", ".join(
         f"{k} {n['clean_logit_diff'][k]:+.2f} -> {n['corrupt_logit_diff'][k]:+.2f}"
-        for k in n["layouts"]
+        for k in n["clean_logit_diff"]
     )
+    if n["left_out_layouts"]:
+        flips += (
+            f" ({', '.join(n['left_out_layouts'])} left out: a gap under "
+            f"{MIN_GAP_SHARE:.0%} of the largest)"
+        )
     g = n["l0_to_readers"]
     reads = n["instruction_embed_to_heads"]["v"]
     reader = max(reads, key=lambda k: abs(reads[k]))
