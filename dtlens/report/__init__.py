@@ -29,11 +29,13 @@ __all__ = ["SECTIONS", "ReportConfig", "Section", "build_report", "run_sections"
 
 #: The report's sections, in order (modules of dtlens.report.sections).
 SECTIONS: tuple[str, ...] = (
+    "calibration",
     "set_routine",
     "look_back",
     "rtg_entropy",
     "attention",
     "congruence",
+    "patching",
     "path_patching",
 )
 
