@@ -31,7 +31,6 @@ from dtlens.analysis.edits import set_rtg
 from dtlens.analysis.metrics import logit_diff, make_logit_diff_metric
 from dtlens.analysis.patching import activation_patching
 from dtlens.analysis.scenarios import instruction_swap_pair
-from dtlens.cli.build_memorydt import MEMORYDT_RECIPE
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import collect_demonstrations
 from dtlens.env import ACTION_INDEX, MEMORY_ENV_ID, SCENARIOS, optimal_actions
@@ -40,6 +39,7 @@ from dtlens.report import SECTIONS
 from dtlens.report.config import ReportConfig
 from dtlens.report.sections import calibration, patching
 from dtlens.training.evaluate import rollout
+from dtlens.training.recipe import MEMORYDT_RECIPE
 from tests.conftest import build_config, build_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ Here:
   reduction.
 - a fresh sample of the training distribution, collected live: :data:`DATA_EPISODES`
   episodes of :class:`~dtlens.data.agents.planner.BoltzmannPlanner` with the shipped
-  MemoryDT's recipe (:data:`dtlens.cli.build_memorydt.MEMORYDT_RECIPE`: its logit scale
+  MemoryDT's recipe (:data:`dtlens.training.recipe.MEMORYDT_RECIPE`: its logit scale
   and its sampling mix, the seed's 1/3 at temperature 1 and 2/3 at temperature 5, scaled
   down), seeded by ``config.seed`` (~1 s). Its outcome summary and the reward-against-
   length scatter (the seed's Figure 3) show which rewards the data demonstrates: no
@@ -39,7 +39,6 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from dtlens.cli.build_memorydt import MEMORYDT_RECIPE
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import SamplingSpec, collect_demonstrations, parse_sampling_spec
 from dtlens.data.demonstrations import Demonstrations
@@ -49,6 +48,7 @@ from dtlens.plotting import plot_calibration, plot_reward_length_scatter
 from dtlens.report.config import ReportConfig
 from dtlens.report.section import Section
 from dtlens.training.calibration import CalibrationResult, calibration_curve
+from dtlens.training.recipe import MEMORYDT_RECIPE
 
 __all__ = [
     "DATA_EPISODES",
