@@ -7,7 +7,8 @@ RTG token, "follow the model", the context window) and analysis tabs (attention,
 logit lens and DLA, activation patching of an edit of the current trajectory).
 
 Modules: :mod:`~dtlens.app.server` (``create_app``, ``run``), :mod:`~dtlens.app.layout`
-(components), :mod:`~dtlens.app.callbacks` (thin callbacks), :mod:`~dtlens.app.session`
+(components), :mod:`~dtlens.app.callbacks` (thin callbacks) and :mod:`~dtlens.app.wiring`
+(their Dash bindings), :mod:`~dtlens.app.session`
 (server-side episode state and caches), :mod:`~dtlens.app.views` and
 :mod:`~dtlens.app.tabs` (pure functions: state -> figures), :mod:`~dtlens.app.models`
 (model picker). Needs ``dash`` (``pip install dtlens[app]``).

@@ -1,10 +1,11 @@
-"""The app's callbacks: plain functions (testable without a browser) and their thin Dash wiring.
+"""The app's callbacks as plain functions, testable without a browser.
 
 Each ``on_*`` / ``render_*`` function takes the app state and the values of the page's
-inputs and returns a small dataclass of what to show; :func:`register_callbacks` binds
-them to component ids. Errors a user can cause (a bad checkpoint, a model that does not
-fit the env, an edit that changes nothing) come back as a ``message`` shown in the page,
-never as an exception; unexpected ones are logged and shown the same way.
+inputs and returns a small dataclass of what to show;
+:func:`dtlens.app.wiring.register_callbacks` binds them to component ids. Errors a user
+can cause (a bad checkpoint, a model that does not fit the env, an edit that changes
+nothing) come back as a ``message`` shown in the page, never as an exception;
+unexpected ones are logged and shown the same way.
 
 Callback graph: a key press or button (``assets/keyboard.js`` -> ``key-events``), reset or
 scenario change steps the episode (:func:`on_env_input`) and bumps ``episode-version``;
@@ -32,12 +33,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, Patch, State, ctx, no_update
-from dash.exceptions import PreventUpdate
+from dash import Patch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.app import layout, tabs, views
+from dtlens.app import tabs, views
 from dtlens.app.layout import IDS
 from dtlens.app.models import ModelCatalog
 from dtlens.app.session import ContextRun, EpisodeSession, SessionStore
@@ -51,7 +51,6 @@ __all__ = [
     "ModelOutput",
     "TabOutput",
     "on_env_input",
-    "register_callbacks",
     "render_attention",
     "render_lens",
     "render_model_panel",
@@ -75,16 +74,20 @@ class AppState:
     sessions: SessionStore = field(default_factory=SessionStore)
 
     def display_run(
-        self, session: EpisodeSession, model_value: str, rtg: float
+        self, session: EpisodeSession, model_value: str, rtg: float, hooks: bool = True
     ) -> tuple[HookedDecisionTransformer, ContextRun]:
-        """The picked model and its run caching the hooks the page reads (``display_hooks``).
+        """The picked model and its run of the current window, caching the hooks the
+        attention and lens tabs read (``display_hooks``), or none with ``hooks=False``.
 
         The model panel, "follow the model" and every tab read this one run (the panel
         and the visible tab are computed in parallel; the session's lock lets the first
-        compute it and the other reuse it).
+        compute it and the other reuse it). With the patching tab visible nothing reads
+        the hooks (the tab runs its own forwards), and a plain forward is cheaper.
         """
         model = self.catalog.get(model_value)
-        return model, session.context_run(model, model_value, _rtg(rtg), tabs.display_hooks(model))
+        lock = self.catalog.forward_lock(model)
+        names = tabs.display_hooks(model) if hooks else ()
+        return model, session.context_run(model, model_value, _rtg(rtg), names, lock)
 
 
 @dataclass
@@ -182,9 +185,16 @@ def on_env_input(
 
 
 def render_model_panel(
-    state: AppState, session_id: str, rtg: float, model_value: str | None
+    state: AppState,
+    session_id: str,
+    rtg: float,
+    model_value: str | None,
+    tab: str | None = None,
 ) -> ModelOutput:
     """The model's action distribution for the next step, and its context window.
+
+    ``tab`` is the visible analysis tab (an ``IDS.TAB_*`` value, None if unknown): with
+    the patching tab the run caches no hooks (nothing reads them).
 
     Errors (no model, a bad or incompatible checkpoint, a window the model cannot read)
     come back in ``message`` with a placeholder figure.
@@ -192,7 +202,7 @@ def render_model_panel(
     session = state.sessions.get(session_id)
 
     def compute() -> ModelOutput:
-        model, run = state.display_run(session, model_value, rtg)
+        model, run = state.display_run(session, model_value, rtg, tab != IDS.TAB_PATCHING)
         probs = views.current_probabilities(model, run)
         return ModelOutput(
             figure=views.probability_figure(probs, title=f"Next action (RTG {run.rtg:.2f})"),
@@ -299,12 +309,14 @@ def render_patching(
     session = state.sessions.get(session_id)
 
     def compute() -> TabOutput:
-        model, run = state.display_run(session, model_value, rtg)
+        model, run = state.display_run(session, model_value, rtg, hooks=False)
         settings = (model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b)
-        by_pos, by_head, summary = session.memo(
-            ("patching", *settings),
-            lambda: tabs.patching_results(model, run, edit, _rtg(edit_rtg), action_a, action_b),
-        )
+
+        def sweep() -> tuple:
+            with state.catalog.forward_lock(model):  # innermost (memo holds the session lock)
+                return tabs.patching_results(model, run, edit, _rtg(edit_rtg), action_a, action_b)
+
+        by_pos, by_head, summary = session.memo(("patching", *settings), sweep)
         key = _figure_key(*settings, run.batch.n_steps)
         with session.lock:
             sent = session.figures.get("patching")
@@ -324,146 +336,6 @@ def render_patching(
     return _guard(compute, on_error)
 
 
-# ------------------------------------------------------------------------- wiring
-def register_callbacks(app: Dash, state: AppState) -> None:
-    """Bind the plain callbacks above to the page's component ids."""
-
-    @app.callback(
-        Output(IDS.FULL_GRID, "figure"),
-        Output(IDS.POV_GRID, "figure"),
-        Output(IDS.STATUS, "children"),
-        Output(IDS.TRAJECTORY, "children"),
-        Output(IDS.EPISODE, "data"),
-        Output(IDS.ENV_MESSAGE, "children"),
-        Input(IDS.KEY_EVENTS, "data"),
-        Input(IDS.RESET, "n_clicks"),
-        Input(IDS.INSTRUCTION, "value"),
-        Input(IDS.TOP, "value"),
-        State(IDS.SESSION, "data"),
-        State(IDS.RTG, "value"),
-        State(IDS.MODEL, "value"),
-        State(IDS.EPISODE, "data"),
-    )
-    def _env(key_events, _reset, instruction, top, session_id, rtg, model_value, episode):
-        triggers = {
-            IDS.KEY_EVENTS: "keys",
-            IDS.RESET: "reset",
-            IDS.INSTRUCTION: "scenario",
-            IDS.TOP: "scenario",
-        }
-        trigger = triggers.get(ctx.triggered_id) if ctx.triggered else None
-        out = on_env_input(  # figures until the page has them (it stores the episode
-            state,  # with them), then only new pixels
-            session_id,
-            trigger,
-            key_events,
-            instruction,
-            top,
-            rtg,
-            model_value,
-            patch_frames=_page_has_frames(episode, session_id),
-        )
-        return (
-            out.full,
-            out.pov,
-            out.status,
-            layout.trajectory_list(out.trajectory),
-            out.episode,
-            layout.message(out.message),
-        )
-
-    @app.callback(
-        Output(IDS.PROBS, "figure"),
-        Output(IDS.PROBS_TABLE, "children"),
-        Output(IDS.CONTEXT, "children"),
-        Output(IDS.MODEL_INFO, "children"),
-        Output(IDS.MODEL_MESSAGE, "children"),
-        Output(IDS.LAYER, "options"),
-        Output(IDS.LAYER, "value"),
-        Output(IDS.HEAD, "options"),
-        Output(IDS.HEAD, "value"),
-        Input(IDS.EPISODE, "data"),
-        Input(IDS.RTG, "value"),
-        Input(IDS.MODEL, "value"),
-        State(IDS.SESSION, "data"),
-        State(IDS.LAYER, "value"),
-        State(IDS.HEAD, "value"),
-    )
-    def _model(_episode, rtg, model_value, session_id, layer, head):
-        out = render_model_panel(state, session_id, rtg, model_value)
-        table = None if out.probs is None else layout.probability_table(out.probs)
-        return (
-            out.figure,
-            table,
-            layout.token_strip(out.tokens),
-            out.info,
-            layout.message(out.message),
-            *_index_choice(out.n_layers, layer),
-            *_index_choice(out.n_heads, head),
-        )
-
-    shared = [Input(IDS.EPISODE, "data"), Input(IDS.RTG, "value"), Input(IDS.MODEL, "value")]
-    shared += [Input(IDS.TABS, "value")]
-
-    @app.callback(
-        Output(IDS.ATTENTION, "figure"),
-        Output(IDS.ATTENTION_HEADS, "figure"),
-        Output(IDS.ATTENTION_MESSAGE, "children"),
-        Output(IDS.ATTENTION_SHOWN, "data"),
-        *shared,
-        Input(IDS.LAYER, "value"),
-        Input(IDS.HEAD, "value"),
-        Input(IDS.RTG_B, "value"),
-        Input(IDS.ALL_HEADS, "value"),
-        State(IDS.SESSION, "data"),
-        State(IDS.ATTENTION_SHOWN, "data"),
-    )
-    def _attention(
-        _episode, rtg, model_value, tab, layer, head, rtg_b, all_heads, session_id, shown
-    ):
-        _only_when(tab, IDS.TAB_ATTENTION)
-        out = render_attention(
-            state, session_id, rtg, model_value, layer, head, rtg_b, bool(all_heads), shown
-        )
-        return (*out.figures, layout.message(out.message, out.kind), out.shown)
-
-    @app.callback(
-        Output(IDS.LENS, "figure"),
-        Output(IDS.DLA, "figure"),
-        Output(IDS.LENS_MESSAGE, "children"),
-        *shared,
-        Input(IDS.LENS_A, "value"),
-        Input(IDS.LENS_B, "value"),
-        State(IDS.SESSION, "data"),
-    )
-    def _lens(_episode, rtg, model_value, tab, action_a, action_b, session_id):
-        _only_when(tab, IDS.TAB_LENS)
-        out = render_lens(state, session_id, rtg, model_value, action_a, action_b)
-        return (*out.figures, layout.message(out.message, out.kind))
-
-    @app.callback(
-        Output(IDS.PATCH_POS, "figure"),
-        Output(IDS.PATCH_HEAD, "figure"),
-        Output(IDS.PATCH_MESSAGE, "children"),
-        Output(IDS.PATCH_SHOWN, "data"),
-        *shared,
-        Input(IDS.EDIT, "value"),
-        Input(IDS.EDIT_RTG, "value"),
-        Input(IDS.PATCH_A, "value"),
-        Input(IDS.PATCH_B, "value"),
-        State(IDS.SESSION, "data"),
-        State(IDS.PATCH_SHOWN, "data"),
-    )
-    def _patching(
-        _episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, session_id, shown
-    ):
-        _only_when(tab, IDS.TAB_PATCHING)
-        out = render_patching(
-            state, session_id, rtg, model_value, edit, edit_rtg, action_a, action_b, shown
-        )
-        return (*out.figures, layout.message(out.message, out.kind), out.shown)
-
-
 # ----------------------------------------------------------------------- helpers
 def _event_action(
     state: AppState,
@@ -474,15 +346,9 @@ def _event_action(
 ) -> int:
     """The action of a key/button event: its own, or the model's argmax for "follow"."""
     if event.get("follow"):
-        model, run = state.display_run(session, model_value, rtg)
+        model, run = state.display_run(session, model_value, rtg, hooks=False)
         return views.greedy_action(model, run)
     return event.get("action")
-
-
-def _page_has_frames(episode: Any, session_id: str) -> bool:
-    """Whether the page already shows this session's grids (its episode store is set
-    by the same response that sends them), so new pixels are enough."""
-    return isinstance(episode, dict) and episode.get("session") == session_id
 
 
 def _figure_key(*parts: Any) -> str:
@@ -524,14 +390,6 @@ def _heatmap_patch(figure: go.Figure, values: list[Tensor]) -> Patch:
     return patch
 
 
-def _index_choice(n: int, value: int | None) -> tuple[Any, Any]:
-    """Dropdown options ``0..n-1`` and the value to show: kept if valid, else 0."""
-    if n == 0:  # no model: leave the dropdown as it is
-        return no_update, no_update
-    options = [{"label": str(i), "value": i} for i in range(n)]
-    return options, value if isinstance(value, int) and 0 <= value < n else 0
-
-
 def _guard(compute: Callable[[], T], on_error: Callable[[str], T]) -> T:
     """``compute()``, or ``on_error(message)`` if it raises (the page never sees a traceback)."""
     try:
@@ -541,12 +399,6 @@ def _guard(compute: Callable[[], T], on_error: Callable[[str], T]) -> T:
     except Exception as err:  # a bug: keep the page alive, log the traceback
         log.exception("dtlens app callback failed")
         return on_error(f"internal error ({type(err).__name__}: {err}); see the server log.")
-
-
-def _only_when(tab: str, wanted: str) -> None:
-    """Skip a hidden tab's callback (it runs when the tab is opened)."""
-    if tab != wanted:
-        raise PreventUpdate
 
 
 def _placeholders(n: int) -> tuple[views.FigureSpec, ...]:

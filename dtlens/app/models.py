@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ class ModelCatalog:
         self._cache_size = cache_size
         self._cache: OrderedDict[str, HookedDecisionTransformer] = OrderedDict()
         self._lock = threading.Lock()
+        self._forward_locks: weakref.WeakKeyDictionary[HookedDecisionTransformer, threading.Lock]
+        self._forward_locks = weakref.WeakKeyDictionary()
 
     def _folder_entry(self, initial: str) -> str:
         """``initial``, or the models folder's entry it names (see the class docstring)."""
@@ -245,3 +248,22 @@ class ModelCatalog:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return model
+
+    def forward_lock(self, model: HookedDecisionTransformer) -> threading.Lock:
+        """The lock to hold while running ``model`` (one per model).
+
+        TransformerLens hooks live on the model's modules, so two forwards with hooks
+        (``run_with_cache``, patching) on one model in two threads at once would see
+        each other's hooks. Dash calls callbacks in parallel (and two pages may share a
+        model), so every forward the app runs holds this lock; take it innermost, after
+        any session lock.
+
+        Example:
+            >>> with catalog.forward_lock(model):  # doctest: +SKIP
+            ...     logits, cache = model.run_with_cache(batch)
+        """
+        with self._lock:
+            lock = self._forward_locks.get(model)
+            if lock is None:
+                lock = self._forward_locks[model] = threading.Lock()
+            return lock

@@ -2,7 +2,8 @@
 
 :func:`create_app` returns a ``dash.Dash`` app whose page is built per visit (each visit
 gets its own session id, so two tabs play two episodes) and whose callbacks are those of
-:mod:`dtlens.app.callbacks`; :func:`run` serves it, on 127.0.0.1 unless told otherwise.
+:mod:`dtlens.app.callbacks` (bound in :mod:`dtlens.app.wiring`); :func:`run` serves it,
+on 127.0.0.1 unless told otherwise.
 
 Example:
     >>> app = create_app(model="memorydt")  # doctest: +SKIP
@@ -17,10 +18,11 @@ from pathlib import Path
 import dash
 import torch
 
-from dtlens.app.callbacks import AppState, register_callbacks
+from dtlens.app.callbacks import AppState
 from dtlens.app.layout import build_layout
 from dtlens.app.models import ModelCatalog
 from dtlens.app.session import SessionStore
+from dtlens.app.wiring import register_callbacks
 from dtlens.errors import ConfigError
 
 __all__ = ["ASSETS", "DEFAULT_HOST", "DEFAULT_PORT", "create_app", "run"]

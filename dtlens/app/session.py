@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,9 +121,10 @@ class EpisodeSession:
         self._runs: OrderedDict[tuple, ContextRun] = OrderedDict()
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
         self._frames: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
-        #: figures last sent to the page, by panel: ``(key, figures)``; while the key
-        #: (model, layer, RTGs ...) stays the same a key press only updates their values.
-        self.figures: dict[str, tuple[tuple, Any]] = {}
+        #: figures last built for the page, by panel: ``(key, figures)``; when the page
+        #: reports it shows that key (model, layer, RTGs ... unchanged), a key press only
+        #: sends their new values.
+        self.figures: dict[str, tuple[str, Any]] = {}
         self.scenario = scenario
         self.reset()
 
@@ -224,6 +226,7 @@ class EpisodeSession:
         model_key: str,
         rtg: float,
         hooks: tuple[str, ...] | None = None,
+        lock: AbstractContextManager | None = None,
     ) -> ContextRun:
         """The model's ``run_with_cache`` of the current window at ``rtg`` (cached).
 
@@ -237,7 +240,9 @@ class EpisodeSession:
             rtg: the RTG.
             hooks: the hook names to cache; None (default) for every hook, ``()`` for
                 none (a plain forward: the cheapest way to get the probabilities). A
-                cached run with every hook serves any request.
+                cached run serves every request for a subset of its hooks.
+            lock: held around the forward (the model's
+                :meth:`~dtlens.app.models.ModelCatalog.forward_lock`), if given.
 
         Raises:
             BatchError: the window does not fit the model (e.g. timesteps past its
@@ -245,13 +250,13 @@ class EpisodeSession:
         """
         base = (model_key, id(model), self.version, float(rtg))
         with self.lock:
-            for key in ((*base, hooks), (*base, None)):
-                if key in self._runs:
+            for key, run in reversed(self._runs.items()):  # the most recent first
+                if key[:-1] == base and _serves(key[-1], hooks):
                     self._runs.move_to_end(key)
-                    return self._runs[key]
+                    return run
             history = self.history(rtg, model.cfg.n_timesteps)
             batch = set_rtg(model.pad_context(history), float(rtg)).to(model.device)
-            with torch.no_grad():
+            with torch.no_grad(), lock if lock is not None else nullcontext():
                 if hooks == ():
                     logits, cache = model(batch), None
                 else:
@@ -286,6 +291,13 @@ class EpisodeSession:
         self.version += 1
         self._runs.clear()
         self._memo.clear()
+
+
+def _serves(cached: tuple[str, ...] | None, wanted: tuple[str, ...] | None) -> bool:
+    """Whether a run caching ``cached`` hooks (None: all) has every ``wanted`` one."""
+    if cached is None:
+        return True
+    return wanted is not None and set(wanted) <= set(cached)
 
 
 class SessionStore:

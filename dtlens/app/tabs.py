@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 Edit = Literal["instruction", "targets", "rtg"]
+#: height (px) of the tabs' figures that do not set their own. Explicit, because a graph
+#: that showed a short placeholder (an error) keeps that height for a figure without one.
+FIGURE_HEIGHT = 440
 #: the edits the patching tab offers: value -> what the page shows.
 EDITS: dict[str, str] = {
     "instruction": "swap the instruction (key <-> ball)",
@@ -124,12 +127,12 @@ def attention_figures(
             title=name,
         )
     if not all_heads:
-        return single, None
+        return _sized(single), None
     patterns = run.cache[f"blocks.{layer}.attn.hook_pattern"][0]
     heads = plot_attention_heads(
         patterns, labels, title=f"layer {layer}, every head (RTG {run.rtg:.2f})"
     )
-    return single, heads
+    return _sized(single), _sized(heads)
 
 
 def attention_values(
@@ -197,7 +200,7 @@ def lens_figures(
         title=f"Direct logit attribution of {pair} (sums to {float(dla.total()[0]):.3f})",
         value_name=f"contribution to logit {pair}",
     )
-    return lens_fig, dla_fig
+    return _sized(lens_fig), _sized(dla_fig)
 
 
 def corrupt_batch(run: ContextRun, edit: Edit, rtg: float = 0.0) -> TrajectoryBatch:
@@ -287,11 +290,22 @@ def patching_figures(
         >>> pos_fig, head_fig = patching_figures(by_pos, by_head)  # doctest: +SKIP
     """
     return (
-        plot_patching(
-            by_pos, title="Restored logit difference: residual stream by layer x position"
+        _sized(
+            plot_patching(
+                by_pos, title="Restored logit difference: residual stream by layer x position"
+            )
         ),
-        plot_patching(by_head, title="Restored logit difference: head outputs by layer x head"),
+        _sized(
+            plot_patching(by_head, title="Restored logit difference: head outputs by layer x head")
+        ),
     )
+
+
+def _sized(fig: go.Figure) -> go.Figure:
+    """``fig`` with :data:`FIGURE_HEIGHT` unless it sets its own height (display glue)."""
+    if fig.layout.height is None:
+        fig.update_layout(height=FIGURE_HEIGHT)
+    return fig
 
 
 def _action_index(action: int | str) -> int:

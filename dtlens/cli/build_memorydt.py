@@ -331,11 +331,13 @@ AdamW (lr {tc.lr:g} after {tc.warmup_steps} warm-up steps, cosine to {tc.lr_end:
 decay {tc.weight_decay:g} on matrices, betas {tc.betas}), gradient clipping at
 {tc.grad_clip}, batch {tc.batch_size} windows of {tc.n_steps} timesteps, {trainer.step}
 steps, seed {tc.seed}, device {tc.device}; {tc.val_fraction:.0%} of episodes held out.
-Training windows end at uniformly drawn steps, except that with probability
+Training windows weigh every episode the same (`window_weighting="{tc.window_weighting}"`:
+an episode drawn uniformly, then a window end among its steps), and with probability
 {tc.window_end_fraction:g} a window is moved to end at its episode's last step (the
-original project's `prob_go_from_end`): with uniform windows the model sees the
-target decision, the step that needs the remembered instruction, too rarely and stays
-at a coin flip there (a 2000-step run without it: 2 of 4 layouts at RTG 0.9).
+original project's `prob_go_from_end`). Without them the model sees the target
+decision, the one step that needs the instruction remembered from the first
+observations, too rarely: two 2000-step runs with step-weighted windows (one with
+the end bias) stayed at a coin flip there, 2 of 4 layouts at RTG 0.9.
 Final training loss {history.train[-1]["train/loss"]:.4f} (last batch), validation loss
 {val:.4f} (cross-entropy per action; uniform guessing is ln 7 = 1.946).
 

@@ -50,6 +50,7 @@ _TRAIN_FLAGS = {
     "grad_clip": float,
     "val_fraction": float,
     "window_end_fraction": float,
+    "window_weighting": str,
     "eval_every": int,
     "val_batches": int,
     "online_eval_every": int,
@@ -187,7 +188,11 @@ def make_samplers(
         one_hot=config.model.obs_shape[-1] == 20,
     )
     train = WindowSampler(
-        demos, episode_indices=train_idx, end_fraction=config.window_end_fraction, **common
+        demos,
+        episode_indices=train_idx,
+        end_fraction=config.window_end_fraction,
+        weighting=config.window_weighting,
+        **common,
     )
     val = WindowSampler(demos, episode_indices=val_idx, **common) if len(val_idx) else None
     return train, val

@@ -36,10 +36,12 @@ from dtlens.env.encoding import encode_observation
 from dtlens.errors import BatchError, ConfigError
 from dtlens.model.batch import TrajectoryBatch
 
-__all__ = ["IGNORE_TARGET", "TrainingWindows", "WindowSampler", "train_val_split"]
+__all__ = ["IGNORE_TARGET", "WEIGHTINGS", "TrainingWindows", "WindowSampler", "train_val_split"]
 
 #: target value at padded steps (PyTorch's default ``ignore_index`` of ``cross_entropy``)
 IGNORE_TARGET = -100
+#: how :meth:`WindowSampler.sample` weighs window ends: per step or per episode
+WEIGHTINGS = ("step", "episode")
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +76,12 @@ class WindowSampler:
     every step is an equally weighted training example); :meth:`iterate` yields every
     window exactly once, episode by episode and step by step.
 
+    **Episode weighting.** With ``weighting="episode"`` :meth:`sample` first draws an
+    episode uniformly, then a window end uniformly among its steps, so every episode
+    weighs the same whatever its length. In the seed's data mix (1/3 of episodes at
+    temperature 1, about 8 steps long; 2/3 at temperature 5, about 39 steps) step
+    weighting gives the short, purposeful episodes under a tenth of the windows.
+
     **End bias.** With ``end_fraction = p > 0``, each sampled window is, with
     probability p, replaced by the window ending at the last step of the same episode
     (the original project's ``prob_go_from_end``, 0.15 for its MemoryDT). In Memory the
@@ -92,10 +100,13 @@ class WindowSampler:
             from :func:`train_val_split`); default all.
         end_fraction: Probability that :meth:`sample` moves a window's end to its
             episode's last step (see "End bias"); 0 (default) keeps sampling uniform.
+        weighting: ``"step"`` (default: every step equally likely to end a window) or
+            ``"episode"`` (every episode equally likely; see "Episode weighting").
 
     Raises:
         ConfigError: For ``n_steps < 1``, a negative ``pad_action``, an episode index
-            out of range or ``end_fraction`` outside [0, 1]; BatchError if no episode is
+            out of range, ``end_fraction`` outside [0, 1] or an unknown ``weighting``;
+            BatchError if no episode is
             selected.
 
     Examples:
@@ -118,6 +129,7 @@ class WindowSampler:
         one_hot: bool = True,
         episode_indices: np.ndarray | None = None,
         end_fraction: float = 0.0,
+        weighting: str = "step",
     ):
         if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 1:
             raise ConfigError(f"n_steps must be a positive int, got {n_steps!r}")
@@ -134,6 +146,9 @@ class WindowSampler:
         self.pad_action = int(pad_action)
         self.one_hot = bool(one_hot)
         self.end_fraction = float(end_fraction)
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        self.weighting = weighting
         if episode_indices is None:
             episodes = np.arange(demos.n_episodes)
         else:
@@ -156,6 +171,8 @@ class WindowSampler:
         self._starts = np.repeat(starts, lengths)
         #: for every window, the index of the window ending at its episode's last step
         self._episode_last = np.repeat(np.cumsum(lengths) - 1, lengths)
+        self._episode_first = np.cumsum(lengths) - lengths  # window index of each first step
+        self._episode_lengths = lengths.astype(np.int64)
         self._rtg = torch.from_numpy(demos.rtg)
 
     def __len__(self) -> int:
@@ -165,8 +182,10 @@ class WindowSampler:
     def sample(self, batch_size: int, generator: torch.Generator) -> TrainingWindows:
         """``batch_size`` windows ending at steps drawn uniformly (with replacement).
 
-        With ``end_fraction > 0`` each window moves to its episode's last step with that
-        probability (one extra uniform draw per window from ``generator``).
+        With ``weighting="episode"`` the episode is drawn first (uniformly), then the
+        end among its steps. With ``end_fraction > 0`` each window then moves to its
+        episode's last step with that probability (one extra uniform draw per window
+        from ``generator``).
 
         Examples:
             >>> w = sampler.sample(64, torch.Generator().manual_seed(0))  # doctest: +SKIP
@@ -175,7 +194,14 @@ class WindowSampler:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        pick = torch.randint(len(self), (batch_size,), generator=generator).numpy()
+        if self.weighting == "episode":
+            n_episodes = len(self._episode_first)
+            episode = torch.randint(n_episodes, (batch_size,), generator=generator).numpy()
+            offset = torch.rand(batch_size, generator=generator).numpy()
+            within = np.floor(offset * self._episode_lengths[episode]).astype(np.int64)
+            pick = self._episode_first[episode] + within
+        else:
+            pick = torch.randint(len(self), (batch_size,), generator=generator).numpy()
         if self.end_fraction > 0:
             to_end = torch.rand(batch_size, generator=generator).numpy() < self.end_fraction
             pick = np.where(to_end, self._episode_last[pick], pick)

@@ -55,6 +55,9 @@ class TrainConfig:
             episode's last step (:class:`dtlens.data.windows.WindowSampler`'s
             ``end_fraction``; the original project used 0.15). Validation windows stay
             uniform, so the validation loss is comparable across configs.
+        window_weighting: ``"step"`` (every step equally likely to end a training
+            window) or ``"episode"`` (every episode equally likely, whatever its length;
+            :class:`dtlens.data.windows.WindowSampler`'s ``weighting``).
         eval_every: validate every this many steps (and at the last step).
         val_batches: batches of ``batch_size`` windows per validation (the same
             windows every time, so the curve is comparable across steps).
@@ -87,6 +90,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     val_fraction: float = 0.1
     window_end_fraction: float = 0.0
+    window_weighting: Literal["step", "episode"] = "step"
     eval_every: int = 250
     val_batches: int = 8
     online_eval_every: int | None = None
@@ -158,6 +162,10 @@ class TrainConfig:
         if not (_is_real(self.window_end_fraction) and 0.0 <= self.window_end_fraction <= 1.0):
             raise ConfigError(
                 f"window_end_fraction={self.window_end_fraction!r} must be a float in [0, 1]."
+            )
+        if self.window_weighting not in ("step", "episode"):
+            raise ConfigError(
+                f"window_weighting={self.window_weighting!r} must be 'step' or 'episode'."
             )
         if self.logger not in LOGGERS:
             raise ConfigError(f"logger={self.logger!r} must be one of {LOGGERS}.")

@@ -32,6 +32,7 @@ from werkzeug.serving import make_server
 import dtlens
 from dtlens.analysis.routine import history_batch
 from dtlens.app import create_app
+from dtlens.app.tabs import FIGURE_HEIGHT
 from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, make_env
 from tests.conftest import build_model
 
@@ -65,7 +66,9 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(models_dir) -> Iterator[str]:
     """The app served by a background thread on a free localhost port."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    werkzeug = logging.getLogger("werkzeug")
+    level = werkzeug.level
+    werkzeug.setLevel(logging.ERROR)  # no line per request
     app = create_app(model="tiny", models_dir=models_dir)  # the entry "tiny/"
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -73,6 +76,7 @@ def app_url(models_dir) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
     thread.join(timeout=10)
+    werkzeug.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +151,15 @@ def test_keys_slider_and_tabs(page, model, tmp_path):
     assert "step 4 of 50" in page.inner_text("#episode-status")  # the slider's keys stay put
     shots.take("rtg_0")
 
+    # "f" follows the model: it takes the model's most likely action at the slider's RTG
+    wanted = int(_probabilities(model, env, 0.0).argmax())
+    page.locator("h1").click()
+    page.keyboard.press("f")
+    _wait_text(page, "#episode-status", "step 5 of 50")
+    env.step(wanted)
+    assert page.locator("#trajectory li").all_inner_texts()[-1] == ACTION_NAMES[wanted]
+    _wait_probabilities(page, _probabilities(model, env, 0.0))
+
     # attention: one head at both RTGs side by side, then every head of the layer
     page.locator("#attention-rtg-b [role=slider]").focus()
     page.keyboard.press("End")  # compare with RTG 1
@@ -177,7 +190,7 @@ def test_keys_slider_and_tabs(page, model, tmp_path):
     before = page.inner_text("#patching-message")
     page.locator("h1").click()
     page.keyboard.press("ArrowUp")
-    _wait_text(page, "#episode-status", "step 5 of 50")
+    _wait_text(page, "#episode-status", "step 6 of 50")
     page.wait_for_function(
         "t => document.querySelector('#patching-message').innerText !== t", arg=before
     )
@@ -213,6 +226,10 @@ def test_model_picker_shows_errors_in_the_page(page, model, tmp_path):
     page.wait_for_selector("#probabilities .barlayer .point")
     assert page.inner_text("#model-message") == ""
     _wait_probabilities(page, _probabilities(model, _ReferenceEnv(), 0.9))
+    # the attention plot is back at full size (not the error placeholder's)
+    _wait_svg_traces(page, "#attention-pair", ".heatmaplayer .hm", 2)
+    height = page.locator("#attention-pair .main-svg").first.get_attribute("height")
+    assert float(height) == FIGURE_HEIGHT
     shots.take("picker_back")
 
 

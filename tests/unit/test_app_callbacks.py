@@ -406,6 +406,71 @@ def test_session_caches_runs_until_the_episode_changes(catalog):
     session.step(FORWARD)
     assert session.context_run(model, TINY, 0.9) is not run
     assert session.memo(("x",), lambda: 2) == 2
+    # a run caching some hooks serves requests for fewer, not for more
+    some = ("blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern")
+    session.step(FORWARD)
+    partial = session.context_run(model, TINY, 0.9, hooks=some)
+    assert set(partial.cache.keys()) == set(some)
+    assert session.context_run(model, TINY, 0.9, hooks=some[:1]) is partial
+    assert session.context_run(model, TINY, 0.9, hooks=()) is partial
+    assert session.context_run(model, TINY, 0.9, hooks=(*some, "hook_embed")) is not partial
+    assert session.context_run(model, TINY, 0.9).cache is not None  # None = every hook
+
+
+def test_with_the_patching_tab_visible_the_panel_runs_a_plain_forward(state, catalog):
+    model = catalog.get(TINY)
+    press(state, "plain", FORWARD)
+    out = render_model_panel(state, "plain", 0.9, TINY, tab=IDS.TAB_PATCHING)
+    session = state.sessions.get("plain")
+    run = session.context_run(model, TINY, 0.9, hooks=())
+    assert run.cache is None  # the panel's own run: no hooks were cached
+    torch.testing.assert_close(out.probs, expected_probs(model, session, 0.9))
+    # opening the attention tab then runs the forward with the hooks it reads
+    att = render_attention(state, "plain", 0.9, TINY, 0, 0, None)
+    assert att.message is None and session.context_run(model, TINY, 0.9, hooks=()).cache
+
+
+def test_every_forward_holds_the_models_lock_so_pages_can_share_a_model(models_dir):
+    """Hooks live on the model's modules: forwards of two pages (or two parallel callbacks)
+    on one model must not interleave. Every forward the app runs holds the model's lock."""
+    state = AppState(ModelCatalog(models_dir=models_dir))
+    model = state.catalog.get(TINY)
+    lock = state.catalog.forward_lock(model)
+    held = []
+    unembed = dict(model.named_modules())["core.unembed._original_component"]  # every forward
+    handle = unembed.register_forward_pre_hook(lambda *_: held.append(lock.locked()))
+    try:
+        press(state, "lock", FORWARD, "follow")
+        render_model_panel(state, "lock", 0.9, TINY)
+        render_attention(state, "lock", 0.9, TINY, 0, 0, 0.2)
+        out = render_patching(state, "lock", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT)
+    finally:
+        handle.remove()
+    assert out.kind == "info" and len(held) >= 4 and all(held)
+    assert state.catalog.forward_lock(model) is lock
+
+    # two pages hammering one model from threads get what one page alone gets
+    import threading
+
+    def page(sid, errors):
+        try:
+            for i in range(3):
+                press(state, sid, FORWARD if i % 2 else LEFT, start_id=i + 1)
+                panel = render_model_panel(state, sid, 0.9, TINY)
+                patch = render_patching(state, sid, 0.9, TINY, "rtg", 0.0, LEFT, RIGHT)
+                assert panel.message is None and patch.kind == "info", patch.message
+                session = state.sessions.get(sid)
+                torch.testing.assert_close(panel.probs, expected_probs(model, session, 0.9))
+        except Exception as err:  # reported in the main thread
+            errors.append(err)
+
+    errors = []
+    threads = [threading.Thread(target=page, args=(f"t{i}", errors)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
 
 
 def test_session_store_drops_the_least_recently_used():

@@ -113,6 +113,8 @@ def test_config_defaults_and_roundtrip():
         ("logger", "mlflow", "logger='mlflow'"),
         ("device", "gpu7", "device='gpu7'"),
         ("lr_end", 1.0, "lr_end=1.0"),
+        ("window_end_fraction", 1.5, "window_end_fraction=1.5"),
+        ("window_weighting", "steps", "window_weighting='steps'"),
     ],
 )
 def test_config_rejects_bad_values(field, value, needle):

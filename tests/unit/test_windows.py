@@ -136,6 +136,17 @@ def test_end_fraction_moves_windows_to_their_episodes_last_step():
     assert ends == {key[2], key[4]}
 
 
+def test_episode_weighting_gives_every_episode_the_same_weight():
+    """By hand: A (3 steps) and B (2 steps) each get 1/2; then uniform within each, so
+    A's windows 1/6 each and B's 1/4 each (step weighting would give 0.2 to all)."""
+    sampler = WindowSampler(hand_demos(), n_steps=3, weighting="episode")
+    key = [tuple(t) for t in next(sampler.iterate(5)).targets.tolist()]
+    w = sampler.sample(6000, torch.Generator().manual_seed(2))
+    counts = np.bincount([key.index(tuple(t)) for t in w.targets.tolist()], minlength=5)
+    expected = np.array([1 / 6, 1 / 6, 1 / 6, 1 / 4, 1 / 4])
+    assert np.all(np.abs(counts / 6000 - expected) < 0.03), counts
+
+
 def test_end_fraction_zero_draws_exactly_as_uniform_sampling():
     uniform = WindowSampler(hand_demos(), n_steps=3)
     biased = WindowSampler(hand_demos(), n_steps=3, end_fraction=0.0)
@@ -162,6 +173,7 @@ def test_episode_selection_and_raw_observations():
         ({"n_steps": 2, "episode_indices": np.array([2])}, ConfigError, "episode index 2"),
         ({"n_steps": 2, "end_fraction": 1.5}, ConfigError, r"end_fraction must be in \[0, 1\]"),
         ({"n_steps": 2, "end_fraction": "x"}, ConfigError, "end_fraction must be a float"),
+        ({"n_steps": 2, "weighting": "steps"}, ConfigError, "weighting must be one of"),
         (
             {"n_steps": 2, "episode_indices": np.array([], dtype=np.int64)},
             BatchError,
