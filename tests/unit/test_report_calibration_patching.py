@@ -323,3 +323,17 @@ def test_calibration_script_help(monkeypatch, capsys):
         runpy.run_path(str(ROOT / "analyses" / "calibration.py"), run_name="__main__")
     assert stop.value.code == 0
     assert "calibrated only as far as its training data" in capsys.readouterr().out
+
+
+def test_caveat_leads_exactly_when_no_swap_moves_the_decision(patch_section):
+    """The warning depends only on the largest |clean - corrupt| gap (hand values), and
+    the section's text carries it iff its own pairs are all under the threshold."""
+    assert patching.instruction_blind_caveat([0.01, -0.2], "S5", "S9").startswith(
+        "The instruction swap moves the decision at S9 by at most 0.200 logits"
+    )
+    assert patching.instruction_blind_caveat([0.01, -0.6], "S5", "S9") == ""
+    assert patching.instruction_blind_caveat([], "S5", "S9") != ""
+    pairs = patch_section.numbers["instruction_swap_pairs"]
+    largest = max(abs(r["clean_logit_diff"] - r["corrupt_logit_diff"]) for r in pairs)
+    leads = patch_section.this_model.startswith("The instruction swap moves the decision")
+    assert leads == (largest < patching.WEAK_DIFF)

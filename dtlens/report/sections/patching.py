@@ -66,6 +66,7 @@ __all__ = [
     "ONE_TOKEN",
     "RTG_SWEEPS",
     "WEAK_DIFF",
+    "instruction_blind_caveat",
     "instruction_pairs",
     "patch_pairs",
     "rtg_pairs",
@@ -354,10 +355,34 @@ def _seed_pattern(summary: dict, final: str) -> bool:
     )
 
 
+def instruction_blind_caveat(gaps: list[float], instr: str, final: str) -> str:
+    """A leading warning when no clean/corrupt gap reaches :data:`WEAK_DIFF` logits.
+
+    Restored fractions divide by ``clean - corrupt``; when the edit barely moves the
+    decision they are ratios of noise, and the reader must be told before the numbers.
+
+    Examples:
+        >>> instruction_blind_caveat([0.002, -0.001], "S5", "S9")[:40]
+        'The instruction swap moves the decision '
+        >>> instruction_blind_caveat([3.1], "S5", "S9")
+        ''
+    """
+    largest = max((abs(g) for g in gaps), default=0.0)
+    if largest >= WEAK_DIFF:
+        return ""
+    return (
+        f"The instruction swap moves the decision at {final} by at most {largest:.3f} logits "
+        f"(under {WEAK_DIFF}): this model does not use the instruction it sees at {instr}, "
+        "so the restored fractions below divide by almost nothing and describe no circuit. "
+    )
+
+
 def _describe(n: dict) -> str:
     """The section's summary, written from its numbers."""
     instr, final = n["instruction_token"], n["final_token"]
-    parts = []
+    gaps = [r["clean_logit_diff"] - r["corrupt_logit_diff"] for r in n["instruction_swap_pairs"]]
+    caveat = instruction_blind_caveat(gaps, instr, final)
+    parts = [caveat] if caveat else []
     for rtg in n["rtgs"]:
         rows = [r for r in n["instruction_swap_pairs"] if r["rtg"] == rtg]
         m = n["instruction_swap_mean"][f"RTG {rtg:g}"]
@@ -383,7 +408,7 @@ def _describe(n: dict) -> str:
             f"{moved}, and no token between restores more than {m['most_between']:.2f}"
             + (
                 f": as the seed saw, the instruction moves from {instr} straight to {final}. "
-                if _seed_pattern(m, final)
+                if _seed_pattern(m, final) and not caveat
                 else f": unlike the seed, not a direct move from {instr} to {final}. "
             )
             + f"Top heads: {', '.join(m['top_heads'])}; MLPs at {final} by layer: "

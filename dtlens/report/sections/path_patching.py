@@ -55,6 +55,7 @@ from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching as _plot_patching
 from dtlens.report.config import ReportConfig
 from dtlens.report.section import Section
+from dtlens.report.sections.patching import instruction_blind_caveat
 
 __all__ = [
     "MIN_GAP",
@@ -327,8 +328,15 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         figures=figures,
         numbers=numbers,
         seed_saw=SEED_SAW,
-        this_model=_describe(numbers),
+        this_model=_caveat(numbers) + _describe(numbers),
     )
+
+
+def _caveat(numbers: dict) -> str:
+    """The activation-patching section's warning when the swap barely moves the decision."""
+    clean, corrupt = numbers["clean_logit_diff"], numbers["corrupt_logit_diff"]
+    gaps = [clean[name] - corrupt[name] for name in numbers["layouts"]]
+    return instruction_blind_caveat(gaps, numbers["instruction_token"], numbers["final_token"])
 
 
 def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
