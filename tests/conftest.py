@@ -80,3 +80,16 @@ def tiny_model() -> HookedDecisionTransformer:
 @pytest.fixture
 def tiny_batch() -> TrajectoryBatch:
     return build_batch()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+
+    Tiny models gain nothing from threads, and on a busy 2-core machine a second thread
+    that waits for a core makes small forwards many times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -50,13 +50,7 @@ CAL = ReportConfig(rtgs=(0.0, 0.5, 0.9), calibration_episodes=8, max_steps=MAX_S
 ROUTE = [int(a) for a in optimal_actions("key", "key")]  # forward x4, left, forward
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: tiny forwards only lose to thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _numbers(value, where: str = ""):

@@ -34,13 +34,7 @@ READERS = [f"L1H{h}.{k}" for h in range(N_HEADS) for k in "qkv"] + ["MLP0", "MLP
 TOL = 1.5e-4  # the section rounds to 4 decimals
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: tiny forwards only lose to thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
