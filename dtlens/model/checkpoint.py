@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from dtlens.checkpoint_files import read_checkpoint_dir
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.config import DTConfig
 from dtlens.model.convert import convert_original
@@ -123,34 +123,14 @@ def _shipped_path(name: str) -> Path:
 
 
 def _load_native(directory: Path) -> HookedDecisionTransformer:
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for required in (config_path, weights_path):
-        if not required.exists():
-            raise CheckpointError(
-                f"{str(directory)!r} is not a dtlens checkpoint: {required.name} is missing "
-                f"(a checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE})."
-            )
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(
-            f'{config_path} is not a dtlens checkpoint config (expected "format": {FORMAT!r}).'
-        )
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path} has format_version {config['format_version']}, newer than this "
-            f"dtlens reads ({FORMAT_VERSION}); upgrade dtlens."
-        )
+    config, state_dict = read_checkpoint_dir(
+        directory, CONFIG_FILE, WEIGHTS_FILE, FORMAT, FORMAT_VERSION, "a dtlens checkpoint"
+    )
+    config_path = directory / CONFIG_FILE
     try:
         cfg = DTConfig.from_dict(config["model"])
     except (KeyError, ConfigError, TypeError) as err:
         raise CheckpointError(f"{config_path} has an invalid model config: {err}") from err
-    try:
-        state_dict = load_file(weights_path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {err}") from err
     model = _build(cfg, state_dict, str(directory))
     model.metadata = dict(config.get("metadata", {}))
     return model

@@ -47,10 +47,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from dtlens.checkpoint_files import read_checkpoint_dir
 from dtlens.errors import BatchError, CheckpointError, ConfigError, ObservationError
 
 __all__ = [
@@ -455,34 +455,19 @@ def load_lstm_agent(directory: str | Path, device: torch.device | str = "cpu") -
         >>> agent = load_lstm_agent("runs/ppo/final")  # doctest: +SKIP
     """
     directory = Path(directory)
+    config, state_dict = read_checkpoint_dir(
+        directory,
+        AGENT_CONFIG_FILE,
+        AGENT_WEIGHTS_FILE,
+        AGENT_FORMAT,
+        _FORMAT_VERSION,
+        "a dtlens LSTM agent",
+    )
     config_path, weights_path = directory / AGENT_CONFIG_FILE, directory / AGENT_WEIGHTS_FILE
-    for required in (config_path, weights_path):
-        if not required.exists():
-            raise CheckpointError(
-                f"{str(directory)!r} is not a dtlens LSTM agent: {required.name} is missing "
-                f"(expected {AGENT_CONFIG_FILE} and {AGENT_WEIGHTS_FILE})"
-            )
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != AGENT_FORMAT:
-        raise CheckpointError(
-            f'{config_path} is not an agent config (expected "format": {AGENT_FORMAT!r})'
-        )
-    if config.get("format_version", 0) > _FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path} has format_version {config['format_version']}, newer than this "
-            f"dtlens reads ({_FORMAT_VERSION})"
-        )
     try:
         cfg = LSTMAgentConfig.from_dict(config["agent"])
     except (KeyError, TypeError, ConfigError) as err:
         raise CheckpointError(f"{config_path} has an invalid agent config: {err}") from err
-    try:
-        state_dict = load_file(weights_path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {err}") from err
     agent = LSTMAgent(cfg, metadata=config.get("metadata", {}))
     try:
         agent.load_state_dict(state_dict, strict=True)
