@@ -34,48 +34,25 @@ import io
 import json
 import os
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import transformer_lens
+from common import best_time, memorydt_sized_model, metric, random_batch
 from torch import Tensor
 from transformer_lens import patching as tl_patching
 
 from dtlens.analysis.patching import activation_patching
-from dtlens.model import DTConfig, HookedDecisionTransformer, TrajectoryBatch
+from dtlens.model import HookedDecisionTransformer, TrajectoryBatch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "activation_patching.json"
 THREADS = 2
 REPEATS = 2
 PAIRS = (1, 16)
-N_STEPS = 9
 MAX_BATCH = 1024
 TOLERANCE = 1e-4
-
-
-def memorydt_sized_model() -> HookedDecisionTransformer:
-    """3 layers, d_model 256, 8 heads, d_mlp 256, 26 tokens (the MemoryDT's shape)."""
-    cfg = DTConfig(n_layers=3, d_model=256, n_heads=8, d_mlp=256, n_ctx=26, seed=0)
-    return HookedDecisionTransformer(cfg).eval()
-
-
-def random_batch(n: int, seed: int) -> TrajectoryBatch:
-    """``n`` random one-hot-ish windows of ``N_STEPS`` steps."""
-    g = torch.Generator().manual_seed(seed)
-    return TrajectoryBatch(
-        obs=torch.randint(0, 2, (n, N_STEPS, 7, 7, 20), generator=g).float(),
-        actions=torch.randint(0, 7, (n, N_STEPS - 1), generator=g),
-        rtg=torch.rand(n, N_STEPS, generator=g),
-        timesteps=torch.arange(N_STEPS).repeat(n, 1),
-    )
-
-
-def metric(logits: Tensor) -> Tensor:
-    """Logit difference left - right at the last state token, per pair."""
-    return logits[:, -1, 0] - logits[:, -1, 1]
 
 
 class TLAdapter:
@@ -139,16 +116,6 @@ def run_tl(
             reduce="mean",
         )
     return flat.reshape(sizes)
-
-
-def best_time(fn: Callable[[], Tensor], repeats: int) -> tuple[float, Tensor]:
-    """The best wall time of ``repeats`` calls, and the last result."""
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def main() -> None:
