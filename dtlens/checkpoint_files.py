@@ -1,10 +1,10 @@
-"""Read a checkpoint directory: a JSON config with a format tag + a safetensors file.
+"""Checkpoint directories: a JSON config with a format tag + a safetensors file of weights.
 
 dtlens' decision transformers (:mod:`dtlens.model.checkpoint`) and LSTM agents
 (:mod:`dtlens.data.agents.lstm`) are both stored as a directory holding a JSON config
 (``"format"`` and ``"format_version"`` keys first) and a safetensors file of weights:
-no pickle, so loading runs no code. This module reads such a directory once, with
-the checks both share, and leaves building the object to the caller.
+no pickle, so loading runs no code. This module writes and reads such a directory
+once, with the checks both share, and leaves building the object to the caller.
 
 Examples:
     >>> config, tensors = read_checkpoint_dir(  # doctest: +SKIP
@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from dtlens.errors import CheckpointError
 
-__all__ = ["read_checkpoint_dir"]
+__all__ = ["read_checkpoint_dir", "write_checkpoint_dir"]
 
 
 def read_checkpoint_dir(
@@ -80,3 +80,45 @@ def read_checkpoint_dir(
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file: {err}") from err
     return config, tensors
+
+
+def write_checkpoint_dir(
+    directory: str | Path,
+    config_name: str,
+    weights_name: str,
+    config: dict[str, Any],
+    module: torch.nn.Module,
+    what: str,
+) -> Path:
+    """Write ``config`` as JSON and ``module``'s weights as safetensors into ``directory``.
+
+    The config is serialised first, so a non-JSON value (in user metadata, say) raises
+    before anything is written.
+
+    Args:
+        directory: created if missing.
+        config_name: the JSON config's file name.
+        weights_name: the safetensors file's name.
+        config: the config, with its ``"format"`` and ``"format_version"`` keys.
+        module: whose ``state_dict()`` is saved (copied to CPU, contiguous).
+        what: how to name the kind in errors, e.g. ``"checkpoint"``.
+
+    Raises:
+        CheckpointError: ``config`` is not JSON-serialisable.
+
+    Examples:
+        >>> write_checkpoint_dir(  # doctest: +SKIP
+        ...     "runs/dt/final", "config.json", "model.safetensors",
+        ...     {"format": "dtlens-decision-transformer", "format_version": 1}, model, "checkpoint")
+        PosixPath('runs/dt/final')
+    """
+    directory = Path(directory)
+    try:
+        text = json.dumps(config, indent=2, sort_keys=True)
+    except TypeError as err:
+        raise CheckpointError(f"{what} metadata must be JSON-serialisable: {err}") from err
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    save_file(tensors, directory / weights_name)
+    (directory / config_name).write_text(text + "\n")
+    return directory

@@ -15,16 +15,14 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import pickle
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from dtlens.checkpoint_files import read_checkpoint_dir
+from dtlens.checkpoint_files import read_checkpoint_dir, write_checkpoint_dir
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.config import DTConfig
 from dtlens.model.convert import convert_original
@@ -51,23 +49,13 @@ def save(
     Examples:
         >>> path = dtlens.save(model, "runs/dt", metadata={"note": "seed 0"})  # doctest: +SKIP
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {**model.metadata, **(metadata or {})}
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.cfg.to_dict(),
-        "metadata": meta,
+        "metadata": {**model.metadata, **(metadata or {})},
     }
-    try:
-        text = json.dumps(config, indent=2, sort_keys=True)
-    except TypeError as err:
-        raise CheckpointError(f"checkpoint metadata must be JSON-serialisable: {err}") from err
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, directory / WEIGHTS_FILE)
-    (directory / CONFIG_FILE).write_text(text + "\n")
-    return directory
+    return write_checkpoint_dir(directory, CONFIG_FILE, WEIGHTS_FILE, config, model, "checkpoint")
 
 
 def load(path_or_name: str | Path, device: torch.device | str = "cpu") -> HookedDecisionTransformer:

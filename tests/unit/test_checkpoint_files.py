@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dtlens.checkpoint_files import read_checkpoint_dir
+from dtlens.checkpoint_files import read_checkpoint_dir, write_checkpoint_dir
 from dtlens.errors import CheckpointError
 
 
@@ -54,3 +54,24 @@ def test_missing_and_unreadable_files_are_named(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match=r"w\.safetensors is not a readable safetensors file"):
         _read(tmp_path)
+
+
+def test_write_then_read_round_trips_the_module_weights(tmp_path):
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    config = {"format": "fmt-x", "format_version": 1, "metadata": {"note": "n"}}
+    write_checkpoint_dir(tmp_path / "ckpt", "c.json", "w.safetensors", config, module, "x")
+    read_config, tensors = _read(tmp_path / "ckpt")
+    assert read_config == config
+    assert set(tensors) == {"weight", "bias"}
+    assert torch.equal(tensors["weight"], module.weight.detach())
+    assert torch.equal(tensors["bias"], module.bias.detach())
+
+
+def test_non_json_config_raises_before_anything_is_written(tmp_path):
+    config = {"format": "fmt-x", "metadata": {"bad": object()}}
+    with pytest.raises(CheckpointError, match="x metadata must be JSON-serialisable"):
+        write_checkpoint_dir(
+            tmp_path / "ckpt", "c.json", "w.safetensors", config, torch.nn.Linear(1, 1), "x"
+        )
+    assert not (tmp_path / "ckpt").exists()

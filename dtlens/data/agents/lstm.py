@@ -37,7 +37,6 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,10 +46,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from dtlens.checkpoint_files import read_checkpoint_dir
+from dtlens.checkpoint_files import read_checkpoint_dir, write_checkpoint_dir
 from dtlens.errors import BatchError, CheckpointError, ConfigError, ObservationError
 
 __all__ = [
@@ -424,23 +422,15 @@ def save_lstm_agent(
     Example:
         >>> save_lstm_agent(agent, "runs/ppo/final", {"note": "seed 0"})  # doctest: +SKIP
     """
-    directory = Path(directory)
-    meta = {**agent.metadata, **(metadata or {})}
     config = {
         "format": AGENT_FORMAT,
         "format_version": _FORMAT_VERSION,
         "agent": agent.config.to_dict(),
-        "metadata": meta,
+        "metadata": {**agent.metadata, **(metadata or {})},
     }
-    try:
-        text = json.dumps(config, indent=2, sort_keys=True)
-    except TypeError as err:
-        raise CheckpointError(f"agent metadata must be JSON-serialisable: {err}") from err
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in agent.state_dict().items()}
-    save_file(tensors, directory / AGENT_WEIGHTS_FILE)
-    (directory / AGENT_CONFIG_FILE).write_text(text + "\n")
-    return directory
+    return write_checkpoint_dir(
+        directory, AGENT_CONFIG_FILE, AGENT_WEIGHTS_FILE, config, agent, "agent"
+    )
 
 
 def load_lstm_agent(directory: str | Path, device: torch.device | str = "cpu") -> LSTMAgent:
