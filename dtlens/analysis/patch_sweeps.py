@@ -22,6 +22,13 @@ locations. Done naively that is one forward per patch. This engine instead
     L+1 (``"pre"``), skipping the computation the patch overwrites. Used for
     the residual stream, attn_out, mlp_out, z and neurons.
 
+* recomputes only the token positions a residual patch can change: attention is
+  causal, so positions before the first one a patch writes keep the base run's
+  keys, values and logits (:mod:`dtlens.model.suffix`). Residual patches are sorted
+  by that position and chunked so each forward starts at its chunk's first one.
+  This path bypasses hooks, so it is taken only when the model has none attached;
+  otherwise whole windows are recomputed and the user's hooks apply.
+
 :func:`patched_metrics` is the general entry point (any hook, any set of masks, a
 batch or a fixed tensor as the source, so it also does zero/mean ablations);
 :func:`dtlens.analysis.patching.activation_patching` builds the standard sweeps on
@@ -44,7 +51,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,10 +64,12 @@ from tqdm.auto import tqdm
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.model.suffix import PrefixCache, build_prefix_cache, forward_suffix, model_has_hooks
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "PROGRESS_MIN_CHUNKS",
+    "SUFFIX_MIN_ROWS",
     "HookPatch",
     "Metric",
     "PatchGroup",
@@ -78,6 +86,11 @@ __all__ = [
 DEFAULT_MAX_BATCH = 1024
 #: A progress bar is shown (with ``show_progress=True``) once a sweep has this many chunks.
 PROGRESS_MIN_CHUNKS = 4
+#: A position-sorted chunk of residual patches closes at a new first position once it
+#: has this many rows (see :func:`run_patch_groups`); fewer rows make forwards too small.
+SUFFIX_MIN_ROWS = 64
+#: Patches whose masks are built at once when finding their first positions.
+_MASK_BLOCK = 1024
 
 #: ``metric(logits [B, n_tokens, n_actions]) -> [B]``, one value per clean/corrupt pair.
 Metric = Callable[[Float[Tensor, "batch pos action"]], Float[Tensor, " batch"]]
@@ -207,14 +220,19 @@ def run_patch_groups(
     max_batch: int = DEFAULT_MAX_BATCH,
     show_progress: bool = True,
     desc: str = "patching",
+    base_logits: Float[Tensor, "batch pos action"] | None = None,
 ) -> list[Float[Tensor, "patch batch"]]:
     """The metric of ``base`` under every patch of every group, in batched forwards.
 
     Rows are chunked so that each forward holds whole patches (all B pairs of each):
-    ``max(1, max_batch // B)`` patches, i.e. at most ``max_batch`` rows unless a
-    single patch (B rows) is already larger. The metric is called once per patch on
-    that patch's ``[B, n_tokens, n_actions]`` logits, exactly as a one-forward-per-
-    patch loop would call it, so metrics with per-pair targets work unchanged.
+    at most ``max(1, max_batch // B)`` patches, i.e. at most ``max_batch`` rows unless
+    a single patch (B rows) is already larger. When the model has no hooks attached,
+    :class:`ResidPatch` groups run sorted by the first position each patch writes, in
+    chunks that close at a new first position once they hold :data:`SUFFIX_MIN_ROWS`
+    rows, and each chunk recomputes only the positions from its first one. The metric
+    is called once per patch on that patch's ``[B, n_tokens, n_actions]`` logits,
+    exactly as a one-forward-per-patch loop would call it, so metrics with per-pair
+    targets work unchanged.
 
     Args:
         model: the model (its mode is left as is; use ``model.eval()``).
@@ -227,6 +245,9 @@ def run_patch_groups(
         show_progress: show a tqdm bar when there are at least
             :data:`PROGRESS_MIN_CHUNKS` chunks.
         desc: the progress bar's label.
+        base_logits: the base run's logits, if known; with ``base_resid`` holding
+            every layer they spare the extra base forward that recomputing only
+            suffixes needs.
 
     Returns:
         One ``[n_patches, B]`` tensor of metric values per group.
@@ -248,7 +269,15 @@ def run_patch_groups(
         raise ConfigError(f"max_batch must be a positive int (rows per forward), got {max_batch!r}")
     n_pairs = base.batch_size
     per_chunk = max(1, max_batch // n_pairs)
-    n_chunks = sum(math.ceil(g.n_patches / per_chunk) for g in groups)
+    n_pos = base.n_tokens(model.cfg.tokens_per_step)
+    suffix = any(isinstance(g.patch, ResidPatch) for g in groups) and not model_has_hooks(model)
+    plans = [_plan_chunks(g, n_pairs, per_chunk, n_pos if suffix else None) for g in groups]
+    prefix = None
+    if any(chunk.first_pos for plan in plans for chunk in plan):  # some chunk can skip a prefix
+        prefix = build_prefix_cache(model, base, base_logits, base_resid)
+    if prefix is None:
+        plans = [_plan_chunks(g, n_pairs, per_chunk, None) for g in groups]
+    n_chunks = sum(len(plan) for plan in plans)
     bar = tqdm(
         total=n_chunks,
         desc=desc,
@@ -257,20 +286,87 @@ def run_patch_groups(
     )
     results = []
     with torch.no_grad(), bar:
-        for group in groups:
+        for group, plan in zip(groups, plans, strict=True):
             device = group.patch.source.device
             out = []
-            for first in range(0, group.n_patches, per_chunk):
-                last = min(group.n_patches, first + per_chunk)
-                patches = torch.arange(first, last, device=device)
-                pair = torch.arange(n_pairs, device=device).repeat(len(patches))
-                mask = group.masks(patches.repeat_interleave(n_pairs))
-                logits = _patched_logits(model, base, base_resid, group.patch, pair, mask)
+            for chunk in plan:
+                pair = torch.arange(n_pairs, device=device).repeat(len(chunk.patches))
+                mask = group.masks(chunk.patches.repeat_interleave(n_pairs))
+                logits = _patched_logits(
+                    model, base, base_resid, group.patch, pair, mask, prefix, chunk.first_pos
+                )
                 for patch_logits in logits.split(n_pairs):
                     out.append(check_metric_output(metric(patch_logits), n_pairs))
                 bar.update()
-            results.append(torch.stack(out) if out else torch.zeros(0, n_pairs, device=device))
+            if not out:
+                results.append(torch.zeros(0, n_pairs, device=device))
+                continue
+            order = torch.cat([chunk.patches for chunk in plan])
+            values = torch.stack(out)
+            results.append(torch.empty_like(values).index_copy_(0, order.to(values.device), values))
     return results
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Patches run in one forward; ``first_pos``: recompute positions from here (None: all)."""
+
+    patches: Int[Tensor, " patch"]
+    first_pos: int | None
+
+
+def _plan_chunks(
+    group: PatchGroup, n_pairs: int, per_chunk: int, n_pos: int | None
+) -> list[_Chunk]:
+    """Split a group's patches into forwards of at most ``per_chunk`` patches.
+
+    A :class:`ResidPatch` changes the residual stream only at and after the first
+    position its mask writes, so given the window's ``n_pos`` its patches are sorted by
+    that position and each forward recomputes only the positions from its chunk's
+    first one (:func:`dtlens.model.suffix.forward_suffix`). A chunk is closed at a
+    new first position once it holds :data:`SUFFIX_MIN_ROWS` rows, so forwards stay
+    large enough to be efficient. Otherwise chunks are consecutive patch ranges.
+    """
+    device = group.patch.source.device
+    if n_pos is None or not isinstance(group.patch, ResidPatch):
+        return [
+            _Chunk(
+                torch.arange(first, min(group.n_patches, first + per_chunk), device=device), None
+            )
+            for first in range(0, group.n_patches, per_chunk)
+        ]
+    first = _first_positions(group, n_pos, device)
+    order = torch.argsort(first, stable=True).tolist()
+    first_of = first.tolist()
+    chunks, current = [], []
+    for patch in order:
+        full = len(current) >= per_chunk
+        enough = (
+            len(current) * n_pairs >= SUFFIX_MIN_ROWS and first_of[patch] != first_of[current[-1]]
+        )
+        if current and (full or enough):
+            chunks.append(current)
+            current = []
+        current.append(patch)
+    if current:
+        chunks.append(current)
+    return [_Chunk(torch.tensor(c, device=device), first_of[c[0]]) for c in chunks]
+
+
+def _first_positions(group: PatchGroup, n_pos: int, device: torch.device) -> Int[Tensor, " patch"]:
+    """The first token position each patch writes (``n_pos`` if it writes nowhere).
+
+    A ResidPatch activation has the token position as its first dimension after the
+    batch; a mask of size 1 there writes every position.
+    """
+    firsts = []
+    for start in range(0, group.n_patches, _MASK_BLOCK):
+        patches = torch.arange(start, min(group.n_patches, start + _MASK_BLOCK), device=device)
+        masks = group.masks(patches)
+        by_pos = masks.reshape(len(patches), masks.shape[1], -1).any(-1)
+        position = torch.arange(by_pos.shape[1], device=device)
+        firsts.append(torch.where(by_pos, position, n_pos).amin(-1))
+    return torch.cat(firsts) if firsts else torch.zeros(0, dtype=torch.long, device=device)
 
 
 def _patched_logits(
@@ -280,12 +376,20 @@ def _patched_logits(
     patch: HookPatch | ResidPatch,
     pair: Int[Tensor, " row"],
     mask: Bool[Tensor, "row ..."],
+    prefix: PrefixCache | None = None,
+    first_pos: int | None = None,
 ) -> Float[Tensor, "row pos action"]:
     """One batched forward: row r is pair ``pair[r]`` with the locations ``mask[r]`` patched."""
-    rows = None if base.padding_mask is None else base[pair]
     source = patch.source[pair]
     if isinstance(patch, ResidPatch):
         resid = patch.to_resid(torch.where(mask, source, patch.base[pair]), pair)
+        if prefix is not None and first_pos is not None:
+            if first_pos >= resid.shape[1]:
+                return prefix.logits[pair]
+            suffix = resid[:, first_pos:]
+            mid = patch.point == "mid"
+            return forward_suffix(model, prefix, suffix, patch.layer, first_pos, pair, mid)
+        rows = None if base.padding_mask is None else base[pair]
         if patch.point == "mid":
             return forward_from_mid(model, resid, patch.layer, rows)
         return model.forward_from_layer(resid, patch.layer, rows)
@@ -293,6 +397,7 @@ def _patched_logits(
     def write(act: Tensor, hook: object) -> Tensor:
         return torch.where(mask, source, act)
 
+    rows = None if base.padding_mask is None else base[pair]
     with model.hooks(fwd_hooks=[(patch.hook_name, write)]):
         if patch.start_layer is None:
             return model(base[pair])

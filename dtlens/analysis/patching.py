@@ -235,9 +235,11 @@ def activation_patching(
         for lay in layers
     ]
     base_resid = {lay: base_cache[f"blocks.{lay}.hook_resid_pre"] for lay in starts}
+    base_logits = corrupt_logits if direction == "denoise" else clean_logits
     per_group = run_patch_groups(
-        model, base, base_resid, groups, metric, max_batch, show_progress, f"patching {hook}"
-    )
+        model, base, base_resid, groups, metric, max_batch, show_progress, f"patching {hook}",
+        base_logits,
+    )  # fmt: skip
 
     canonical = (("layer",) if "layer" in by else ()) + axes
     lead = [len(layers)] if "layer" in by else []

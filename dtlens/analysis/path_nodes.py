@@ -72,6 +72,7 @@ __all__ = [
     "reaches",
     "receiver_hook",
     "receiver_input",
+    "receiver_inputs",
     "resolve_positions",
     "sender_write",
     "validate_node",
@@ -408,7 +409,7 @@ def sender_write(
     if isinstance(sender, Head):
         name = f"blocks.{sender.layer}.attn.hook_z"
         dz = source[name][:, :, sender.head] - base[name][:, :, sender.head]
-        delta = dz @ model.core.W_O[sender.layer, sender.head]
+        delta = dz @ model.core.blocks[sender.layer].attn.W_O[sender.head]  # one layer's
     elif isinstance(sender, MLP):
         name = f"blocks.{sender.layer}.hook_mlp_out"
         delta = source[name] - base[name]
@@ -470,13 +471,49 @@ def receiver_input(
         >>> torch.allclose(q, cache["blocks.1.attn.hook_q"][:, :, 0], atol=1e-5)
         True
     """
-    if not isinstance(receiver, HeadInput):
-        return resid
-    core, layer, head, kind = model.core, receiver.layer, receiver.head, receiver.kind.upper()
-    x, norm = resid, model.cfg.normalization
+    return receiver_inputs(model, [receiver], resid)[receiver]
+
+
+def receiver_inputs(
+    model: HookedDecisionTransformer,
+    receivers: Sequence[Receiver],
+    resid: Float[Tensor, "batch pos d_model"],
+) -> dict[Receiver, Float[Tensor, "batch pos d_in"]]:
+    """:func:`receiver_input` of several receivers that read the same ``resid``.
+
+    Head inputs must then belong to one layer; the norm is computed once and each
+    kind (q, k, v) is projected for all its heads in one matmul.
+
+    Raises:
+        ConfigError: head inputs of different layers (they read different residuals).
+
+    Example:
+        >>> qs = receiver_inputs(model, [HeadInput(1, 0, "q"), HeadInput(1, 2, "q")], resid)
+    """
+    heads = [r for r in receivers if isinstance(r, HeadInput)]
+    out: dict[Receiver, Tensor] = {r: resid for r in receivers if not isinstance(r, HeadInput)}
+    if not heads:
+        return out
+    layers = {r.layer for r in heads}
+    if len(layers) > 1:
+        raise ConfigError(
+            f"receiver_inputs reads one residual stream, so its head inputs must share a "
+            f"layer; got layers {sorted(layers)}. Call it once per layer."
+        )
+    layer = layers.pop()
+    core, x, norm = model.core, resid, model.cfg.normalization
     if norm is not None:
         x = x - x.mean(-1, keepdim=True)
         x = x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
         if norm == "LN":
             x = x * core.blocks[layer].ln1.weight + core.blocks[layer].ln1.bias
-    return x @ getattr(core, f"W_{kind}")[layer, head] + getattr(core, f"b_{kind}")[layer, head]
+    for kind in sorted({r.kind for r in heads}):
+        of_kind = [r for r in heads if r.kind == kind]
+        index = sorted({r.head for r in of_kind})
+        attn = core.blocks[layer].attn  # one layer's weights: core.W_Q stacks every layer
+        weight = getattr(attn, f"W_{kind.upper()}")[index]  # [head, d_model, d_head]
+        bias = getattr(attn, f"b_{kind.upper()}")[index]  # [head, d_head]
+        projected = torch.einsum("bpd,hde->bphe", x, weight) + bias
+        for r in of_kind:
+            out[r] = projected[:, :, index.index(r.head)]
+    return out

@@ -77,7 +77,7 @@ from dtlens.analysis.path_nodes import (
     parse_senders,
     reaches,
     receiver_hook,
-    receiver_input,
+    receiver_inputs,
     resolve_positions,
     sender_write,
     validate_node,
@@ -86,6 +86,7 @@ from dtlens.analysis.results import PatchingResult
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.model.suffix import PrefixCache, build_prefix_cache, forward_suffix, model_has_hooks
 
 __all__ = ["DEFAULT_MAX_BATCH", "path_patching", "path_patching_sweep"]
 
@@ -169,7 +170,10 @@ def path_patching_sweep(
     first receiver's layer from the cached base residual (``forward_from_layer``), a
     :class:`~dtlens.analysis.path_nodes.Logits` receiver in ``"direct"`` mode needs no
     block at all, and heads that reach no receiver are not run (their value is the
-    base metric, effect 0).
+    base metric, effect 0). With no hook attached to the model, ``"freeze"`` step 2
+    runs no attention (every head's ``z`` is fixed) and head-input receivers are
+    patched in plain re-runs (:func:`dtlens.model.suffix.forward_suffix`); with a hook
+    attached, both run through the hooked model, so the hook applies.
 
     ``model``, ``clean``, ``corrupt``, ``receivers``, ``metric``, ``mode``, ``direction``,
     ``freeze_mlps`` and ``normalize`` are as for :func:`path_patching`.
@@ -261,16 +265,40 @@ class _Runs:
         for layer in range(cfg.n_layers):
             names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid",
                       f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]  # fmt: skip
-        with torch.no_grad():
-            clean_logits, clean_cache = model.run_with_cache(clean, names_filter=names)
-            corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=names)
-            self.clean_metric = _per_pair(metric, clean_logits, clean.batch_size)[0]
-            self.corrupt_metric = _per_pair(metric, corrupt_logits, clean.batch_size)[0]
+        n = clean.batch_size
+        with torch.no_grad():  # one forward for both runs: a few windows leave the CPU idle
+            logits, cache = model.run_with_cache(
+                TrajectoryBatch.cat([clean, corrupt]), names_filter=names
+            )
+            clean_logits, corrupt_logits = logits[:n], logits[n:]
+            self.clean_metric = _per_pair(metric, clean_logits, n)[0]
+            self.corrupt_metric = _per_pair(metric, corrupt_logits, n)[0]
+        clean_cache = {name: cache[name][:n] for name in names}
+        corrupt_cache = {name: cache[name][n:] for name in names}
         denoise = direction == "denoise"
         self.base = corrupt if denoise else clean
         self.base_cache = corrupt_cache if denoise else clean_cache
         self.src_cache = clean_cache if denoise else corrupt_cache
         self.base_metric = self.corrupt_metric if denoise else self.clean_metric
+        self.base_logits = corrupt_logits if denoise else clean_logits
+        self._prefix: PrefixCache | bool | None = False  # False: not built yet
+
+    @property
+    def prefix(self) -> PrefixCache | None:
+        """The base run for plain re-runs (:mod:`dtlens.model.suffix`); None if unusable.
+
+        None when hooks are attached to the model (a plain re-run would skip them) or
+        its core is not plainly computable.
+        """
+        if self._prefix is False:
+            n_layers = self.model.cfg.n_layers
+            resid = {i: self.base_cache[f"blocks.{i}.hook_resid_pre"] for i in range(n_layers)}
+            self._prefix = (
+                None
+                if model_has_hooks(self.model)
+                else build_prefix_cache(self.model, self.base, self.base_logits, resid)
+            )
+        return self._prefix
 
     def base_act(self, name: str, n_rep: int) -> Tensor:
         """A cached base activation, each pair repeated ``n_rep`` times (rows b*n_rep + g)."""
@@ -370,17 +398,25 @@ def _direct_values(
     writes = {s: runs.write(s) for g in groups for s in g}
     final = f"blocks.{n_layers - 1}.hook_resid_post"
     zero = torch.zeros_like(runs.base_cache[final])
-    values: dict[Receiver, Tensor] = {}
+    # receivers reading the same residual with the same senders reaching them share it
+    shared: dict[tuple, list[Receiver]] = {}
     for r in receivers:
-        sums = [sum((writes[s] for s in g if reaches(s, r)), zero) for g in groups]
-        delta = rearrange(torch.stack(sums), "g b p d -> (b g) p d")
         if isinstance(r, Logits):
             read = final
         elif isinstance(r, MLPInput):
             read = f"blocks.{r.layer}.hook_resid_mid"
         else:
             read = f"blocks.{r.layer}.hook_resid_pre"
-        values[r] = receiver_input(runs.model, r, runs.base_act(read, n) + delta)
+        reach = tuple(tuple(reaches(s, r) for s in g) for g in groups)
+        shared.setdefault((read, reach), []).append(r)
+    values: dict[Receiver, Tensor] = {}
+    for (read, reach), readers in shared.items():
+        sums = [
+            sum((writes[s] for s, hit in zip(g, hits, strict=True) if hit), zero)
+            for g, hits in zip(groups, reach, strict=True)
+        ]
+        delta = rearrange(torch.stack(sums), "g b p d -> (b g) p d")
+        values |= receiver_inputs(runs.model, readers, runs.base_act(read, n) + delta)
     return values
 
 
@@ -424,11 +460,51 @@ def _freeze_values(
             hooks.append((mlp_name, partial(_mix, mlp_mask, base_mlp, runs.src_act(mlp_name, n))))
         elif bool(mlp_mask.any()):
             hooks.append((mlp_name, partial(_mix_live, mlp_mask, runs.src_act(mlp_name, n))))
+    if runs.prefix is not None:
+        return _frozen_inputs(runs, resid, start, hooks, receivers)
     store: dict[Receiver, Tensor] = {}
     for name, at_hook in _by_hook(receivers).items():
         hooks.append((name, partial(_capture, store, at_hook)))
     with model.hooks(hooks):
         model.forward_from_layer(resid, start, runs.base.repeat(n))
+    return store
+
+
+def _frozen_inputs(
+    runs: _Runs,
+    resid: Float[Tensor, "row pos d_model"],
+    start: int,
+    hooks: list[tuple[str, Callable]],
+    receivers: tuple[Receiver, ...],
+) -> dict[Receiver, Tensor]:
+    """Step 2 without running attention: every head's ``z`` is fixed, so only MLPs compute.
+
+    ``hooks`` are the step's ``(hook name, z/mlp_out mixer)`` pairs (partials of
+    :func:`_mix`, which ignores the live value, or :func:`_mix_live`); each layer adds
+    ``z W_O + b_O`` of the mixed ``z`` and its MLP's (mixed) output. Receivers read the
+    residual stream where their hooks would: ``resid_pre`` (q/k/v, through
+    :func:`receiver_inputs`), ``resid_mid`` (MLP input), the final residual (logits).
+    """
+    model, blocks = runs.model, runs.prefix.blocks
+    mixers = dict(hooks)
+    store: dict[Receiver, Tensor] = {}
+    for layer in range(start, model.cfg.n_layers):
+        readers = [r for r in receivers if isinstance(r, HeadInput) and r.layer == layer]
+        store |= receiver_inputs(model, readers, resid)
+        z = mixers[f"blocks.{layer}.attn.hook_z"](None, None)
+        attn = model.core.blocks[layer].attn
+        resid = resid + torch.einsum("bphe,hed->bpd", z, attn.W_O) + attn.b_O
+        store |= {r: resid for r in receivers if isinstance(r, MLPInput) and r.layer == layer}
+        block = blocks[layer]
+        if block.mlp is None:
+            continue
+        mixer = mixers.get(f"blocks.{layer}.hook_mlp_out")
+        if mixer is not None and mixer.func is _mix:  # a frozen MLP: its output is fixed
+            resid = resid + mixer(None, None)
+            continue
+        mlp_out = block.mlp(block.ln2(resid))
+        resid = resid + (mlp_out if mixer is None else mixer(mlp_out, None))
+    store |= {r: resid for r in receivers if isinstance(r, Logits)}
     return store
 
 
@@ -439,11 +515,29 @@ def _run_receivers(runs: _Runs, n: int, values: dict[Receiver, Tensor]) -> Tenso
     if Logits() in values:  # the final residual is replaced: nothing upstream matters
         return model.forward_from_layer(values[Logits()], n_layers, rows)
     start = min(_layer(r, n_layers) for r in values)
+    if all(isinstance(r, HeadInput) for r in values) and runs.prefix is not None:
+        return _run_head_receivers(runs, n, values, start)
     hooks = [(name, partial(_replace, rs, values)) for name, rs in _by_hook(list(values)).items()]
     with model.hooks(hooks):
         return model.forward_from_layer(
             runs.base_act(f"blocks.{start}.hook_resid_pre", n), start, rows
         )
+
+
+def _run_head_receivers(
+    runs: _Runs, n: int, values: dict[Receiver, Tensor], start: int
+) -> Float[Tensor, "row pos action"]:
+    """Step 3 for head-input receivers only, without hooks (same numbers, less overhead)."""
+    by_input: dict[tuple[int, str], list[HeadInput]] = {}
+    for r in values:
+        by_input.setdefault((r.layer, r.kind), []).append(r)
+    head_inputs = {
+        key: ([r.head for r in rs], torch.stack([values[r] for r in rs], dim=2))
+        for key, rs in by_input.items()
+    }
+    pair = torch.arange(runs.n_pairs, device=runs.base_logits.device).repeat_interleave(n)
+    resid = runs.base_act(f"blocks.{start}.hook_resid_pre", n)
+    return forward_suffix(runs.model, runs.prefix, resid, start, 0, pair, head_inputs=head_inputs)
 
 
 def _mix(mask: Tensor, base: Tensor, src: Tensor, act: Tensor, hook: object) -> Tensor:

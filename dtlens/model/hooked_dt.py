@@ -106,8 +106,17 @@ class HookedDecisionTransformer(HookedRootModule):
 
     @property
     def mod_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Module and hook names -> objects, as TransformerLens' ``hooks()`` expects."""
-        return self.core.mod_dict
+        """Module and hook names -> objects, as TransformerLens' ``hooks()`` expects.
+
+        Built once: the bridge rebuilds it from ``named_modules()`` on every access,
+        and ``hooks()`` / ``run_with_cache`` read it once per hook name, which cost
+        more than a forward pass. The module tree is fixed after ``__init__``.
+        """
+        cached = self.__dict__.get("_mod_dict")
+        if cached is None:
+            cached = self.core.mod_dict
+            self.__dict__["_mod_dict"] = cached
+        return cached
 
     @property
     def embedding_hook_names(self) -> tuple[str, ...]:

@@ -33,6 +33,9 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from transformer_lens.ActivationCache import ActivationCache
@@ -42,18 +45,25 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.bridge_core import build_alias_to_canonical_map
 from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
 from transformer_lens.model_bridge.sources.native.init import initialize_native_model
-from transformer_lens.model_bridge.sources.native.model import NativeModel
+from transformer_lens.model_bridge.sources.native.model import (
+    NativeAttention,
+    NativeGatedMLP,
+    NativeMLP,
+    NativeModel,
+)
 from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
 from dtlens.errors import CheckpointError
 from dtlens.model.config import DTConfig
 
 __all__ = [
+    "NativeBlockParts",
     "attach_hook_point",
     "bridge_config",
     "build_core",
     "convert_hooked_transformer_state_dict",
     "make_activation_cache",
+    "native_parts",
     "with_alias_keys",
 ]
 
@@ -169,3 +179,87 @@ def with_alias_keys(core: TransformerBridge, cache: dict[str, Tensor]) -> dict[s
 def make_activation_cache(core: TransformerBridge, cache: dict[str, Tensor]) -> ActivationCache:
     """Wrap a dict of activations into TransformerLens' ``ActivationCache`` for ``core``."""
     return ActivationCache(cache, core)
+
+
+@dataclass(frozen=True)
+class NativeBlockParts:
+    """The plain torch modules of one native block, without the bridge's hook wrappers.
+
+    For computations that must not fire hooks and want no wrapper overhead, such as
+    :mod:`dtlens.model.suffix` re-running the last positions of a window. The
+    attention is split-QKV causal self-attention: ``pattern = softmax(q k^T /
+    scale)`` with blocked entries at ``-inf`` (then 0), ``out = o(pattern v)``.
+
+    Attributes:
+        ln1, ln2: the block's norms (``ln2`` None for attention-only blocks).
+        q, k, v, o: the attention projections (``nn.Linear``, ``[*, n_heads * d_head]``).
+        mlp: ``resid -> mlp_out`` for ``ln2``'s output (None for attention-only blocks).
+        n_heads, d_head: the heads' layout.
+        scale: the attention scores' divisor.
+    """
+
+    ln1: nn.Module
+    q: nn.Linear
+    k: nn.Linear
+    v: nn.Linear
+    o: nn.Linear
+    ln2: nn.Module | None
+    mlp: Callable[[Tensor], Tensor] | None
+    n_heads: int
+    d_head: int
+    scale: float
+
+
+def native_parts(
+    core: TransformerBridge,
+) -> tuple[list[NativeBlockParts], nn.Module, nn.Linear] | None:
+    """``(blocks, final norm, action head)`` as plain modules, or None if not plainly computable.
+
+    None when the native model uses a feature :class:`NativeBlockParts` does not
+    describe (rotary embeddings, grouped keys/values, score soft caps, a mid-MLP
+    LayerNorm, logit soft caps): callers then run the bridge as usual.
+    """
+    native = core.original_model
+    if not isinstance(native, NativeModel) or float(native.output_logits_soft_cap) > 0:
+        return None
+    blocks = []
+    for block in native.layers:
+        attn = _plain(block.attn)
+        if not isinstance(attn, NativeAttention) or attn.rotary is not None:
+            return None
+        if attn.kv_repeats != 1 or attn.attn_scores_soft_cap > 0 or not attn.causal:
+            return None
+        mlp = None if block.cfg.attn_only else _plain_mlp(_plain(block.mlp))
+        if mlp is False:
+            return None
+        blocks.append(
+            NativeBlockParts(
+                ln1=_plain(block.ln1),
+                q=_plain(attn.q),
+                k=_plain(attn.k),
+                v=_plain(attn.v),
+                o=_plain(attn.o),
+                ln2=None if block.cfg.attn_only else _plain(block.ln2),
+                mlp=mlp,
+                n_heads=attn.n_heads,
+                d_head=attn.d_head,
+                scale=float(attn.scale),
+            )
+        )
+    return blocks, _plain(native.ln_out), _plain(native.head)
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    """The module a bridge component wraps (the module itself if it is not wrapped)."""
+    inner = getattr(module, "original_component", None)
+    return module if inner is None else inner
+
+
+def _plain_mlp(mlp: nn.Module) -> Callable[[Tensor], Tensor] | bool:
+    if isinstance(mlp, NativeGatedMLP):
+        gate, up, out, act = _plain(mlp.gate), _plain(getattr(mlp, "in")), _plain(mlp.out), mlp.act
+        return lambda x: out(act(gate(x)) * up(x))
+    if isinstance(mlp, NativeMLP) and mlp.ln is None:
+        fc_in, fc_out, act = _plain(mlp.fc_in), _plain(mlp.fc_out), mlp.act
+        return lambda x: fc_out(act(fc_in(x)))
+    return False

@@ -13,6 +13,7 @@ import itertools
 import pytest
 import torch
 
+from dtlens.analysis import patch_sweeps
 from dtlens.analysis.patch_sweeps import patched_metrics
 from dtlens.analysis.patching import PATCHING_SWEEPS, activation_patching
 from dtlens.errors import BatchError, ConfigError, DTLensError
@@ -285,6 +286,47 @@ def test_max_batch_smaller_than_the_pairs_runs_one_patch_per_forward(model):
     small = activation_patching(model, clean, corrupt, metric, "mlp_out", max_batch=1)
     large = activation_patching(model, clean, corrupt, metric, "mlp_out")
     torch.testing.assert_close(small.values, large.values, atol=ATOL, rtol=0)
+
+
+def test_position_sweeps_recompute_only_from_each_chunks_first_position(model, monkeypatch):
+    """Without hooks, residual patches run sorted by position, from the chunk's first one.
+
+    The values equal the hooked path's (which recomputes whole windows and is itself
+    checked against the naive loop above), every patch runs exactly once, and every
+    chunk but the last holds at least SUFFIX_MIN_ROWS rows.
+    """
+    clean, corrupt = build_batch(16, seed=10), build_batch(16, seed=11)
+    calls = []
+    real = patch_sweeps.forward_suffix
+
+    def record(model, prefix, resid, layer, first_pos, pair, mid=False):
+        calls.append((layer, first_pos, resid.shape[0], resid.shape[1]))
+        return real(model, prefix, resid, layer, first_pos, pair, mid)
+
+    monkeypatch.setattr(patch_sweeps, "forward_suffix", record)
+    fast = activation_patching(model, clean, corrupt, metric, "z", ("layer", "head", "pos"))
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: act)]):
+        full = activation_patching(model, clean, corrupt, metric, "z", ("layer", "head", "pos"))
+    torch.testing.assert_close(fast.info["per_pair"], full.info["per_pair"], atol=ATOL, rtol=0)
+
+    n_pos, n_heads = 11, model.cfg.n_heads
+    for layer in range(model.cfg.n_layers):
+        chunks = [c for c in calls if c[0] == layer]
+        assert sum(rows for _, _, rows, _ in chunks) == 16 * n_heads * n_pos
+        firsts = [first for _, first, _, _ in chunks]
+        assert firsts == sorted(firsts) and firsts[0] == 0 and firsts[-1] > 0
+        assert all(length == n_pos - first for _, first, _, length in chunks)
+        assert all(rows >= patch_sweeps.SUFFIX_MIN_ROWS for _, _, rows, _ in chunks[:-1])
+
+
+def test_hooks_attached_by_the_user_stay_in_effect_during_a_sweep(model, pair):
+    """A sweep under a user's ablation hook equals the naive loop under the same hook."""
+    clean, corrupt = pair
+    ablate = ("blocks.0.attn.hook_z", lambda act, hook: act * 0.5)
+    with model.hooks(fwd_hooks=[ablate]):
+        expected = naive_sweep(model, clean, corrupt, "resid_pre", ("layer", "pos"))
+        raw = activation_patching(model, clean, corrupt, metric, normalize=False)
+    torch.testing.assert_close(raw.info["per_pair"], expected, atol=ATOL, rtol=0)
 
 
 # ----------------------------------------------------------------- result format

@@ -79,6 +79,15 @@ def test_hooks_are_removed_after_run(tiny_model, tiny_batch):
     torch.testing.assert_close(tiny_model(tiny_batch), clean)
 
 
+def test_mod_dict_is_built_once_and_names_what_the_bridge_names(tiny_model):
+    """hooks() reads mod_dict once per hook name; it is cached but still the bridge's map."""
+    first = tiny_model.mod_dict
+    assert tiny_model.mod_dict is first
+    fresh = tiny_model.core.mod_dict  # rebuilt by the bridge on every access
+    assert fresh.keys() == first.keys()
+    assert all(first[name] is module for name, module in fresh.items())
+
+
 def test_forward_from_layer_reuses_cached_prefix(tiny_model, tiny_batch):
     logits, cache = tiny_model.run_with_cache(tiny_batch)
     for layer in range(2):

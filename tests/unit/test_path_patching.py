@@ -35,6 +35,7 @@ from dtlens.analysis.path_nodes import (
     parse_senders,
     reaches,
     receiver_input,
+    receiver_inputs,
     resolve_positions,
 )
 from dtlens.analysis.path_patching import path_patching, path_patching_sweep
@@ -241,6 +242,29 @@ def test_receiver_input_recomputes_the_models_own_q_k_v(setup):
         torch.testing.assert_close(got, clean_cache[f"blocks.1.attn.hook_{kind}"][:, :, 3])
 
 
+def test_receiver_inputs_of_one_layer_equal_the_models_own(setup):
+    """Several heads and kinds at once (one norm, one matmul per kind) = the cached q/k/v."""
+    model, _, _, clean_cache, _ = setup
+    resid = clean_cache["blocks.1.hook_resid_pre"]
+    readers = [HeadInput(1, 3, "q"), HeadInput(1, 0, "q"), HeadInput(1, 2, "v"), MLPInput(1)]
+    got = receiver_inputs(model, readers, resid)
+    for r in readers[:3]:
+        torch.testing.assert_close(
+            got[r], clean_cache[f"blocks.1.attn.hook_{r.kind}"][:, :, r.head]
+        )
+    assert got[MLPInput(1)] is resid
+
+
+def test_receiver_inputs_refuses_heads_of_two_layers(setup):
+    model, _, _, clean_cache, _ = setup
+    with pytest.raises(ConfigError, match=r"share a layer; got layers \[0, 1\]"):
+        receiver_inputs(
+            model,
+            [HeadInput(0, 1, "q"), HeadInput(1, 1, "q")],
+            clean_cache["blocks.1.hook_resid_pre"],
+        )
+
+
 # ------------------------------------------------------------------------ freeze mode
 def freeze_reference(model, clean, corrupt, senders, receivers, direction, freeze_mlps):
     """IOI path patching, one path, full forwards with plain run_with_hooks.
@@ -346,6 +370,22 @@ def test_freeze_every_sender_into_logits_gives_the_source_logits(setup_ln):
         freeze_mlps=True, normalize=False,
     )  # fmt: skip
     torch.testing.assert_close(raw, expected, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["direct", "freeze"])
+@pytest.mark.parametrize("freeze_mlps", [False, True])
+def test_hook_free_and_hooked_runs_agree(setup_ln, mode, freeze_mlps):
+    """Without hooks on the model, steps 2 and 3 run plain modules (no attention at all in
+    freeze step 2); with any hook attached they run the hooked model. Same numbers."""
+    model, clean, corrupt, *_ = setup_ln
+    kw = {"mode": mode, "freeze_mlps": freeze_mlps, "normalize": False, "show_progress": False}
+    for receivers in [["L1H0.q", "L1H1.k", "L1H2.v"], "MLP1", "logits"]:
+        plain = path_patching_sweep(model, clean, corrupt, receivers, logit_diff, **kw)
+        with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: act)]):
+            hooked = path_patching_sweep(model, clean, corrupt, receivers, logit_diff, **kw)
+        torch.testing.assert_close(
+            plain.info["per_pair"], hooked.info["per_pair"], atol=ATOL, rtol=0
+        )
 
 
 # --------------------------------------------------------------- senders that do nothing
