@@ -17,7 +17,8 @@ Example:
     >>> model, batch = build_model(), build_batch()
     >>> prefix = build_prefix_cache(model, batch)
     >>> _, cache = model.run_with_cache(batch)
-    >>> resid = cache["blocks.1.hook_resid_pre"][:, 5:]  # positions 5.. entering block 1
+    >>> resid = cache["blocks.1.hook_resid_pre"]  # entering block 1
+    >>> resid = resid[:, 5:]  # positions 5..
     >>> logits = forward_suffix(model, prefix, resid, 1, 5, torch.arange(2))
     >>> torch.allclose(logits, model(batch), atol=1e-5)
     True
