@@ -19,24 +19,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
-from hypothesis import strategies as st
 
 from dtlens.analysis.path_nodes import (
     MLP,
     Embed,
     Head,
-    HeadInput,
     Logits,
-    MLPInput,
-    parse_receiver,
-    parse_receivers,
-    parse_sender,
-    parse_senders,
-    reaches,
-    receiver_input,
-    receiver_inputs,
-    resolve_positions,
 )
 from dtlens.analysis.path_patching import path_patching, path_patching_sweep
 from dtlens.errors import BatchError, ConfigError, DTLensError
@@ -232,37 +220,6 @@ def test_direct_mlp_receiver_matches_hand_computation(setup):
         model, clean, corrupt, "L1H3", "MLP1", logit_diff, direction="noise", normalize=False
     )
     torch.testing.assert_close(raw, expected, atol=ATOL, rtol=1e-5)
-
-
-def test_receiver_input_recomputes_the_models_own_q_k_v(setup):
-    model, _, _, clean_cache, _ = setup
-    resid = clean_cache["blocks.1.hook_resid_pre"]
-    for kind in "qkv":
-        got = receiver_input(model, HeadInput(1, 3, kind), resid)
-        torch.testing.assert_close(got, clean_cache[f"blocks.1.attn.hook_{kind}"][:, :, 3])
-
-
-def test_receiver_inputs_of_one_layer_equal_the_models_own(setup):
-    """Several heads and kinds at once (one norm, one matmul per kind) = the cached q/k/v."""
-    model, _, _, clean_cache, _ = setup
-    resid = clean_cache["blocks.1.hook_resid_pre"]
-    readers = [HeadInput(1, 3, "q"), HeadInput(1, 0, "q"), HeadInput(1, 2, "v"), MLPInput(1)]
-    got = receiver_inputs(model, readers, resid)
-    for r in readers[:3]:
-        torch.testing.assert_close(
-            got[r], clean_cache[f"blocks.1.attn.hook_{r.kind}"][:, :, r.head]
-        )
-    assert got[MLPInput(1)] is resid
-
-
-def test_receiver_inputs_refuses_heads_of_two_layers(setup):
-    model, _, _, clean_cache, _ = setup
-    with pytest.raises(ConfigError, match=r"share a layer; got layers \[0, 1\]"):
-        receiver_inputs(
-            model,
-            [HeadInput(0, 1, "q"), HeadInput(1, 1, "q")],
-            clean_cache["blocks.1.hook_resid_pre"],
-        )
 
 
 # ------------------------------------------------------------------------ freeze mode
@@ -467,47 +424,7 @@ def test_sweep_result_is_labelled_and_heads_after_the_receiver_are_zero(setup_ln
     assert torch.equal(noise.values[1], torch.ones(4))  # restored fraction of the clean run
 
 
-# ------------------------------------------------------------------ nodes and errors
-senders_st = st.one_of(
-    st.builds(Head, st.integers(0, 9), st.integers(0, 9), st.none()),
-    st.builds(
-        Head, st.integers(0, 9), st.integers(0, 9), st.lists(st.integers(-30, 30), max_size=3)
-    ),
-    st.builds(MLP, st.integers(0, 9), st.lists(st.sampled_from(["S1", "R2", "A3"]), max_size=2)),
-    st.builds(Embed, st.sampled_from(["rtg", "state", "action", "time"]), st.none()),
-)
-receivers_st = st.one_of(
-    st.builds(HeadInput, st.integers(0, 9), st.integers(0, 9), st.sampled_from("qkv")),
-    st.builds(MLPInput, st.integers(0, 9)),
-    st.just(Logits()),
-)
-
-
-@given(senders_st)
-def test_sender_shorthand_round_trips(node):
-    assert parse_sender(str(node)) == node
-
-
-@given(receivers_st)
-def test_receiver_shorthand_round_trips(node):
-    assert parse_receiver(str(node)) == node
-
-
-def test_shorthands_and_reach():
-    assert parse_senders(["l0h1", "mlp1@S2", "hook_time_embed"]) == (
-        Head(0, 1), MLP(1, ("S2",)), Embed("time"))  # fmt: skip
-    assert parse_receivers(["MLP1", "L1H0.K", "Logits"]) == (
-        MLPInput(1), HeadInput(1, 0, "k"), Logits())  # fmt: skip
-    table = {
-        (Head(0, 0), HeadInput(1, 0, "q")): True, (Head(1, 0), HeadInput(1, 0, "q")): False,
-        (Head(1, 0), MLPInput(1)): True, (MLP(1), MLPInput(1)): False,
-        (MLP(0), HeadInput(1, 0, "v")): True, (MLP(1), HeadInput(1, 0, "v")): False,
-        (Embed("rtg"), HeadInput(0, 0, "k")): True, (MLP(1), Logits()): True,
-    }  # fmt: skip
-    assert {pair: reaches(*pair) for pair in table} == table
-    assert resolve_positions(("S2", -1, 0), ["R1", "S1", "A1", "R2", "S2"]) == [0, 4]
-
-
+# ----------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "senders, receivers, match",
     [
