@@ -319,6 +319,23 @@ def test_position_sweeps_recompute_only_from_each_chunks_first_position(model, m
         assert all(rows >= patch_sweeps.SUFFIX_MIN_ROWS for _, _, rows, _ in chunks[:-1])
 
 
+def test_suffix_chunks_patching_everything_nothing_and_a_suffix(model):
+    """70 pairs: each patch is its own chunk (>= 64 rows), starting at 0, 11 (writes
+    nowhere: the base run's logits) and 7. Everything = clean, nothing = corrupt, the
+    suffix patch = the hooked whole-window path."""
+    clean, corrupt = build_batch(70, seed=0), build_batch(70, seed=1)
+    masks = torch.zeros(3, 11, 1, dtype=torch.bool)
+    masks[0], masks[2, 7:] = True, True
+    name = "blocks.0.hook_resid_mid"
+    out = patched_metrics(model, corrupt, clean, metric, name, masks)
+    with torch.no_grad():
+        torch.testing.assert_close(out[0], metric(model(clean)), atol=ATOL, rtol=0)
+        torch.testing.assert_close(out[1], metric(model(corrupt)), atol=0, rtol=0)
+    with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", lambda act, hook: act)]):
+        hooked = patched_metrics(model, corrupt, clean, metric, name, masks)
+    torch.testing.assert_close(out, hooked, atol=ATOL, rtol=0)
+
+
 def test_hooks_attached_by_the_user_stay_in_effect_during_a_sweep(model, pair):
     """A sweep under a user's ablation hook equals the naive loop under the same hook."""
     clean, corrupt = pair
