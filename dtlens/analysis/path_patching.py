@@ -54,7 +54,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import cached_property, partial
 from typing import Literal
 
 import torch
@@ -281,24 +281,19 @@ class _Runs:
         self.src_cache = clean_cache if denoise else corrupt_cache
         self.base_metric = self.corrupt_metric if denoise else self.clean_metric
         self.base_logits = corrupt_logits if denoise else clean_logits
-        self._prefix: PrefixCache | bool | None = False  # False: not built yet
 
-    @property
+    @cached_property
     def prefix(self) -> PrefixCache | None:
         """The base run for plain re-runs (:mod:`dtlens.model.suffix`); None if unusable.
 
         None when hooks are attached to the model (a plain re-run would skip them) or
         its core is not plainly computable.
         """
-        if self._prefix is False:
-            n_layers = self.model.cfg.n_layers
-            resid = {i: self.base_cache[f"blocks.{i}.hook_resid_pre"] for i in range(n_layers)}
-            self._prefix = (
-                None
-                if model_has_hooks(self.model)
-                else build_prefix_cache(self.model, self.base, self.base_logits, resid)
-            )
-        return self._prefix
+        if model_has_hooks(self.model):
+            return None
+        n_layers = self.model.cfg.n_layers
+        resid = {i: self.base_cache[f"blocks.{i}.hook_resid_pre"] for i in range(n_layers)}
+        return build_prefix_cache(self.model, self.base, self.base_logits, resid)
 
     def base_act(self, name: str, n_rep: int) -> Tensor:
         """A cached base activation, each pair repeated ``n_rep`` times (rows b*n_rep + g)."""
@@ -461,7 +456,7 @@ def _freeze_values(
         elif bool(mlp_mask.any()):
             hooks.append((mlp_name, partial(_mix_live, mlp_mask, runs.src_act(mlp_name, n))))
     if runs.prefix is not None:
-        return _frozen_inputs(runs, resid, start, hooks, receivers)
+        return _frozen_inputs(runs, resid, start, dict(hooks), receivers, freeze_mlps)
     store: dict[Receiver, Tensor] = {}
     for name, at_hook in _by_hook(receivers).items():
         hooks.append((name, partial(_capture, store, at_hook)))
@@ -474,19 +469,21 @@ def _frozen_inputs(
     runs: _Runs,
     resid: Float[Tensor, "row pos d_model"],
     start: int,
-    hooks: list[tuple[str, Callable]],
+    mixers: dict[str, Callable],
     receivers: tuple[Receiver, ...],
+    freeze_mlps: bool,
 ) -> dict[Receiver, Tensor]:
     """Step 2 without running attention: every head's ``z`` is fixed, so only MLPs compute.
 
-    ``hooks`` are the step's ``(hook name, z/mlp_out mixer)`` pairs (partials of
-    :func:`_mix`, which ignores the live value, or :func:`_mix_live`); each layer adds
-    ``z W_O + b_O`` of the mixed ``z`` and its MLP's (mixed) output. Receivers read the
-    residual stream where their hooks would: ``resid_pre`` (q/k/v, through
-    :func:`receiver_inputs`), ``resid_mid`` (MLP input), the final residual (logits).
+    ``mixers`` are the step's hook functions by hook name: every layer's ``hook_z``
+    mixer, and the ``hook_mlp_out`` mixers (every layer's fixed output with
+    ``freeze_mlps``, else the live output with the senders' at their positions, where
+    an MLP sends). Each layer adds ``z W_O + b_O`` of the mixed ``z`` and its MLP's
+    output. Receivers read the residual stream where their hooks would: ``resid_pre``
+    (q/k/v, through :func:`receiver_inputs`), ``resid_mid`` (MLP input), the final
+    residual (logits).
     """
     model, blocks = runs.model, runs.prefix.blocks
-    mixers = dict(hooks)
     store: dict[Receiver, Tensor] = {}
     for layer in range(start, model.cfg.n_layers):
         readers = [r for r in receivers if isinstance(r, HeadInput) and r.layer == layer]
@@ -499,7 +496,7 @@ def _frozen_inputs(
         if block.mlp is None:
             continue
         mixer = mixers.get(f"blocks.{layer}.hook_mlp_out")
-        if mixer is not None and mixer.func is _mix:  # a frozen MLP: its output is fixed
+        if freeze_mlps:  # a frozen MLP's output is fixed: nothing to compute
             resid = resid + mixer(None, None)
             continue
         mlp_out = block.mlp(block.ln2(resid))

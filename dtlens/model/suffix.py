@@ -158,10 +158,10 @@ def forward_suffix(
             f"{n_pos - first_pos}, d_model], got {list(resid.shape)}."
         )
     blocked = _blocked(prefix.token_mask, pair, first_pos, n_pos, resid.device)
+    replace = {} if head_inputs is None else head_inputs
     for layer in range(start_layer, len(prefix.blocks)):
         block = prefix.blocks[layer]
         if not (mid and layer == start_layer):
-            replace = {} if head_inputs is None else head_inputs
             given = {kind: replace[layer, kind] for kind in "qkv" if (layer, kind) in replace}
             resid = resid + _attention(block, prefix, layer, resid, first_pos, pair, blocked, given)
         if block.mlp is not None:

@@ -99,3 +99,27 @@ def test_model_has_hooks_sees_attached_hooks():
     with model.hooks(fwd_hooks=[("blocks.0.attn.hook_z", lambda act, hook: act)]):
         assert model_has_hooks(model)
     assert not model_has_hooks(model)
+
+
+@pytest.mark.parametrize("kind", ["q", "k", "v"])
+def test_head_inputs_replace_heads_like_a_hook_on_q_k_v(model, batch, kind):
+    """Replacing heads 0 and 2's q/k/v at layer 1 = the model's forward with that hook."""
+    g = torch.Generator().manual_seed(3)
+    n_pos, d_head = 11, model.cfg.d_head
+    new = torch.randn(batch.batch_size, n_pos, 2, d_head, generator=g)
+
+    def replace(act, hook):
+        act = act.clone()
+        act[:, :, [0, 2]] = new
+        return act
+
+    with torch.no_grad():
+        expected = model.run_with_hooks(batch, fwd_hooks=[(f"blocks.1.attn.hook_{kind}", replace)])
+        _, cache = model.run_with_cache(batch)
+        prefix = build_prefix_cache(model, batch)
+        pair = torch.arange(batch.batch_size)
+        got = forward_suffix(
+            model, prefix, cache["blocks.1.hook_resid_pre"], 1, 0, pair,
+            head_inputs={(1, kind): ([0, 2], new)},
+        )  # fmt: skip
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
