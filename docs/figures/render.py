@@ -10,7 +10,6 @@ HTML and screenshots it with headless Chromium (Playwright driving Debian's
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,18 +17,10 @@ from playwright.sync_api import sync_playwright
 
 import dtlens
 from dtlens.report import SECTIONS, ReportConfig, run_sections
+from dtlens.report.browser import launch_chromium, system_chromium
 
 #: which figure of each section the docs show (index into Section.figures)
 HEADLINE = {"patching": 0, "path_patching": 0}
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="PNG folder")
     parser.add_argument("--width", type=int, default=1000, help="screenshot width in px")
     args = parser.parse_args(argv)
-    chromium = shutil.which("chromium")
-    if chromium is None:
+    if system_chromium() is None:
         parser.error("needs Debian's chromium on PATH (apt-get install chromium)")
     sections = run_sections(dtlens.load(args.model), ReportConfig(), SECTIONS)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": args.width, "height": 600})
         for section in sections:
             figure = section.figures[HEADLINE.get(section.key, 0)]

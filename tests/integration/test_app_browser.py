@@ -14,7 +14,6 @@ chromium; never ``playwright install``, which downloads a browser).
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,22 +33,15 @@ from dtlens.analysis.routine import history_batch
 from dtlens.app import create_app
 from dtlens.app.tabs import FIGURE_HEIGHT
 from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, make_env
+from dtlens.report.browser import launch_chromium, system_chromium
 from tests.conftest import build_model
 
-CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="the browser tests need Debian's chromium (apt-get install chromium)"
+    system_chromium() is None,
+    reason="the browser tests need Debian's chromium (apt-get install chromium)",
 )
 
 TINY = "tiny/"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_MS = 20_000  # generous: the CI machine's 2 cores are shared
 FORWARD, LEFT = 2, 0
 
@@ -82,7 +74,7 @@ def app_url(models_dir) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 

@@ -18,7 +18,6 @@ import html
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -28,19 +27,12 @@ import dtlens
 from dtlens.cli import main as cli_main
 from dtlens.model.checkpoint import WEIGHTS_FILE
 from dtlens.report import SECTIONS, ReportConfig, build_report
+from dtlens.report.browser import launch_chromium, system_chromium
 from tests.conftest import build_model
 
 SHIPPED = Path(dtlens.__file__).resolve().parent / "pretrained" / "memorydt"
 # small but complete: every section runs its full code path on fewer/shorter episodes
 SMALL = dict(max_steps=12, calibration_episodes=4, random_walks=1, rtgs=(0.0, 0.5, 0.9))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,7 +121,7 @@ def _playwright():
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    if shutil.which("chromium") is None:
+    if system_chromium() is None:
         pytest.skip("no system chromium on PATH (apt-get install -y chromium)")
     return sync_playwright
 
@@ -150,7 +142,7 @@ def test_page_renders_offline_in_chromium(built, tmp_path):
             request_route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route("**/*", route)
