@@ -64,6 +64,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dtlens.analysis.metrics import restored_logit_diff
+from dtlens.analysis.path_io import receiver_hook, receiver_inputs, sender_write
 from dtlens.analysis.path_nodes import (
     Embed,
     Head,
@@ -76,10 +77,7 @@ from dtlens.analysis.path_nodes import (
     parse_receivers,
     parse_senders,
     reaches,
-    receiver_hook,
-    receiver_inputs,
     resolve_positions,
-    sender_write,
     validate_node,
 )
 from dtlens.analysis.results import PatchingResult

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dtlens.analysis.path_io import receiver_input, receiver_inputs
 from dtlens.analysis.path_nodes import (
     MLP,
     Embed,
@@ -19,8 +20,6 @@ from dtlens.analysis.path_nodes import (
     parse_sender,
     parse_senders,
     reaches,
-    receiver_input,
-    receiver_inputs,
     resolve_positions,
 )
 from dtlens.errors import ConfigError
