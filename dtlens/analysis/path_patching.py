@@ -54,7 +54,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cached_property, partial
+from functools import partial
 from typing import Literal
 
 import torch
@@ -64,7 +64,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dtlens.analysis.metrics import restored_logit_diff
-from dtlens.analysis.path_io import receiver_hook, receiver_inputs, sender_write
+from dtlens.analysis.path_io import receiver_hook, receiver_inputs
 from dtlens.analysis.path_nodes import (
     Embed,
     Head,
@@ -77,14 +77,13 @@ from dtlens.analysis.path_nodes import (
     parse_receivers,
     parse_senders,
     reaches,
-    resolve_positions,
-    validate_node,
 )
+from dtlens.analysis.path_runs import MetricFn, PathRuns, metric_per_pair
 from dtlens.analysis.results import PatchingResult
-from dtlens.errors import BatchError, ConfigError, DTLensError
+from dtlens.errors import ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.model.suffix import PrefixCache, build_prefix_cache, forward_suffix, model_has_hooks
+from dtlens.model.suffix import forward_suffix
 
 __all__ = ["DEFAULT_MAX_BATCH", "path_patching", "path_patching_sweep"]
 
@@ -93,7 +92,6 @@ DEFAULT_MAX_BATCH = 1024
 
 Mode = Literal["direct", "freeze"]
 Direction = Literal["denoise", "noise"]
-MetricFn = Callable[[Float[Tensor, "batch pos action"]], Float[Tensor, " batch"]]
 Resid = Float[Tensor, "row pos d_model"]
 
 
@@ -141,7 +139,7 @@ def path_patching(
     """
     nodes = parse_senders(senders)
     targets = parse_receivers(receivers)
-    runs = _Runs(model, clean, corrupt, metric, direction, mode, normalize, nodes + targets)
+    runs = PathRuns(model, clean, corrupt, metric, direction, mode, normalize, nodes + targets)
     per_pair = _group_values(runs, [nodes], targets, metric, mode, freeze_mlps)
     return _finish(runs, per_pair, normalize)[0].mean()
 
@@ -198,7 +196,7 @@ def path_patching_sweep(
     pos = None if sender_pos is None else tuple(sender_pos)
     heads = [Head(layer, head, pos) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
     targets = parse_receivers(receivers)
-    runs = _Runs(model, clean, corrupt, metric, direction, mode, normalize, (*heads, *targets))
+    runs = PathRuns(model, clean, corrupt, metric, direction, mode, normalize, (*heads, *targets))
     groups = [(h,) for h in heads]
     size = max(1, max_batch // runs.n_pairs)
     chunks = [groups[i : i + size] for i in range(0, len(groups), size)]
@@ -229,120 +227,7 @@ def path_patching_sweep(
     )
 
 
-# --------------------------------------------------------------------- the two runs
-class _Runs:
-    """Cached clean and corrupt runs, in base/source roles, plus node positions."""
-
-    def __init__(
-        self,
-        model: HookedDecisionTransformer,
-        clean: TrajectoryBatch,
-        corrupt: TrajectoryBatch,
-        metric: MetricFn,
-        direction: str,
-        mode: str,
-        normalize: bool,
-        nodes: Sequence[Sender | Receiver],
-    ) -> None:
-        if direction not in ("denoise", "noise"):
-            raise ConfigError(f"direction must be 'denoise' or 'noise', got {direction!r}.")
-        if mode not in ("direct", "freeze"):
-            raise ConfigError(f"mode must be 'direct' or 'freeze', got {mode!r}.")
-        if not isinstance(normalize, bool):
-            raise ConfigError(f"normalize must be True or False, got {normalize!r}.")
-        _check_pair(model, clean, corrupt)
-        cfg = model.cfg
-        for node in nodes:
-            validate_node(node, cfg)
-        self.model, self.labels = model, model.token_labels(clean)
-        self.n_tokens, self.n_pairs = len(self.labels), clean.batch_size
-        self.positions = {
-            n: resolve_positions(n.pos, self.labels, n) for n in nodes if hasattr(n, "pos")
-        }
-        names = [*model.embedding_hook_names, f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
-        for layer in range(cfg.n_layers):
-            names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid",
-                      f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]  # fmt: skip
-        n = clean.batch_size
-        with torch.no_grad():  # one forward for both runs: a few windows leave the CPU idle
-            logits, cache = model.run_with_cache(
-                TrajectoryBatch.cat([clean, corrupt]), names_filter=names
-            )
-            clean_logits, corrupt_logits = logits[:n], logits[n:]
-            self.clean_metric = _per_pair(metric, clean_logits, n)[0]
-            self.corrupt_metric = _per_pair(metric, corrupt_logits, n)[0]
-        clean_cache = {name: cache[name][:n] for name in names}
-        corrupt_cache = {name: cache[name][n:] for name in names}
-        denoise = direction == "denoise"
-        self.base = corrupt if denoise else clean
-        self.base_cache = corrupt_cache if denoise else clean_cache
-        self.src_cache = clean_cache if denoise else corrupt_cache
-        self.base_metric = self.corrupt_metric if denoise else self.clean_metric
-        self.base_logits = corrupt_logits if denoise else clean_logits
-
-    @cached_property
-    def prefix(self) -> PrefixCache | None:
-        """The base run for plain re-runs (:mod:`dtlens.model.suffix`); None if unusable.
-
-        None when hooks are attached to the model (a plain re-run would skip them) or
-        its core is not plainly computable.
-        """
-        if model_has_hooks(self.model):
-            return None
-        n_layers = self.model.cfg.n_layers
-        resid = {i: self.base_cache[f"blocks.{i}.hook_resid_pre"] for i in range(n_layers)}
-        return build_prefix_cache(self.model, self.base, self.base_logits, resid)
-
-    def base_act(self, name: str, n_rep: int) -> Tensor:
-        """A cached base activation, each pair repeated ``n_rep`` times (rows b*n_rep + g)."""
-        return self.base_cache[name].repeat_interleave(n_rep, dim=0)
-
-    def src_act(self, name: str, n_rep: int) -> Tensor:
-        """A cached source activation, repeated like :meth:`base_act`."""
-        return self.src_cache[name].repeat_interleave(n_rep, dim=0)
-
-    def write(self, sender: Sender) -> Tensor:
-        """The sender's source-minus-base residual write at its positions."""
-        return sender_write(
-            self.model, sender, self.src_cache, self.base_cache, self.positions[sender]
-        )
-
-
-def _check_pair(model: HookedDecisionTransformer, clean: TrajectoryBatch, corrupt: TrajectoryBatch):
-    for name, batch in (("clean", clean), ("corrupt", corrupt)):
-        if not isinstance(batch, TrajectoryBatch):
-            raise BatchError(f"{name} must be a TrajectoryBatch, got {type(batch).__name__}.")
-        model.validate(batch)
-    shapes = [(b.obs.shape, b.actions.shape) for b in (clean, corrupt)]
-    if shapes[0] != shapes[1]:
-        raise BatchError(
-            f"clean and corrupt must have the same shapes (obs, actions), got {shapes[0]} "
-            f"and {shapes[1]}."
-        )
-    masks = [b.padding_mask for b in (clean, corrupt)]
-    same = (masks[0] is None and masks[1] is None) or (
-        masks[0] is not None and masks[1] is not None and torch.equal(masks[0], masks[1])
-    )
-    if not same:
-        raise BatchError(
-            "clean and corrupt must have the same padding_mask (positions must line up); "
-            "pad both the same way."
-        )
-
-
-def _per_pair(metric: MetricFn, logits: Tensor, n_pairs: int) -> Float[Tensor, "group pair"]:
-    """``metric(logits)`` of rows ``b * n_groups + g``, checked, as ``[group, pair]``."""
-    values = metric(logits)
-    if not isinstance(values, Tensor) or tuple(values.shape) != (logits.shape[0],):
-        shape = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise ConfigError(
-            f"metric must return one value per batch row, shape [{logits.shape[0]}], got "
-            f"{shape}; reduce over positions and actions, not over the batch."
-        )
-    return values.detach().float().reshape(n_pairs, -1).T
-
-
-def _finish(runs: _Runs, per_pair: Tensor, normalize: bool) -> Float[Tensor, "group pair"]:
+def _finish(runs: PathRuns, per_pair: Tensor, normalize: bool) -> Float[Tensor, "group pair"]:
     if not normalize:
         return per_pair
     try:
@@ -353,7 +238,7 @@ def _finish(runs: _Runs, per_pair: Tensor, normalize: bool) -> Float[Tensor, "gr
 
 # --------------------------------------------------------------------------- engine
 def _group_values(
-    runs: _Runs,
+    runs: PathRuns,
     groups: Sequence[tuple[Sender, ...]],
     receivers: tuple[Receiver, ...],
     metric: MetricFn,
@@ -372,7 +257,7 @@ def _group_values(
         else:
             values = _freeze_values(runs, live, receivers, freeze_mlps)
         logits = _run_receivers(runs, len(live), values)
-        out[active] = _per_pair(metric, logits, runs.n_pairs)
+        out[active] = metric_per_pair(metric, logits, runs.n_pairs)
     return out
 
 
@@ -384,7 +269,7 @@ def _layer(node: Sender | Receiver, n_layers: int) -> int:
 
 
 def _direct_values(
-    runs: _Runs, groups: Sequence[tuple[Sender, ...]], receivers: tuple[Receiver, ...]
+    runs: PathRuns, groups: Sequence[tuple[Sender, ...]], receivers: tuple[Receiver, ...]
 ) -> dict[Receiver, Tensor]:
     """Each receiver's input when it reads the base residual plus its groups' writes."""
     n, n_layers = len(groups), runs.model.cfg.n_layers
@@ -414,7 +299,7 @@ def _direct_values(
 
 
 def _freeze_values(
-    runs: _Runs,
+    runs: PathRuns,
     groups: Sequence[tuple[Sender, ...]],
     receivers: tuple[Receiver, ...],
     freeze_mlps: bool,
@@ -464,7 +349,7 @@ def _freeze_values(
 
 
 def _frozen_inputs(
-    runs: _Runs,
+    runs: PathRuns,
     resid: Float[Tensor, "row pos d_model"],
     start: int,
     mixers: dict[str, Callable],
@@ -503,7 +388,7 @@ def _frozen_inputs(
     return store
 
 
-def _run_receivers(runs: _Runs, n: int, values: dict[Receiver, Tensor]) -> Tensor:
+def _run_receivers(runs: PathRuns, n: int, values: dict[Receiver, Tensor]) -> Tensor:
     """Step 3: the base run (n rows per pair) with every receiver's input replaced."""
     model, n_layers = runs.model, runs.model.cfg.n_layers
     rows = runs.base.repeat(n)
@@ -520,7 +405,7 @@ def _run_receivers(runs: _Runs, n: int, values: dict[Receiver, Tensor]) -> Tenso
 
 
 def _run_head_receivers(
-    runs: _Runs, n: int, values: dict[Receiver, Tensor], start: int
+    runs: PathRuns, n: int, values: dict[Receiver, Tensor], start: int
 ) -> Float[Tensor, "row pos action"]:
     """Step 3 for head-input receivers only, without hooks (same numbers, less overhead)."""
     by_input: dict[tuple[int, str], list[HeadInput]] = {}
