@@ -61,6 +61,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from dtlens.analysis.patch_chunks import plan_chunks
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -69,7 +70,6 @@ from dtlens.model.suffix import PrefixCache, build_prefix_cache, forward_suffix,
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "PROGRESS_MIN_CHUNKS",
-    "SUFFIX_MIN_ROWS",
     "HookPatch",
     "Metric",
     "PatchGroup",
@@ -86,11 +86,6 @@ __all__ = [
 DEFAULT_MAX_BATCH = 1024
 #: A progress bar is shown (with ``show_progress=True``) once a sweep has this many chunks.
 PROGRESS_MIN_CHUNKS = 4
-#: A position-sorted chunk of residual patches closes at a new first position once it
-#: has this many rows (see :func:`run_patch_groups`); fewer rows make forwards too small.
-SUFFIX_MIN_ROWS = 64
-#: Patches whose masks are built at once when finding their first positions.
-_MASK_BLOCK = 1024
 
 #: ``metric(logits [B, n_tokens, n_actions]) -> [B]``, one value per clean/corrupt pair.
 Metric = Callable[[Float[Tensor, "batch pos action"]], Float[Tensor, " batch"]]
@@ -228,8 +223,9 @@ def run_patch_groups(
     at most ``max(1, max_batch // B)`` patches, i.e. at most ``max_batch`` rows unless
     a single patch (B rows) is already larger. When the model has no hooks attached,
     :class:`ResidPatch` groups run sorted by the first position each patch writes, in
-    chunks that close at a new first position once they hold :data:`SUFFIX_MIN_ROWS`
-    rows, and each chunk recomputes only the positions from its first one. The metric
+    chunks that close at a new first position once they hold ``SUFFIX_MIN_ROWS`` rows
+    (:mod:`dtlens.analysis.patch_chunks`), and each chunk recomputes only the positions
+    from its first one. The metric
     is called once per patch on that patch's ``[B, n_tokens, n_actions]`` logits,
     exactly as a one-forward-per-patch loop would call it, so metrics with per-pair
     targets work unchanged.
@@ -270,13 +266,16 @@ def run_patch_groups(
     n_pairs = base.batch_size
     per_chunk = max(1, max_batch // n_pairs)
     n_pos = base.n_tokens(model.cfg.tokens_per_step)
-    suffix = any(isinstance(g.patch, ResidPatch) for g in groups) and not model_has_hooks(model)
-    plans = [_plan_chunks(g, n_pairs, per_chunk, n_pos if suffix else None) for g in groups]
-    prefix = None
-    if any(chunk.first_pos for plan in plans for chunk in plan):  # some chunk can skip a prefix
-        prefix = build_prefix_cache(model, base, base_logits, base_resid)
+    suffix = any(_is_resid(g) for g in groups) and not model_has_hooks(model)
+    plans = [
+        plan_chunks(g, n_pairs, per_chunk, n_pos if suffix and _is_resid(g) else None)
+        for g in groups
+    ]
+    # the plain re-run is cheaper than the hooked bridge even from position 0; building
+    # its cache costs a forward only when base_logits / base_resid do not cover it
+    prefix = build_prefix_cache(model, base, base_logits, base_resid) if suffix else None
     if prefix is None:
-        plans = [_plan_chunks(g, n_pairs, per_chunk, None) for g in groups]
+        plans = [plan_chunks(g, n_pairs, per_chunk, None) for g in groups]
     n_chunks = sum(len(plan) for plan in plans)
     bar = tqdm(
         total=n_chunks,
@@ -307,66 +306,8 @@ def run_patch_groups(
     return results
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    """Patches run in one forward; ``first_pos``: recompute positions from here (None: all)."""
-
-    patches: Int[Tensor, " patch"]
-    first_pos: int | None
-
-
-def _plan_chunks(
-    group: PatchGroup, n_pairs: int, per_chunk: int, n_pos: int | None
-) -> list[_Chunk]:
-    """Split a group's patches into forwards of at most ``per_chunk`` patches.
-
-    A :class:`ResidPatch` changes the residual stream only at and after the first
-    position its mask writes, so given the window's ``n_pos`` its patches are sorted by
-    that position and each forward recomputes only the positions from its chunk's
-    first one (:func:`dtlens.model.suffix.forward_suffix`). A chunk is closed at a
-    new first position once it holds :data:`SUFFIX_MIN_ROWS` rows, so forwards stay
-    large enough to be efficient. Otherwise chunks are consecutive patch ranges.
-    """
-    device = group.patch.source.device
-    if n_pos is None or not isinstance(group.patch, ResidPatch):
-        return [
-            _Chunk(
-                torch.arange(first, min(group.n_patches, first + per_chunk), device=device), None
-            )
-            for first in range(0, group.n_patches, per_chunk)
-        ]
-    first = _first_positions(group, n_pos, device)
-    order = torch.argsort(first, stable=True).tolist()
-    first_of = first.tolist()
-    chunks, current = [], []
-    for patch in order:
-        full = len(current) >= per_chunk
-        enough = (
-            len(current) * n_pairs >= SUFFIX_MIN_ROWS and first_of[patch] != first_of[current[-1]]
-        )
-        if current and (full or enough):
-            chunks.append(current)
-            current = []
-        current.append(patch)
-    if current:
-        chunks.append(current)
-    return [_Chunk(torch.tensor(c, device=device), first_of[c[0]]) for c in chunks]
-
-
-def _first_positions(group: PatchGroup, n_pos: int, device: torch.device) -> Int[Tensor, " patch"]:
-    """The first token position each patch writes (``n_pos`` if it writes nowhere).
-
-    A ResidPatch activation has the token position as its first dimension after the
-    batch; a mask of size 1 there writes every position.
-    """
-    firsts = []
-    for start in range(0, group.n_patches, _MASK_BLOCK):
-        patches = torch.arange(start, min(group.n_patches, start + _MASK_BLOCK), device=device)
-        masks = group.masks(patches)
-        by_pos = masks.reshape(len(patches), masks.shape[1], -1).any(-1)
-        position = torch.arange(by_pos.shape[1], device=device)
-        firsts.append(torch.where(by_pos, position, n_pos).amin(-1))
-    return torch.cat(firsts) if firsts else torch.zeros(0, dtype=torch.long, device=device)
+def _is_resid(group: PatchGroup) -> bool:
+    return isinstance(group.patch, ResidPatch)
 
 
 def _patched_logits(

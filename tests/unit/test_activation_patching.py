@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dtlens.analysis import patch_sweeps
+from dtlens.analysis.patch_chunks import SUFFIX_MIN_ROWS
 from dtlens.analysis.patch_sweeps import patched_metrics
 from dtlens.analysis.patching import PATCHING_SWEEPS, activation_patching
 from dtlens.errors import BatchError, ConfigError, DTLensError
@@ -316,11 +317,11 @@ def test_position_sweeps_recompute_only_from_each_chunks_first_position(model, m
         firsts = [first for _, first, _, _ in chunks]
         assert firsts == sorted(firsts) and firsts[0] == 0 and firsts[-1] > 0
         assert all(length == n_pos - first for _, first, _, length in chunks)
-        assert all(rows >= patch_sweeps.SUFFIX_MIN_ROWS for _, _, rows, _ in chunks[:-1])
+        assert all(rows >= SUFFIX_MIN_ROWS for _, _, rows, _ in chunks[:-1])
 
 
 def test_suffix_chunks_patching_everything_nothing_and_a_suffix(model):
-    """70 pairs: each patch is its own chunk (>= 64 rows), starting at 0, 11 (writes
+    """70 pairs: each patch is its own chunk (70 >= SUFFIX_MIN_ROWS rows), from 0, 11 (writes
     nowhere: the base run's logits) and 7. Everything = clean, nothing = corrupt, the
     suffix patch = the hooked whole-window path."""
     clean, corrupt = build_batch(70, seed=0), build_batch(70, seed=1)
