@@ -8,8 +8,9 @@ position and each chunk records where its recomputation may start (see
 
 Example:
     >>> chunks = plan_chunks(group, n_pairs=16, per_chunk=64, n_pos=26)  # 26 positions
-    >>> [c.first_pos for c in chunks][:3]
-    [0, 1, 2]
+    >>> firsts = [c.first_pos for c in chunks]
+    >>> firsts == sorted(firsts), firsts[0]
+    (True, 0)
 """
 
 from __future__ import annotations
