@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "calibrate",
     "train-ppo",
     "build-memorydt",
+    "dynamics",
 )
 
 

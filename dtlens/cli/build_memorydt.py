@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,14 +26,22 @@ from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import collect_demonstrations
 from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import SCENARIOS
+from dtlens.files import write_text_atomic
 from dtlens.model.checkpoint import save
 from dtlens.training.calibration import CalibrationResult, calibration_curve
 from dtlens.training.config import TrainConfig
-from dtlens.training.evaluate import make_rollout_evaluator
-from dtlens.training.recipe import MEMORYDT_RECIPE, REBUILD_COMMAND, Recipe
+from dtlens.training.dynamics import DYNAMICS_FILE, training_dynamics
+from dtlens.training.model_card import rebuild_command, render_model_card
+from dtlens.training.pipeline import make_samplers, train_on_demonstrations
+from dtlens.training.progress import (
+    DecisionData,
+    make_progress_evaluator,
+    success_by_layout,
+)
+from dtlens.training.recipe import MEMORYDT_RECIPE, RECIPES, Recipe
 from dtlens.training.trainer import STATE_JSON, Trainer, TrainHistory
 
-__all__ = ["add_parser", "render_model_card", "run"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -61,6 +68,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="where the model, calibration.json and MODEL_CARD.md go",
     )
     parser.add_argument(
+        "--architecture",
+        choices=sorted(RECIPES),
+        default="original",
+        help=(
+            "model shape: 'original' (2 layers, d_model 128, gated ReLU MLP; the shipped "
+            "model) or 'seed' (the seed post's 3 layers, d_model 256, GELU)"
+        ),
+    )
+    parser.add_argument(
         "--run-dir",
         type=Path,
         default=Path("runs/memorydt"),
@@ -85,6 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"batch size (recipe: {MEMORYDT_RECIPE.train.batch_size})",
     )
     parser.add_argument("--device", default=None, help="training device (recipe: cpu)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="model and training seed (recipe: 0)"
+    )
     parser.add_argument(
         "--calibration-episodes",
         type=int,
@@ -121,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(_outcome_line(summary))
 
     start = time.perf_counter()
-    trainer, history = _train(recipe, demos, run_dir / "train", args.fresh, show)
+    trainer, history = _train(recipe, demos, demos_path, run_dir / "train", args.fresh, show)
     timings["train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -135,10 +154,20 @@ def run(args: argparse.Namespace) -> int:
         layouts="balanced",
         show_progress=show,
     )
+    padded = {
+        rtg: success_by_layout(trainer.model, rtg, padding="masked", max_steps=recipe.max_steps)
+        for rtg in (0.9, 0.0)
+    }
     timings["calibrate_s"] = time.perf_counter() - start
     print(calibration.table())
 
-    verdict = _verdict(recipe, calibration)
+    start = time.perf_counter()
+    dynamics = training_dynamics(
+        run_dir / "train", _decision_data(recipe, demos), show_progress=show
+    )
+    timings["dynamics_s"] = time.perf_counter() - start
+
+    verdict = _verdict(recipe, calibration, padded)
     out: Path = args.out
     meta = {
         "name": "memorydt",
@@ -153,38 +182,73 @@ def run(args: argparse.Namespace) -> int:
         "calibration": {
             "success_at_0.9": verdict["high"],
             "success_at_0": verdict["low"],
+            "success_at_0.9_by_layout": verdict["high_by_layout"],
+            "masked_padding": verdict["masked"],
             "passed": verdict["passed"],
         },
-        "rebuild": REBUILD_COMMAND,
+        "build_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "rebuild": rebuild_command(recipe),
     }
     save(trainer.model, out, metadata=meta)
-    (out / "calibration.json").write_text(calibration.to_json(indent=None) + "\n")
-    card = render_model_card(recipe, summary, trainer, history, calibration, verdict, timings)
-    (out / "MODEL_CARD.md").write_text(card)
-    print(f"wrote {out}/ (config.json, model.safetensors, calibration.json, MODEL_CARD.md)")
+    write_text_atomic(out / "calibration.json", calibration.to_json(indent=None) + "\n")
+    dynamics.save(out / DYNAMICS_FILE)
+    card = render_model_card(
+        recipe, summary, trainer, history, calibration, verdict, timings, dynamics
+    )
+    write_text_atomic(out / "MODEL_CARD.md", card)
     print(
-        f"calibration requirement {'PASSED' if verdict['passed'] else 'FAILED'}: "
-        f"success {verdict['high']:.3f} at RTG 0.9 (>= {recipe.required_success_high}), "
-        f"{verdict['low']:.3f} at RTG 0 (<= {recipe.required_success_low})"
+        f"wrote {out}/ (config.json, model.safetensors, calibration.json, dynamics.json, "
+        "MODEL_CARD.md)"
+    )
+    print(
+        f"calibration requirement {'PASSED' if verdict['passed'] else 'FAILED'}: success "
+        f"{verdict['high']:.3f} at RTG 0.9 (>= {recipe.required_success_high} in each layout, "
+        f"worst {min(verdict['high_by_layout'].values()):.3f}), {verdict['low']:.3f} at RTG 0 "
+        f"(<= {recipe.required_success_low}); mask-padded contexts "
+        f"{'pass' if verdict['masked']['passed'] else 'FAIL'}"
     )
     return 0 if verdict["passed"] else 1
 
 
+def _decision_data(recipe: Recipe, demos: Demonstrations) -> DecisionData:
+    """The held-out decision-square windows of the run's validation split."""
+    _, val = make_samplers(demos, recipe.train)
+    return DecisionData.from_demonstrations(demos, val)
+
+
 # --------------------------------------------------------------------- stages
 def _recipe_from_args(args: argparse.Namespace) -> Recipe:
-    train = MEMORYDT_RECIPE.train
+    base = RECIPES[getattr(args, "architecture", "original")]
+    train = base.train
     changes: dict[str, Any] = {"run_dir": str(args.run_dir / "train")}
     if args.total_steps is not None:
         changes["total_steps"] = args.total_steps
         changes["warmup_steps"] = min(train.warmup_steps, args.total_steps)
+        changes["curriculum"] = _scaled_curriculum(train, args.total_steps)
     if args.batch_size is not None:
         changes["batch_size"] = args.batch_size
     if args.device is not None:
         changes["device"] = args.device
-    recipe = replace(MEMORYDT_RECIPE, train=TrainConfig.from_dict(train.to_dict() | changes))
+    if getattr(args, "seed", None) is not None:
+        changes["seed"] = args.seed
+        changes["model"] = train.model.to_dict() | {"seed": args.seed}
+    recipe = replace(base, train=TrainConfig.from_dict(train.to_dict() | changes))
     if args.calibration_episodes is not None:
         recipe = replace(recipe, calibration_episodes=args.calibration_episodes)
     return recipe
+
+
+def _scaled_curriculum(train: TrainConfig, total_steps: int) -> list[dict[str, Any]]:
+    """The recipe's curriculum with every phase end scaled to ``total_steps``."""
+    scale = total_steps / train.total_steps
+    phases, last = [], 0
+    for phase in train.curriculum:
+        until = max(last + 1, round(phase.until_step * scale))
+        if until > total_steps:
+            break
+        phases.append(phase.to_dict() | {"until_step": until})
+        last = until
+    return phases
 
 
 def _demonstrations(
@@ -217,10 +281,13 @@ def _demonstrations(
 
 
 def _train(
-    recipe: Recipe, demos: Demonstrations, train_dir: Path, fresh: bool, show: bool
+    recipe: Recipe,
+    demos: Demonstrations,
+    demos_path: Path,
+    train_dir: Path,
+    fresh: bool,
+    show: bool,
 ) -> tuple[Trainer, TrainHistory]:
-    from dtlens.cli.train import train_on_demonstrations
-
     resume = not fresh and any(train_dir.glob(f"step_*/{STATE_JSON}"))
     if fresh and train_dir.exists():
         for old in train_dir.glob("step_*"):
@@ -228,11 +295,14 @@ def _train(
         (train_dir / "metrics.jsonl").unlink(missing_ok=True)
     if resume:
         print(f"resuming training from the latest checkpoint in {train_dir}")
-    evaluator = make_rollout_evaluator(
-        recipe.env_id, rtgs=(0.0, 0.9), episodes_per_rtg=4, max_steps=recipe.max_steps
-    )
+    evaluator = make_progress_evaluator(_decision_data(recipe, demos))
     return train_on_demonstrations(
-        recipe.train, demos, resume=resume, evaluator=evaluator, show_progress=show
+        recipe.train,
+        demos,
+        resume=resume,
+        evaluator=evaluator,
+        show_progress=show,
+        data_file=demos_path,
     )
 
 
@@ -242,11 +312,35 @@ def _remove_tree(path: Path) -> None:
     path.rmdir()
 
 
-def _verdict(recipe: Recipe, calibration: CalibrationResult) -> dict[str, Any]:
-    high = float(calibration.success_rate[calibration.at(0.9)])
+def _verdict(
+    recipe: Recipe, calibration: CalibrationResult, masked: dict[float, dict[str, float]]
+) -> dict[str, Any]:
+    """The bar: success >= required in EACH layout at RTG 0.9 and <= required at RTG 0,
+    with unpadded contexts (the calibration) and with mask-padded ones (``masked``)."""
+    i = calibration.at(0.9)
+    n = len(SCENARIOS)
+    by_layout = {
+        s.name: float(calibration.success[i, j::n].mean()) for j, s in enumerate(SCENARIOS)
+    }
+    high = float(calibration.success_rate[i])
     low = float(calibration.success_rate[calibration.at(0.0)])
-    passed = high >= recipe.required_success_high and low <= recipe.required_success_low
-    return {"high": high, "low": low, "passed": passed}
+    masked_high, masked_low = masked[0.9], masked[0.0]
+    masked_ok = (
+        min(masked_high.values()) >= recipe.required_success_high
+        and sum(masked_low.values()) / len(masked_low) <= recipe.required_success_low
+    )
+    passed = (
+        min(by_layout.values()) >= recipe.required_success_high
+        and low <= recipe.required_success_low
+        and masked_ok
+    )
+    return {
+        "high": high,
+        "low": low,
+        "high_by_layout": by_layout,
+        "masked": {"success_at_0.9": masked_high, "success_at_0": masked_low, "passed": masked_ok},
+        "passed": passed,
+    }
 
 
 def _outcome_line(summary: dict[str, Any]) -> str:
@@ -256,134 +350,3 @@ def _outcome_line(summary: dict[str, Any]) -> str:
         f"{summary['truncated_fraction']:.1%} truncated, mean length "
         f"{summary['length']['mean']:.1f}"
     )
-
-
-# ------------------------------------------------------------------ the card
-def render_model_card(
-    recipe: Recipe,
-    data_summary: dict[str, Any],
-    trainer: Trainer,
-    history: TrainHistory,
-    calibration: CalibrationResult,
-    verdict: dict[str, Any],
-    timings: dict[str, float],
-) -> str:
-    """MODEL_CARD.md of a built MemoryDT: data, training, calibration, how to rebuild.
-
-    Example:
-        >>> card = render_model_card(  # doctest: +SKIP
-        ...     recipe, summary, trainer, history, result, verdict, {})
-    """
-    cfg, tc = recipe.train.model, recipe.train
-    groups = data_summary.get("groups", {})
-    group_rows = "\n".join(
-        f"| {label} | {g['n_episodes']} | {g['success_fraction']:.1%} | "
-        f"{g['failure_fraction']:.1%} | {g['truncated_fraction']:.1%} | "
-        f"{g['length']['mean']:.1f} | {g['mean_return']:.3f} |"
-        for label, g in [*groups.items(), ("all", data_summary)]
-    )
-    val = history.val[-1]["val/loss"] if history.val else float("nan")
-    total = sum(timings.values())
-    params = sum(p.numel() for p in trainer.model.parameters())
-    return f"""# MemoryDT (dtlens build)
-
-A decision transformer for `{recipe.env_id}` with the architecture of the MemoryDT of
-the seed post, trained by dtlens on demonstrations of an exact Boltzmann planner.
-Load it with `dtlens.load("memorydt")`.
-
-## Rebuild
-
-```
-{REBUILD_COMMAND}
-```
-
-Collects the data, trains, calibrates and rewrites this directory. Wall time of this
-build on {_machine()}: collection {timings.get("collect_s", 0):.0f} s, training
-{timings.get("train_s", 0):.0f} s, calibration {timings.get("calibrate_s", 0):.0f} s
-(total {total / 60:.1f} min). Intermediate files go to `runs/memorydt/` (git-ignored);
-an interrupted build resumes from its last training checkpoint.
-
-## Architecture
-
-{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads x {cfg.d_head}, d_mlp
-{cfg.d_mlp}, {cfg.act_fn} MLP, {cfg.normalization} LayerNorm, n_ctx {cfg.n_ctx}
-({cfg.n_timesteps} timesteps of R, S, A tokens), one-hot 7x7x20 grid states, embedding
-time over timesteps 0..{cfg.max_timestep}; {params:,} parameters. Trained with the
-padding mask (left-padded windows mask their padding), so unpadded and mask-padded
-contexts give the same actions.
-
-## Data
-
-{sum(g["n_episodes"] for g in groups.values()) or data_summary["n_episodes"]} episodes of
-`BoltzmannPlanner(logit_scale={recipe.planner_scale:g})` (optimal Q-values in units of one
-step's reward, times {recipe.planner_scale:g}, sampled at temperature T: a wasted step is
-e^({recipe.planner_scale:g}/T) times less likely than the best action), sampling groups
-{", ".join(f"`{s}`" for s in recipe.sampling)} (temperature:episodes, the seed's
-1/3 at temperature 1 and 2/3 at temperature 5), max_steps {recipe.max_steps}, collection
-seed {recipe.collect_seed}.
-
-| group | episodes | success | wrong target | truncated | mean length | mean return |
-|---|---:|---:|---:|---:|---:|---:|
-{group_rows}
-
-## Training
-
-AdamW (lr {tc.lr:g} after {tc.warmup_steps} warm-up steps, cosine to {tc.lr_end:g}, weight
-decay {tc.weight_decay:g} on matrices, betas {tc.betas}), gradient clipping at
-{tc.grad_clip}, batch {tc.batch_size} windows of {tc.n_steps} timesteps, {trainer.step}
-steps, seed {tc.seed}, device {tc.device}; {tc.val_fraction:.0%} of episodes held out.
-Training windows weigh every episode the same (`window_weighting="{tc.window_weighting}"`:
-an episode drawn uniformly, then a window end among its steps), and with probability
-{tc.window_end_fraction:g} a window is moved to end at its episode's last step (the
-original project's `prob_go_from_end`). Together they raise the share of windows that
-hold both the first observation (the only one showing the instruction) and a step
-from the decision square on from 14% to 26% of the demonstrations' windows.
-Final training loss {history.train[-1]["train/loss"]:.4f} (last batch), validation loss
-{val:.4f} (cross-entropy per action; uniform guessing is ln 7 = 1.946).
-
-## Calibration
-
-Greedy actions, {calibration.n_episodes} episodes per RTG with the 4 layouts in turn
-(episode j of every RTG uses seed j), max_steps {recipe.max_steps}. Success = reaching
-the target that matches the instruction; reward = 1 - 0.9 * steps / {recipe.max_steps}
-there, else 0 (optimal: 6 steps, 0.892). Intervals: Wilson score for success rates,
-normal approximation for mean rewards. With greedy actions the environment is
-deterministic given the layout, so each RTG's episodes repeat 4 trajectories.
-
-{calibration.table()}
-
-Requirement (success >= {recipe.required_success_high:.0%} at RTG 0.9 and
-<= {recipe.required_success_low:.0%} at RTG 0): **{"met" if verdict["passed"] else "NOT met"}**
-({verdict["high"]:.1%} and {verdict["low"]:.1%}).
-
-Recompute with `dtlens calibrate --model memorydt --episodes-per-rtg
-{calibration.n_episodes}`; the per-episode results are in `calibration.json`.
-{_layout_paragraph(calibration)}
-## Differences from the seed's MemoryDT
-
-The seed's demonstrations came from a PPO LSTM agent; these come from an exact planner,
-whose failures at high temperature are mostly truncations (wandering until the step
-limit) rather than walks to the wrong target: see the data table above.
-"""
-
-
-def _layout_paragraph(calibration: CalibrationResult) -> str:
-    """Success per layout at RTG 0.9, and what a 2-of-4 pattern means (empty if all pass)."""
-    i = calibration.at(0.9)
-    n_layouts = len(SCENARIOS)
-    per_layout = [float(calibration.success[i, j::n_layouts].mean()) for j in range(n_layouts)]
-    if min(per_layout) >= 0.95:
-        return ""
-    rows = ", ".join(f"{s.name} {rate:.0%}" for s, rate in zip(SCENARIOS, per_layout, strict=True))
-    return f"""
-**Success per layout at RTG 0.9:** {rows}. A model that reaches the right target in
-exactly the layouts whose turn is the same has learned the routine but not the
-memory: it turns at the decision square without reading the instruction, which only
-the first observation shows. That decision is an XOR of the instruction (first
-observation) and the target order (current view): neither alone predicts the turn, so
-gradient descent gets no first-order signal for either and plateaus at a coin flip.
-"""
-
-
-def _machine() -> str:
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"

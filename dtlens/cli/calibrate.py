@@ -73,8 +73,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--padding",
         choices=("none", "masked", "original"),
-        default="none",
-        help="how short contexts are fed (see dtlens.training.evaluate)",
+        default=None,
+        help=(
+            "how short contexts are fed (see dtlens.training.evaluate); default the model's "
+            "own: none for dtlens models, original for original checkpoints"
+        ),
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--html", type=Path, default=None, help="write the figure as HTML")

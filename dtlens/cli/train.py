@@ -14,18 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dtlens.data.demonstrations import Demonstrations
-from dtlens.data.windows import WindowSampler, train_val_split
 from dtlens.errors import ConfigError
 from dtlens.model.checkpoint import save
-from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.training.config import LOGGERS, TrainConfig
 from dtlens.training.evaluate import make_rollout_evaluator
-from dtlens.training.trainer import Trainer, TrainHistory, latest_checkpoint
+from dtlens.training.pipeline import make_samplers, train_on_demonstrations
+from dtlens.training.trainer import Trainer, TrainHistory
 
 __all__ = ["add_parser", "config_from_args", "make_samplers", "run", "train_on_demonstrations"]
 
@@ -47,6 +45,7 @@ _TRAIN_FLAGS = {
     "weight_decay": float,
     "warmup_steps": int,
     "total_steps": int,
+    "lr_cycles": int,
     "grad_clip": float,
     "val_fraction": float,
     "window_end_fraction": float,
@@ -173,64 +172,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
-def make_samplers(
-    demos: Demonstrations, config: TrainConfig
-) -> tuple[WindowSampler, WindowSampler | None]:
-    """Train / validation window samplers over an episode split of ``demos``.
-
-    Example:
-        >>> train, val = make_samplers(demos, config)  # doctest: +SKIP
-    """
-    train_idx, val_idx = train_val_split(demos, config.val_fraction, seed=config.seed)
-    common = dict(
-        n_steps=config.n_steps,
-        pad_action=config.model.n_actions,
-        one_hot=config.model.obs_shape[-1] == 20,
-    )
-    train = WindowSampler(
-        demos,
-        episode_indices=train_idx,
-        end_fraction=config.window_end_fraction,
-        weighting=config.window_weighting,
-        **common,
-    )
-    val = WindowSampler(demos, episode_indices=val_idx, **common) if len(val_idx) else None
-    return train, val
-
-
-def train_on_demonstrations(
-    config: TrainConfig,
-    demos: Demonstrations,
-    resume: bool = False,
-    evaluator: Callable[[HookedDecisionTransformer], dict[str, float]] | None = None,
-    show_progress: bool = True,
-) -> tuple[Trainer, TrainHistory]:
-    """Split, sample and train (or resume from ``config.run_dir``); the trainer and history.
-
-    Example:
-        >>> trainer, history = train_on_demonstrations(config, demos)  # doctest: +SKIP
-    """
-    train, val = make_samplers(demos, config)
-    if resume:
-        if config.run_dir is None:
-            raise ConfigError("resume needs config.run_dir (where the checkpoints are).")
-        trainer = Trainer.resume(latest_checkpoint(config.run_dir), train, val, evaluator)
-        if trainer.config.to_dict() | {"device": None} != config.to_dict() | {"device": None}:
-            raise ConfigError(
-                f"the checkpoint in {config.run_dir} was trained with a different TrainConfig; "
-                "pass the same flags (or --config) as the original run, or a new --run-dir."
-            )
-    else:
-        trainer = Trainer(config, train, val, evaluator)
-    trainer.metadata["data"] = {
-        "header": demos.header,
-        "n_episodes": demos.n_episodes,
-        "n_steps": demos.n_steps,
-        "val_fraction": config.val_fraction,
-    }
-    return trainer, trainer.train(show_progress=show_progress)
-
-
 def run(args: argparse.Namespace) -> int:
     """Load the demonstrations, train, save the final model, print the last losses."""
     config = config_from_args(args)
@@ -249,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         evaluator=evaluator,
         show_progress=not args.no_progress,
+        data_file=args.demos,
     )
     out = args.out or Path(config.run_dir) / "final"
     save(

@@ -220,6 +220,29 @@ class WindowSampler:
         for first in range(0, len(self), batch_size):
             yield self._windows(np.arange(first, min(first + batch_size, len(self))))
 
+    def windows_ending_at(self, steps: np.ndarray) -> TrainingWindows:
+        """The windows that end at these global step indices (steps of selected episodes).
+
+        Raises:
+            ConfigError: a step is not a step of the sampler's episodes.
+
+        Examples:
+            >>> w = sampler.windows_ending_at(np.array([5, 9]))  # doctest: +SKIP
+            >>> w.targets[:, -1]  # doctest: +SKIP
+            tensor([2, 1])
+        """
+        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        order = np.argsort(self._ends, kind="stable")
+        where = np.searchsorted(self._ends, steps, sorter=order)
+        found = where < len(order)
+        found[found] = self._ends[order[where[found]]] == steps[found]
+        if not found.all():
+            raise ConfigError(
+                f"step {int(steps[~found][0])} is not a step of this sampler's episodes; "
+                "pick steps from its episode_indices"
+            )
+        return self._windows(order[where])
+
     def _windows(self, pick: np.ndarray) -> TrainingWindows:
         ends, starts = self._ends[pick], self._starts[pick]
         index = ends[:, None] + np.arange(1 - self.n_steps, 1)[None, :]  # [B, T]

@@ -121,6 +121,7 @@ def _load_native(directory: Path) -> HookedDecisionTransformer:
         raise CheckpointError(f"{config_path} has an invalid model config: {err}") from err
     model = _build(cfg, state_dict, str(directory))
     model.metadata = dict(config.get("metadata", {}))
+    model.checkpoint_dir = directory
     return model
 
 

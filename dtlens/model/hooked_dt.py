@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,12 +76,16 @@ class HookedDecisionTransformer(HookedRootModule):
             ``core.W_Q`` ... are TransformerLens' weight views).
         rtg_embed, state_embed, action_embed, time_embed: the DT embeddings.
         metadata: free-form dict saved with checkpoints (env, training config...).
+        checkpoint_dir: the dtlens checkpoint directory the model was loaded from (None
+            for a new model or an original ``.pt``); files beside the weights, such as a
+            shipped model's ``dynamics.json``, are read from there.
     """
 
     def __init__(self, cfg: DTConfig):
         super().__init__()
         self.cfg = cfg
         self.metadata: dict[str, Any] = {}
+        self.checkpoint_dir: Path | None = None
         with _seeded(cfg.seed):
             if cfg.model_type == "decision_transformer":
                 self.rtg_embed = nn.Linear(1, cfg.d_model, bias=False)

@@ -37,6 +37,7 @@ SECTIONS: tuple[str, ...] = (
     "congruence",
     "patching",
     "path_patching",
+    "dynamics",
 )
 
 

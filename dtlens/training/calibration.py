@@ -42,7 +42,7 @@ from jaxtyping import Bool, Float, Int
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS
 from dtlens.errors import ConfigError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.training.evaluate import Padding, rollout
+from dtlens.training.evaluate import Padding, model_padding, rollout
 
 __all__ = ["Z_95", "CalibrationResult", "calibration_curve", "wilson_interval"]
 
@@ -221,7 +221,7 @@ def calibration_curve(
     max_steps: int = 50,
     seed: int = 0,
     layouts: Literal["balanced"] | None = "balanced",
-    padding: Padding = "none",
+    padding: Padding | None = None,
     show_progress: bool = False,
 ) -> CalibrationResult:
     """Play ``episodes_per_rtg`` episodes at every RTG, all in one batched rollout.
@@ -236,7 +236,9 @@ def calibration_curve(
         seed: episode j of every RTG uses seed ``seed + j``.
         layouts: ``"balanced"`` (episode j plays ``SCENARIOS[j % 4]``; Memory only) or
             None (layouts drawn from the seeds).
-        padding: how short contexts are fed (see :func:`~dtlens.training.evaluate.rollout`).
+        padding: how short contexts are fed (see :func:`~dtlens.training.evaluate.rollout`);
+            default the one the model expects (``model.context_padding``: unpadded for
+            dtlens models, padding run as tokens for original checkpoints).
         show_progress: tqdm bar over steps.
 
     Example:
@@ -256,6 +258,8 @@ def calibration_curve(
     if layouts not in ("balanced", None):
         raise ConfigError(f"layouts={layouts!r} must be 'balanced' or None.")
     n_rtg, n = grid.size, episodes_per_rtg
+    if padding is None:
+        padding = model_padding(model)
     per_episode_layouts = (
         None if layouts is None else [SCENARIOS[j % len(SCENARIOS)] for j in range(n)] * n_rtg
     )

@@ -27,11 +27,62 @@ import torch
 from dtlens.errors import ConfigError
 from dtlens.model.config import DTConfig
 
-__all__ = ["LOGGERS", "TrainConfig"]
+__all__ = ["LOGGERS", "CurriculumPhase", "TrainConfig"]
 
 #: Optional experiment trackers (see :mod:`dtlens.training.loggers`).
 LOGGERS = (None, "wandb", "tensorboard")
 _MODEL_TYPES = ("decision_transformer", "clone")
+
+
+@dataclass(frozen=True)
+class CurriculumPhase:
+    """One phase of a training curriculum: which episodes, which windows, until when.
+
+    Args:
+        until_step: the phase trains optimiser steps up to this one (exclusive); the
+            next phase (or the main data) starts there.
+        groups: sampling-group labels of the demonstrations to train on, as
+            :meth:`Demonstrations.groups` names them (``"part0/temperature=1"``) or
+            without the part (``"temperature=1"``: that group in every part); None:
+            every training episode.
+        window_end_fraction: the phase's :class:`~dtlens.data.windows.WindowSampler`
+            ``end_fraction``.
+        replay: after the phase ends, this share of every batch is still drawn from the
+            phase's windows (0: none), so what the phase taught stays in the data.
+
+    Example:
+        >>> CurriculumPhase(until_step=1000, groups=("temperature=1",),
+        ...                 window_end_fraction=1.0).to_dict()["groups"]
+        ['temperature=1']
+    """
+
+    until_step: int
+    groups: tuple[str, ...] | None = None
+    window_end_fraction: float = 0.0
+    replay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive_int("curriculum until_step", self.until_step)
+        if self.groups is not None:
+            groups = (self.groups,) if isinstance(self.groups, str) else tuple(self.groups)
+            if not groups or not all(isinstance(g, str) and g for g in groups):
+                raise ConfigError(
+                    f"curriculum groups={self.groups!r} must be None or a non-empty list of "
+                    "group labels such as 'temperature=1'."
+                )
+            object.__setattr__(self, "groups", groups)
+        if not (_is_real(self.window_end_fraction) and 0.0 <= self.window_end_fraction <= 1.0):
+            raise ConfigError(
+                f"curriculum window_end_fraction={self.window_end_fraction!r} must be a "
+                "float in [0, 1]."
+            )
+        if not (_is_real(self.replay) and 0.0 <= self.replay < 1.0):
+            raise ConfigError(f"curriculum replay={self.replay!r} must be a float in [0, 1).")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        groups = None if self.groups is None else list(self.groups)
+        return {**asdict(self), "groups": groups}
 
 
 @dataclass(frozen=True)
@@ -49,6 +100,9 @@ class TrainConfig:
         betas: AdamW's ``(beta1, beta2)``.
         warmup_steps: linear warm-up from ``lr / warmup_steps`` to ``lr``.
         total_steps: optimiser steps of the whole run.
+        lr_cycles: cosine cycles after warm-up (warm restarts): the steps after
+            warm-up are split into this many equal cycles, each decaying from ``lr`` to
+            ``lr_end`` (``transformers``' "cosine with hard restarts"); 1: one decay.
         grad_clip: max global gradient norm (None: no clipping).
         val_fraction: fraction of episodes held out for the validation loss.
         window_end_fraction: probability that a training window is moved to end at its
@@ -58,6 +112,11 @@ class TrainConfig:
         window_weighting: ``"step"`` (every step equally likely to end a training
             window) or ``"episode"`` (every episode equally likely, whatever its length;
             :class:`dtlens.data.windows.WindowSampler`'s ``weighting``).
+        curriculum: phases that come before the main data: each a
+            :class:`CurriculumPhase` (or a dict of its fields) trains on some sampling
+            groups of the demonstrations with its own window end fraction until its
+            ``until_step``; after the last phase, all training episodes with
+            ``window_end_fraction``. Empty (default): no curriculum.
         eval_every: validate every this many steps (and at the last step).
         val_batches: batches of ``batch_size`` windows per validation (the same
             windows every time, so the curve is comparable across steps).
@@ -87,10 +146,12 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100
     total_steps: int = 2000
+    lr_cycles: int = 1
     grad_clip: float | None = 1.0
     val_fraction: float = 0.1
     window_end_fraction: float = 0.0
     window_weighting: Literal["step", "episode"] = "step"
+    curriculum: tuple[CurriculumPhase, ...] = ()
     eval_every: int = 250
     val_batches: int = 8
     online_eval_every: int | None = None
@@ -167,6 +228,8 @@ class TrainConfig:
             raise ConfigError(
                 f"window_weighting={self.window_weighting!r} must be 'step' or 'episode'."
             )
+        _positive_int("lr_cycles", self.lr_cycles)
+        object.__setattr__(self, "curriculum", _phases(self.curriculum, self.total_steps))
         if self.logger not in LOGGERS:
             raise ConfigError(f"logger={self.logger!r} must be one of {LOGGERS}.")
         if not isinstance(self.device, str) or not _valid_device(self.device):
@@ -195,21 +258,28 @@ class TrainConfig:
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine.
 
-        Warm-up: ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``;
-        then ``lr_end + (lr - lr_end) * (1 + cos(pi * p)) / 2`` with
-        ``p = (step - warmup_steps) / (total_steps - warmup_steps)``.
+        Warm-up: ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``; then
+        with ``p = (step - warmup_steps) / (total_steps - warmup_steps)`` (capped at 1)
+        and ``c = lr_cycles``: ``lr_end + (lr - lr_end) * (1 + cos(pi * q)) / 2`` where
+        ``q = (c * p) mod 1`` before the end and ``q = 1`` at ``p = 1``: ``c`` cosine
+        decays, each restarting at ``lr``.
 
         Examples:
             >>> c = TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
             ...                 lr=1.0, lr_end=0.0, warmup_steps=2, total_steps=4)
             >>> [c.lr_at(s) for s in range(5)]
             [0.5, 1.0, 1.0, 0.5, 0.0]
+            >>> c = TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
+            ...                 lr=1.0, lr_end=0.0, warmup_steps=0, total_steps=4, lr_cycles=2)
+            >>> [c.lr_at(s) for s in range(5)]
+            [1.0, 0.5, 1.0, 0.5, 0.0]
         """
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         span = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
-        return self.lr_end + (self.lr - self.lr_end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        within = 1.0 if progress >= 1.0 else (self.lr_cycles * progress) % 1.0
+        return self.lr_end + (self.lr - self.lr_end) * 0.5 * (1.0 + math.cos(math.pi * within))
 
     # -------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +287,7 @@ class TrainConfig:
         out = asdict(self)
         out["model"] = self.model.to_dict()
         out["betas"] = list(self.betas)
+        out["curriculum"] = [phase.to_dict() for phase in self.curriculum]
         return out
 
     @classmethod
@@ -232,6 +303,43 @@ class TrainConfig:
         if "betas" in data:
             data["betas"] = tuple(data["betas"])
         return cls(**data)
+
+
+def _phases(phases: Any, total_steps: int) -> tuple[CurriculumPhase, ...]:
+    """Validate a curriculum: phases (or dicts of their fields) with rising until_step."""
+    if isinstance(phases, dict | str) or not hasattr(phases, "__iter__"):
+        raise ConfigError(f"curriculum={phases!r} must be a list of phases.")
+    out = []
+    for phase in phases:
+        if isinstance(phase, dict):
+            unknown = sorted(set(phase) - {f.name for f in fields(CurriculumPhase)})
+            if unknown:
+                raise ConfigError(
+                    f"unknown curriculum phase fields {unknown}; known: until_step, groups, "
+                    "window_end_fraction, replay."
+                )
+            phase = CurriculumPhase(**phase)
+        if not isinstance(phase, CurriculumPhase):
+            raise ConfigError(
+                f"curriculum phase {phase!r} must be a CurriculumPhase or a dict of its fields."
+            )
+        if out and phase.until_step <= out[-1].until_step:
+            raise ConfigError(
+                f"curriculum until_step values must rise: {phase.until_step} follows "
+                f"{out[-1].until_step}."
+            )
+        out.append(phase)
+    if sum(phase.replay for phase in out) >= 1.0:
+        raise ConfigError(
+            f"the curriculum's replay shares sum to {sum(p.replay for p in out):g}; they must "
+            "leave room for the main data (sum < 1)."
+        )
+    if out and out[-1].until_step > total_steps:
+        raise ConfigError(
+            f"the curriculum's last phase ends at step {out[-1].until_step}, after "
+            f"total_steps={total_steps}."
+        )
+    return tuple(out)
 
 
 def _is_real(value: Any) -> bool:

@@ -57,6 +57,7 @@ __all__ = [
     "RolloutResult",
     "choose_actions",
     "make_rollout_evaluator",
+    "model_padding",
     "resolve_layouts",
     "rollout",
 ]
@@ -67,6 +68,22 @@ ACTION_RNG_STREAM = 1
 
 Padding = Literal["none", "masked", "original"]
 _PADDINGS = ("none", "masked", "original")
+#: the rollout padding each ``model.context_padding`` asks for
+_MODEL_PADDING: dict[str, Padding] = {"mask": "none", "tokens": "original"}
+
+
+def model_padding(model: HookedDecisionTransformer) -> Padding:
+    """The rollout ``padding`` the model expects: ``"none"`` for dtlens models (trained
+    with the padding mask, so unpadded contexts are exact) and ``"original"`` for the
+    original project's checkpoints (trained on padding run as tokens).
+
+    Example:
+        >>> model_padding(dtlens.load("memorydt"))  # doctest: +SKIP
+        'none'
+    """
+    return _MODEL_PADDING[model.context_padding]
+
+
 LayoutSpec = Scenario | str | Mapping[str, Any] | None
 
 
@@ -182,7 +199,7 @@ def rollout(
     layouts: Literal["balanced"] | Sequence[LayoutSpec] | None = None,
     temperature: float = 0.0,
     max_steps: int = 50,
-    padding: Padding = "none",
+    padding: Padding | None = None,
     dedupe: bool = True,
     max_batch: int = 4096,
     show_progress: bool = False,
@@ -200,7 +217,8 @@ def rollout(
         temperature: 0 = greedy; > 0 = sampling (see the module docstring).
         max_steps: the environment's step limit (at most ``model.cfg.max_timestep + 1``
             so every observation's timestep has an embedding).
-        padding: how short contexts are given (``"none"``, ``"masked"``, ``"original"``).
+        padding: how short contexts are given (``"none"``, ``"masked"``, ``"original"``);
+            default the one the model expects (:func:`model_padding`).
         dedupe: forward identical contexts once.
         max_batch: most rows per forward (larger steps are split).
         show_progress: tqdm bar over steps.
@@ -220,6 +238,8 @@ def rollout(
         [False, True]
     """
     cfg = model.cfg
+    if padding is None:
+        padding = model_padding(model)
     rtgs, seed_arr = _episode_arrays(initial_rtg, n_episodes, seeds)
     n = rtgs.shape[0]
     _check_args(model, temperature, max_steps, padding, max_batch)

@@ -1,30 +1,97 @@
-"""The recipe of the shipped MemoryDT: data, training and calibration settings in one place.
+"""The recipes of the shipped MemoryDT: data, training and calibration settings in one place.
 
-``dtlens build-memorydt`` (:mod:`dtlens.cli.build_memorydt`) runs it; the report's
+``dtlens build-memorydt`` (:mod:`dtlens.cli.build_memorydt`) runs one; the report's
 calibration section reuses its planner settings for the data scatter, so the sample it
 shows is drawn like the shipped model's training data.
+
+Two architectures (``RECIPES``): ``"original"`` (the default, the shipped model) is the
+original project's working Memory DT shape, 2 layers, d_model 128, 4 heads, gated ReLU
+MLP; ``"seed"`` is the seed post's 3-layer, d_model 256, 8-head GELU shape. Both train
+with the same curriculum: first temperature-1 episodes with every window ending at the
+episode's end (the memory decision in every window), then the whole mix with a quarter
+of every batch still drawn from the first phase's windows (``replay``).
+docs/training.md records the runs that chose this.
 
 Examples:
     >>> MEMORYDT_RECIPE.sampling
     ('1:8000', '5:16000')
-    >>> MEMORYDT_RECIPE.train.model.n_layers
-    3
+    >>> MEMORYDT_RECIPE.train.model.n_layers, RECIPES["seed"].train.model.n_layers
+    (2, 3)
+    >>> MEMORYDT_RECIPE.train.curriculum[0].groups
+    ('temperature=1',)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from dtlens.env import MEMORY_ENV_ID
 from dtlens.model.config import DTConfig
-from dtlens.training.config import TrainConfig
+from dtlens.training.config import CurriculumPhase, TrainConfig
 
-__all__ = ["MEMORYDT_RECIPE", "REBUILD_COMMAND", "Recipe"]
+__all__ = ["MEMORYDT_RECIPE", "REBUILD_COMMAND", "RECIPES", "Recipe"]
 
 REBUILD_COMMAND = "dtlens build-memorydt --out dtlens/pretrained/memorydt"
+
+#: The original project's working Memory DT shape (2 layers, d_model 128, gated ReLU MLP).
+ORIGINAL_SHAPE = DTConfig(
+    n_layers=2,
+    d_model=128,
+    n_heads=4,
+    d_mlp=256,
+    n_ctx=26,
+    act_fn="relu",
+    gated_mlp=True,
+    normalization="LN",
+    max_timestep=50,
+    seed=0,
+)
+#: The seed post's MemoryDT shape (3 layers, d_model 256, 8 heads, GELU MLP 256).
+SEED_SHAPE = DTConfig(
+    n_layers=3,
+    d_model=256,
+    n_heads=8,
+    d_mlp=256,
+    n_ctx=26,
+    act_fn="gelu",
+    normalization="LN",
+    max_timestep=50,
+    seed=0,
+)
+
+
+def _training(model: DTConfig) -> TrainConfig:
+    return TrainConfig(
+        model=model,
+        batch_size=128,
+        lr=1e-3,
+        lr_end=1e-4,
+        weight_decay=0.3,
+        warmup_steps=300,
+        total_steps=6000,
+        grad_clip=1.0,
+        val_fraction=0.05,
+        window_end_fraction=0.3,
+        window_weighting="episode",
+        curriculum=(
+            CurriculumPhase(
+                until_step=1000,
+                groups=("temperature=1",),
+                window_end_fraction=1.0,
+                replay=0.25,
+            ),
+        ),
+        eval_every=250,
+        val_batches=8,
+        online_eval_every=250,
+        checkpoint_every=250,
+        seed=0,
+        device="cpu",
+        log_every=25,
+    )
 
 
 @dataclass(frozen=True)
@@ -36,51 +103,22 @@ class Recipe:
         planner_scale: the planner's logit scale (temperature T samples
             ``softmax(scale * Q_steps / T)``, Q in units of one step's reward).
         collect_seed: root seed of every episode's env and action seeds.
-        train: the TrainConfig (architecture of the seed's MemoryDT).
+        architecture: ``"original"`` or ``"seed"`` (the model shape; see the module).
+        train: the TrainConfig (architecture, curriculum, optimiser, schedule).
         calibration_rtgs: RTGs of the calibration table.
         calibration_episodes: episodes per RTG (balanced over the 4 layouts, greedy).
         required_success_high / required_success_low: success at RTG 0.9 must be at
             least the first, at RTG 0 at most the second.
     """
 
+    architecture: str = "original"
     sampling: tuple[str, ...] = ("1:8000", "5:16000")
     planner_scale: float = 2.5
     collect_seed: int = 0
     n_envs: int = 64
     env_id: str = MEMORY_ENV_ID
     max_steps: int = 50
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            model=DTConfig(
-                n_layers=3,
-                d_model=256,
-                n_heads=8,
-                d_mlp=256,
-                n_ctx=26,
-                act_fn="gelu",
-                normalization="LN",
-                max_timestep=50,
-                seed=0,
-            ),
-            batch_size=128,
-            lr=1e-3,
-            lr_end=1e-4,
-            weight_decay=0.01,
-            warmup_steps=300,
-            total_steps=8000,
-            grad_clip=1.0,
-            val_fraction=0.05,
-            window_end_fraction=0.15,
-            window_weighting="episode",
-            eval_every=250,
-            val_batches=8,
-            online_eval_every=250,
-            checkpoint_every=250,
-            seed=0,
-            device="cpu",
-            log_every=25,
-        )
-    )
+    train: TrainConfig = field(default_factory=lambda: _training(ORIGINAL_SHAPE))
     calibration_rtgs: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2).tolist())
     calibration_episodes: int = 500
     required_success_high: float = 0.95
@@ -97,3 +135,8 @@ class Recipe:
 
 #: The recipe of the shipped model.
 MEMORYDT_RECIPE = Recipe()
+#: Every recipe by architecture name (``dtlens build-memorydt --architecture NAME``).
+RECIPES: dict[str, Recipe] = {
+    "original": MEMORYDT_RECIPE,
+    "seed": replace(MEMORYDT_RECIPE, architecture="seed", train=_training(SEED_SHAPE)),
+}

@@ -133,8 +133,9 @@ class Trainer:
         val_sampler: held-out windows for the validation loss (None: no validation).
         evaluator: ``model -> {name: value}`` run every ``config.online_eval_every``
             steps and at the end (e.g. rollout success rates).
-        checkpoint_fn: ``(trainer, step) -> Any`` called every
-            ``config.checkpoint_every`` steps and at the end; default (when
+        checkpoint_fn: ``(trainer, step) -> Any`` called before the first step (step
+            0: the initial weights), every ``config.checkpoint_every`` steps and at the
+            end; default (when
             ``config.run_dir`` is set) :meth:`save_checkpoint` into ``run_dir/step_{k}``.
         logger: anything with ``log(metrics, step)`` and ``close()``; default the one
             ``config.logger`` names, plus a JSON-lines file in ``run_dir`` when set.
@@ -215,6 +216,8 @@ class Trainer:
         cfg = self.config
         end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
         bar = tqdm(total=end, initial=self.step, disable=not show_progress, desc="train")
+        if self.step == 0 and self.checkpoint_fn is not None and cfg.checkpoint_every is not None:
+            self.checkpoint_fn(self, 0)  # the initial weights: where training dynamics start
         try:
             while self.step < end:
                 record = self.train_step()
@@ -249,7 +252,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step on one sampled batch; returns its loss, lr and grad norm."""
         cfg = self.config
-        windows = self.train_sampler.sample(cfg.batch_size, self.generator)
+        windows = self.source_at(self.step).sample(cfg.batch_size, self.generator)
         lr = cfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -266,6 +269,11 @@ class Trainer:
             "train/lr": lr,
             "train/grad_norm": float(grad_norm),
         }
+
+    def source_at(self, step: int) -> WindowSource:
+        """The training window source of step ``step`` (a curriculum's phase, if any)."""
+        at = getattr(self.train_sampler, "at", None)
+        return self.train_sampler if at is None else at(step)
 
     @torch.no_grad()
     def validation_loss(self) -> float:

@@ -125,6 +125,35 @@ def test_original_padding_feeds_padding_as_tokens(model):
     assert a.actions != b.actions
 
 
+def test_padding_follows_the_model_by_default(model):
+    # a dtlens model (trained with the mask) plays unpadded; an original checkpoint
+    # (context_padding "tokens") plays with the padding run as tokens, as it was trained
+    kwargs = dict(rtgs=[0.0, 0.9], episodes_per_rtg=8, temperature=1.0, max_steps=MAX_STEPS)
+    default = calibration_curve(model, **kwargs)
+    assert default.settings["padding"] == "none"
+    tokens = build_model(max_timestep=MAX_STEPS)
+    tokens.metadata["context_padding"] = "tokens"
+    result = calibration_curve(tokens, **kwargs)
+    explicit = calibration_curve(tokens, padding="original", **kwargs)
+    assert result.settings["padding"] == "original"
+    np.testing.assert_array_equal(result.rewards, explicit.rewards)
+    np.testing.assert_array_equal(result.lengths, explicit.lengths)
+    res = rollout(tokens, initial_rtg=0.9, n_episodes=8, temperature=1.0, max_steps=MAX_STEPS)
+    original = rollout(
+        tokens,
+        initial_rtg=0.9,
+        n_episodes=8,
+        temperature=1.0,
+        max_steps=MAX_STEPS,
+        padding="original",
+    )
+    assert res.actions == original.actions
+    unpadded = rollout(
+        tokens, initial_rtg=0.9, n_episodes=8, temperature=1.0, max_steps=MAX_STEPS, padding="none"
+    )
+    assert res.actions != unpadded.actions  # the choice matters for this model
+
+
 def scripted_model(plan, max_timestep=MAX_STEPS):
     """A model whose logits depend only on the timestep: argmax at step t = plan[t].
 

@@ -61,8 +61,8 @@ def _pp(model, pair, senders, receivers, **kwargs) -> float:
     return float(path_patching(model, clean, corrupt, senders, receivers, metric, **kwargs))
 
 
-def test_registered_last_in_report():
-    assert SECTIONS[-1] == "path_patching"
+def test_registered_after_activation_patching():
+    assert SECTIONS.index("path_patching") == SECTIONS.index("patching") + 1
 
 
 def test_key_tokens_are_the_seeds_s5_and_s9(section):

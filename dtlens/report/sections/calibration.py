@@ -67,8 +67,6 @@ __all__ = [
 DATA_EPISODES = 300
 #: Outcome fractions of the seed's 24k training episodes (Figure 3's caption).
 SEED_DATA_FRACTIONS = {"success": 18 / 24, "failure": 2 / 24, "truncated": 4 / 24}
-#: How the rollout feeds short contexts, by ``model.context_padding``.
-_ROLLOUT_PADDING = {"mask": "none", "tokens": "original"}
 
 SEED_SAW = (
     "The training data (24k PPO-agent episodes, 1/3 at temperature 1, 2/3 at temperature 5) "
@@ -108,7 +106,6 @@ def run_calibration(model: HookedDecisionTransformer, config: ReportConfig) -> C
         max_steps=config.max_steps,
         seed=config.seed,
         layouts="balanced",
-        padding=_ROLLOUT_PADDING[model.context_padding],
     )
 
 
