@@ -2,7 +2,9 @@
 
 Each subcommand is a small module in this package with ``add_parser(subparsers)``
 (argv -> options, with help for every option) and ``run(args)`` (options -> one
-library call). The command never computes anything itself.
+library call). The command never computes anything itself. Ctrl+C ends any command
+with one line on stderr and exit code 130; commands that checkpoint
+(``train``, ``build-memorydt``) name the last checkpoint and how to resume.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"dtlens.cli.{name.replace('-', '_')}")
         sub = module.add_parser(subparsers)
-        sub.set_defaults(_run=module.run)
+        sub.set_defaults(_run=module.run, _resume=getattr(module, "resume_hint", None))
     return parser
 
 
@@ -52,3 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DTLensError as err:
         print(f"dtlens {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = args._resume(args) if args._resume is not None else None
+        print(f"dtlens {args.command}: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
+        return 130

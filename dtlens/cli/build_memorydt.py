@@ -26,6 +26,7 @@ from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import collect_demonstrations
 from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import SCENARIOS
+from dtlens.errors import CheckpointError
 from dtlens.files import write_text_atomic
 from dtlens.model.checkpoint import save
 from dtlens.training.calibration import CalibrationResult, calibration_curve
@@ -39,9 +40,9 @@ from dtlens.training.progress import (
     success_by_layout,
 )
 from dtlens.training.recipe import MEMORYDT_RECIPE, RECIPES, Recipe
-from dtlens.training.trainer import STATE_JSON, Trainer, TrainHistory
+from dtlens.training.trainer import STATE_JSON, Trainer, TrainHistory, latest_checkpoint
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "resume_hint", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -350,3 +351,17 @@ def _outcome_line(summary: dict[str, Any]) -> str:
         f"{summary['truncated_fraction']:.1%} truncated, mean length "
         f"{summary['length']['mean']:.1f}"
     )
+
+
+def resume_hint(args: argparse.Namespace) -> str | None:
+    """After Ctrl+C: the last training checkpoint, and that rerunning resumes from it.
+
+    Example:
+        >>> resume_hint(argparse.Namespace(run_dir=Path("/nonexistent")))
+        'no training checkpoint was written yet; rerun the same command to start again'
+    """
+    try:
+        last = latest_checkpoint(Path(args.run_dir) / "train")
+    except CheckpointError:
+        return "no training checkpoint was written yet; rerun the same command to start again"
+    return f"last checkpoint {last}; rerun the same command to resume from it"

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from dtlens.data.demonstrations import Demonstrations
-from dtlens.errors import ConfigError
+from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.checkpoint import save
 from dtlens.training.config import LOGGERS, TrainConfig
 from dtlens.training.evaluate import make_rollout_evaluator
-from dtlens.training.pipeline import make_samplers, train_on_demonstrations
-from dtlens.training.trainer import Trainer, TrainHistory
+from dtlens.training.pipeline import train_on_demonstrations
+from dtlens.training.trainer import Trainer, TrainHistory, latest_checkpoint
 
-__all__ = ["add_parser", "config_from_args", "make_samplers", "run", "train_on_demonstrations"]
+__all__ = ["add_parser", "config_from_args", "resume_hint", "run"]
 
 #: model flags -> DTConfig fields (defaults: the MemoryDT architecture)
 _MODEL_FLAGS = {
@@ -221,3 +221,17 @@ def _training_summary(trainer: Trainer, history: TrainHistory, seconds: float) -
 
 def _default(name: str) -> Any:
     return TrainConfig.__dataclass_fields__[name].default
+
+
+def resume_hint(args: argparse.Namespace) -> str | None:
+    """After Ctrl+C: where the last checkpoint is and the command that resumes from it.
+
+    Example:
+        >>> resume_hint(argparse.Namespace(run_dir=Path("/nonexistent")))
+        'no checkpoint was written yet'
+    """
+    try:
+        last = latest_checkpoint(args.run_dir)
+    except CheckpointError:
+        return "no checkpoint was written yet"
+    return f"last checkpoint {last}; resume with the same command plus --resume"

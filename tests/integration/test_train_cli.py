@@ -1,0 +1,80 @@
+"""``dtlens train`` from the command line: a run, and Ctrl+C then ``--resume``.
+
+The interruption is real: the command runs in a subprocess and gets SIGINT once its
+first checkpoint is on disk; it must exit 130 with one line naming that checkpoint, and
+the same command plus ``--resume`` must finish the run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dtlens
+from dtlens.cli import main
+from dtlens.data.agents.planner import BoltzmannPlanner
+from dtlens.data.collect import collect_demonstrations
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY_FLAGS = [
+    "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--d-mlp", "16",
+    "--batch-size", "8", "--warmup-steps", "1", "--eval-every", "5", "--log-every", "5",
+    "--device", "cpu", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demos_path(tmp_path_factory):
+    demos = collect_demonstrations(
+        BoltzmannPlanner(logit_scale=2.5),
+        "MiniGrid-MemoryS7FixedStart-v0",
+        ["1:30"],
+        n_envs=8,
+        seed=0,
+        show_progress=False,
+    )
+    return demos.save(tmp_path_factory.mktemp("demos") / "demos.npz")
+
+
+def test_train_writes_the_final_model_and_names_its_data(demos_path, tmp_path):
+    run_dir = tmp_path / "run"
+    flags = ["--demos", str(demos_path), "--run-dir", str(run_dir), "--total-steps", "6"]
+    assert main(["train", *flags, "--checkpoint-every", "3", *TINY_FLAGS]) == 0
+    model = dtlens.load(run_dir / "final")
+    assert model.cfg.d_model == 16
+    state = json.loads((run_dir / "step_6" / "trainer_state.json").read_text())
+    assert state["metadata"]["data"]["file"] == str(demos_path)
+    assert sorted(p.name for p in run_dir.glob("step_*")) == ["step_0", "step_3", "step_6"]
+
+
+def test_ctrl_c_exits_130_with_one_line_and_resume_finishes(demos_path, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "dtlens.cli", "train", "--demos", str(demos_path),
+        "--run-dir", str(run_dir), "--total-steps", "150", "--checkpoint-every", "25",
+        *TINY_FLAGS,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "step_25" / "trainer_state.json").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("dtlens train: interrupted; last checkpoint")
+    assert lines[0].endswith("resume with the same command plus --resume")
+    assert not (run_dir / "final").exists()
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert dtlens.load(run_dir / "final").metadata["training"]["step"] == 150
