@@ -141,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
     print(_outcome_line(summary))
 
     start = time.perf_counter()
-    trainer, history = _train(recipe, demos, demos_path, run_dir / "train", args.fresh, show)
+    decisions = _decision_data(recipe, demos)
+    trainer, history = _train(
+        recipe, demos, demos_path, decisions, run_dir / "train", args.fresh, show
+    )
     timings["train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -163,9 +166,7 @@ def run(args: argparse.Namespace) -> int:
     print(calibration.table())
 
     start = time.perf_counter()
-    dynamics = training_dynamics(
-        run_dir / "train", _decision_data(recipe, demos), show_progress=show
-    )
+    dynamics = training_dynamics(run_dir / "train", decisions, show_progress=show)
     timings["dynamics_s"] = time.perf_counter() - start
 
     verdict = _verdict(recipe, calibration, padded)
@@ -226,6 +227,10 @@ def _recipe_from_args(args: argparse.Namespace) -> Recipe:
         changes["total_steps"] = args.total_steps
         changes["warmup_steps"] = min(train.warmup_steps, args.total_steps)
         changes["curriculum"] = _scaled_curriculum(train, args.total_steps)
+        scale = args.total_steps / train.total_steps
+        changes["checkpoint_steps"] = sorted(
+            {round(k * scale) for k in train.checkpoint_steps} & set(range(1, args.total_steps))
+        )
     if args.batch_size is not None:
         changes["batch_size"] = args.batch_size
     if args.device is not None:
@@ -285,6 +290,7 @@ def _train(
     recipe: Recipe,
     demos: Demonstrations,
     demos_path: Path,
+    decisions: DecisionData,
     train_dir: Path,
     fresh: bool,
     show: bool,
@@ -296,7 +302,7 @@ def _train(
         (train_dir / "metrics.jsonl").unlink(missing_ok=True)
     if resume:
         print(f"resuming training from the latest checkpoint in {train_dir}")
-    evaluator = make_progress_evaluator(_decision_data(recipe, demos))
+    evaluator = make_progress_evaluator(decisions)
     return train_on_demonstrations(
         recipe.train,
         demos,

@@ -124,6 +124,9 @@ class TrainConfig:
             steps; None: only if an evaluator is given, at the last step.
         checkpoint_every: save a resumable checkpoint every this many steps (and at
             the last step); None: never.
+        checkpoint_steps: further steps to checkpoint at (with ``checkpoint_every``
+            set), e.g. dense early checkpoints for a training-dynamics study (as Pythia
+            keeps log-spaced early steps).
         run_dir: where the default checkpoint function writes ``step_{k}/``.
         seed: seeds the model initialisation (when ``model.seed`` is None) and the
             sampling of training windows.
@@ -156,6 +159,7 @@ class TrainConfig:
     val_batches: int = 8
     online_eval_every: int | None = None
     checkpoint_every: int | None = None
+    checkpoint_steps: tuple[int, ...] = ()
     run_dir: str | None = None
     seed: int = 0
     device: str = "auto"
@@ -198,6 +202,17 @@ class TrainConfig:
         object.__setattr__(self, "n_steps", n_steps)
         for name in ("batch_size", "total_steps", "eval_every", "val_batches", "log_every"):
             _positive_int(name, getattr(self, name))
+        steps = self.checkpoint_steps
+        if isinstance(steps, str | int) or not all(
+            isinstance(k, int) and not isinstance(k, bool) and 0 < k <= self.total_steps
+            for k in steps
+        ):
+            raise ConfigError(
+                f"checkpoint_steps={steps!r} must be a list of steps in 1..total_steps."
+            )
+        if steps and self.checkpoint_every is None:
+            raise ConfigError("checkpoint_steps needs checkpoint_every (and a run_dir).")
+        object.__setattr__(self, "checkpoint_steps", tuple(sorted(set(steps))))
         for name in ("online_eval_every", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -281,6 +296,21 @@ class TrainConfig:
         within = 1.0 if progress >= 1.0 else (self.lr_cycles * progress) % 1.0
         return self.lr_end + (self.lr - self.lr_end) * 0.5 * (1.0 + math.cos(math.pi * within))
 
+    def checkpoints_at(self, step: int) -> bool:
+        """Whether a run checkpoints after optimiser step ``step`` (0: the initial weights).
+
+        Example:
+            >>> c = TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
+            ...                 total_steps=10, warmup_steps=0, checkpoint_every=4,
+            ...                 checkpoint_steps=[1, 2], run_dir="r")
+            >>> [k for k in range(11) if c.checkpoints_at(k)]
+            [0, 1, 2, 4, 8, 10]
+        """
+        every = self.checkpoint_every
+        if every is None:
+            return False
+        return step % every == 0 or step in self.checkpoint_steps or step == self.total_steps
+
     # -------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the model config nested under ``"model"``)."""
@@ -288,6 +318,7 @@ class TrainConfig:
         out["model"] = self.model.to_dict()
         out["betas"] = list(self.betas)
         out["curriculum"] = [phase.to_dict() for phase in self.curriculum]
+        out["checkpoint_steps"] = list(self.checkpoint_steps)
         return out
 
     @classmethod

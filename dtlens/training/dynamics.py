@@ -86,8 +86,10 @@ class Dynamics:
         """One measure's values; ``"probe/last"`` and ``"attention/max"`` are derived:
         the probe of the last layer, and the largest layer-0 head attention per step."""
         if name == "probe/last":
-            probes = sorted(k for k in self.measures if k.startswith("probe/L"))
-            return self.measures[probes[-1]] if probes else [None] * len(self.steps)
+            probes = [k for k in self.measures if k.startswith("probe/L")]
+            if not probes:
+                return [None] * len(self.steps)
+            return self.measures[max(probes, key=lambda k: int(k.removeprefix("probe/L")))]
         if name == "attention/max":
             heads = [v for k, v in self.measures.items() if k.startswith("attention/")]
             return [
@@ -116,22 +118,36 @@ class Dynamics:
         ``plateau_broke_at``: the first step from which greedy success at RTG 0.9 stays
         at or above 0.95 (None if it never does). ``moved_at``: per measure of
         :data:`MOVED` present in the run, the first step from which it stays past its
-        threshold. ``first_to_move``: the measure(s) with the earliest such step.
+        threshold. A measure already past its threshold at the first checkpoint (the
+        initial weights) tells nothing about learning: it goes to ``past_at_start``
+        instead (with ``moved_at`` None), as the instruction probe of a randomly
+        initialised model can (its attention averages the first state into every
+        token). ``first_to_move``: the measure(s) with the earliest ``moved_at``.
         """
         moved: dict[str, int | None] = {}
+        at_start: list[str] = []
         for name, (direction, threshold) in MOVED.items():
-            if not any(v is not None for v in self._maybe(name)):
+            values = self._maybe(name)
+            if not any(v is not None for v in values):
                 continue
-            kwargs = {direction: threshold}
-            moved[name] = self.first_step(name, **kwargs)
+            moved[name] = self.first_step(name, **{direction: threshold})
+            first = values[0]
+            if first is not None and (
+                first > threshold if direction == "above" else first < threshold
+            ):
+                at_start.append(name)
+                moved[name] = None
         steps = [s for s in moved.values() if s is not None]
-        first = min(steps) if steps else None
+        first_step = min(steps) if steps else None
         return {
             "plateau_broke_at": self.first_step("success@0.9", above=0.949)
             if "success@0.9" in self.measures
             else None,
             "moved_at": moved,
-            "first_to_move": sorted(k for k, s in moved.items() if s == first and s is not None),
+            "past_at_start": at_start,
+            "first_to_move": sorted(
+                k for k, s in moved.items() if s == first_step and s is not None
+            ),
             "thresholds": {k: list(v) for k, v in MOVED.items()},
         }
 

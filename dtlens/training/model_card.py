@@ -269,4 +269,13 @@ def _dynamics_section(dynamics: Dynamics | None) -> str:
 runs/memorydt/train`). Greedy success at RTG 0.9 stays >= 95 % from step
 {broke if broke is not None else "(never)"}. Each measure left the plateau (stayed past
 its threshold) at: {moved}. First to move: {", ".join(story["first_to_move"]) or "none"}.
-"""
+{_at_start(story)}"""
+
+
+def _at_start(story: dict[str, Any]) -> str:
+    if not story["past_at_start"]:
+        return ""
+    return (
+        f"Already past their thresholds in the initial weights (so uninformative): "
+        f"{', '.join(story['past_at_start'])}.\n"
+    )

@@ -69,7 +69,7 @@ def _training(model: DTConfig) -> TrainConfig:
         batch_size=128,
         lr=1e-3,
         lr_end=1e-4,
-        weight_decay=0.3,
+        weight_decay=0.01,
         warmup_steps=300,
         total_steps=6000,
         grad_clip=1.0,
@@ -88,6 +88,8 @@ def _training(model: DTConfig) -> TrainConfig:
         val_batches=8,
         online_eval_every=250,
         checkpoint_every=250,
+        # dense while the memory forms (the escape comes within the first 500 steps)
+        checkpoint_steps=tuple(range(25, 1000, 25)),
         seed=0,
         device="cpu",
         log_every=25,

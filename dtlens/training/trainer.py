@@ -129,13 +129,16 @@ class Trainer:
 
     Args:
         config: the :class:`TrainConfig`.
-        train_sampler: training windows (``sample(batch_size, generator)``).
+        train_sampler: training windows (``sample(batch_size, generator)``); a source
+            with ``at(step)`` (a :class:`~dtlens.data.curriculum.Curriculum`) gives each
+            step's own source.
         val_sampler: held-out windows for the validation loss (None: no validation).
         evaluator: ``model -> {name: value}`` run every ``config.online_eval_every``
             steps and at the end (e.g. rollout success rates).
-        checkpoint_fn: ``(trainer, step) -> Any`` called before the first step (step
-            0: the initial weights), every ``config.checkpoint_every`` steps and at the
-            end; default (when
+        checkpoint_fn: ``(trainer, step) -> Any`` called at every step where
+            ``config.checkpoints_at(step)``: before the first step (step 0, the initial
+            weights), every ``checkpoint_every`` steps, at ``checkpoint_steps`` and at
+            the end; default (when
             ``config.run_dir`` is set) :meth:`save_checkpoint` into ``run_dir/step_{k}``.
         logger: anything with ``log(metrics, step)`` and ``close()``; default the one
             ``config.logger`` names, plus a JSON-lines file in ``run_dir`` when set.
@@ -216,7 +219,7 @@ class Trainer:
         cfg = self.config
         end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
         bar = tqdm(total=end, initial=self.step, disable=not show_progress, desc="train")
-        if self.step == 0 and self.checkpoint_fn is not None and cfg.checkpoint_every is not None:
+        if self.step == 0 and self.checkpoint_fn is not None and cfg.checkpoints_at(0):
             self.checkpoint_fn(self, 0)  # the initial weights: where training dynamics start
         try:
             while self.step < end:
@@ -236,11 +239,7 @@ class Trainer:
                     metrics = {"step": step, **self._evaluate()}
                     self.history.eval.append(metrics)
                     self._log(metrics)
-                if (
-                    self.checkpoint_fn is not None
-                    and cfg.checkpoint_every is not None
-                    and (step % cfg.checkpoint_every == 0 or last)
-                ):
+                if self.checkpoint_fn is not None and cfg.checkpoints_at(step):
                     self.checkpoint_fn(self, step)
         finally:
             bar.close()

@@ -39,6 +39,7 @@ def tiny_recipe(monkeypatch):
         batch_size=16,
         val_fraction=0.3,
         checkpoint_every=5,
+        checkpoint_steps=[2],
         eval_every=5,
         online_eval_every=10,
         log_every=5,
@@ -65,7 +66,7 @@ def test_smoke_build_writes_everything_and_resumes(tiny_recipe, tmp_path, capsys
         ["config.json", "model.safetensors", "calibration.json", DYNAMICS_FILE, "MODEL_CARD.md"]
     )
     steps = sorted(int(p.name[5:]) for p in (run_dir / "train").glob("step_*"))
-    assert steps == [0, 5, 10, 15, 20]
+    assert steps == [0, 2, 5, 10, 15, 20]
     dynamics = Dynamics.load(out / DYNAMICS_FILE)
     assert dynamics.steps == steps
     assert {"decision_loss", "success@0.9", "swap_logit_diff", "probe/L0"} <= set(dynamics.measures)
@@ -107,6 +108,7 @@ def test_total_steps_scales_the_curriculum(tiny_recipe, tmp_path):
     assert recipe.train.total_steps == 40
     assert recipe.train.curriculum[0].until_step == 10  # 5 of 20 -> 10 of 40
     assert recipe.train.seed == 3 and recipe.train.model.seed == 3
+    assert recipe.train.checkpoint_steps == (4,)  # step 2 of 20 -> 4 of 40
 
 
 def _calibration(success_at_09_by_layout, success_at_0):

@@ -28,6 +28,7 @@ from dtlens.cli import main as cli_main
 from dtlens.model.checkpoint import WEIGHTS_FILE
 from dtlens.report import SECTIONS, ReportConfig, build_report
 from dtlens.report.browser import launch_chromium, system_chromium
+from dtlens.training.dynamics import DYNAMICS_FILE, Dynamics
 from tests.conftest import build_model
 
 SHIPPED = Path(dtlens.__file__).resolve().parent / "pretrained" / "memorydt"
@@ -39,9 +40,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tmp_path_factory):
+    """A tiny model loaded from a checkpoint directory that also holds training dynamics."""
     torch.manual_seed(0)
-    return build_model(n_ctx=26)  # 9 steps, the window every section uses
+    directory = tmp_path_factory.mktemp("tiny_model")
+    dtlens.save(build_model(n_ctx=26), directory)  # 9 steps, the window every section uses
+    Dynamics(
+        [0, 100, 200],
+        {"success@0.9": [0.0, 0.5, 1.0], "decision_loss": [0.9, 0.69, 0.05]},
+    ).save(directory / DYNAMICS_FILE)
+    return dtlens.load(directory)
 
 
 @pytest.fixture(scope="module")

@@ -144,26 +144,38 @@ def test_instruction_swap_flips_the_decision_in_every_layout(model):
         assert corrupt[w] - corrupt[a] >= 1.0, scenario.name  # flipped by the swap
 
 
+def _sweep(model, pair, hook, by):
+    return activation_patching(
+        model, pair.clean, pair.corrupt, pair.metric(model), hook, by=by, show_progress=False
+    )
+
+
 def test_residual_patching_restores_at_the_first_state_and_the_decision_state(model):
-    # denoising the residual stream before layer 0 at the first real state (the only one
-    # that shows the instruction) and before the last layer at the decision state
-    # restores the clean decision (left - right logit difference, restored fraction)
+    # denoising the residual stream at the first real state (S5: the only observation that
+    # shows the instruction) before layer 0, and at the decision state (S9) after the last
+    # layer, restores the clean decision (left - right logit difference, restored fraction)
+    last = model.cfg.n_layers - 1
     for scenario in SCENARIOS:
         pair = instruction_swap_pair(scenario, rtg=0.9, padding=model.context_padding)
-        result = activation_patching(
-            model,
-            pair.clean,
-            pair.corrupt,
-            pair.metric(model),
-            "resid_pre",
-            by=("layer", "pos"),
-            show_progress=False,
-        )
-        labels = result.labels["pos"]
-        first = labels.index(f"S{pair.clean.n_steps - 4}")  # 5 real steps in a 9-step window
-        last = labels.index(f"S{pair.clean.n_steps}")
-        assert result.values[0, first] >= 0.8, scenario.name
-        assert result.values[model.cfg.n_layers - 1, last] >= 0.8, scenario.name
+        pre = _sweep(model, pair, "resid_pre", ("layer", "pos"))
+        post = _sweep(model, pair, "resid_post", ("layer", "pos"))
+        labels = pre.labels["pos"]
+        assert pre.values[0, labels.index("S5")] >= 0.8, scenario.name
+        assert post.values[last, labels.index("S9")] >= 0.8, scenario.name
+
+
+def test_last_layer_heads_carry_the_instruction_to_the_decision_state(model):
+    # this model moves the instruction into the decision state in its last layer: before
+    # it, no single position of S9's residual restores anything, and the last layer's heads
+    # at S9 do (the model card and the report's patching section show the route)
+    last = model.cfg.n_layers - 1
+    for scenario in SCENARIOS:
+        pair = instruction_swap_pair(scenario, rtg=0.9, padding=model.context_padding)
+        pre = _sweep(model, pair, "resid_pre", ("layer", "pos"))
+        heads = _sweep(model, pair, "z", ("layer", "pos", "head"))
+        s9 = pre.labels["pos"].index("S9")
+        assert abs(float(pre.values[last, s9])) < 0.1, scenario.name
+        assert float(heads.values[last, s9].max()) >= 0.5, scenario.name
 
 
 def test_dynamics_record_the_plateau_and_the_escape():

@@ -119,6 +119,18 @@ def test_first_step_and_story_by_hand():
     assert story["first_to_move"] == ["attention/max", "decision_loss"]
 
 
+def test_a_measure_past_its_threshold_at_initialisation_does_not_count_as_moving():
+    # a random model's probe can already decode the instruction: no learning signal
+    dyn = Dynamics(
+        [0, 100, 200],
+        {"probe/L1": [0.98, 0.9, 1.0], "decision_loss": [0.7, 0.69, 0.1]},
+    )
+    story = dyn.story()
+    assert story["past_at_start"] == ["probe/last"]
+    assert story["moved_at"]["probe/last"] is None
+    assert story["first_to_move"] == ["decision_loss"]
+
+
 def test_story_of_a_run_that_never_leaves_the_plateau():
     dyn = Dynamics([0, 1], {"success@0.9": [0.5, 0.5], "decision_loss": [0.69, 0.69]})
     story = dyn.story()

@@ -17,6 +17,16 @@ def test_writes_and_replaces(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["out.json"]
 
 
+def test_permissions_are_those_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    new = write_text_atomic(tmp_path / "new.txt", "x")
+    assert new.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    os.chmod(plain, 0o640)
+    write_text_atomic(plain, "y")
+    assert plain.stat().st_mode & 0o777 == 0o640
+
+
 def test_a_failing_rename_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "out.json"
     path.write_text("old")

@@ -480,6 +480,34 @@ def test_resume_is_bit_identical(demos, tmp_path):
     assert torch.equal(loaded.state_dict()["time_embed.weight"], a["time_embed.weight"])
 
 
+def test_checkpoint_steps_add_dense_checkpoints(demos, tmp_path):
+    cfg = _config(
+        total_steps=9,
+        warmup_steps=1,
+        batch_size=4,
+        checkpoint_every=4,
+        checkpoint_steps=[1, 2, 3],
+        run_dir=str(tmp_path / "run"),
+    )
+    Trainer(cfg, WindowSampler(demos, n_steps=6)).train(show_progress=False)
+    steps = sorted(int(p.name[5:]) for p in (tmp_path / "run").glob("step_*"))
+    assert steps == [0, 1, 2, 3, 4, 8, 9]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"checkpoint_steps": [0]}, "1..total_steps"),
+        ({"checkpoint_steps": [5000]}, "1..total_steps"),
+        ({"checkpoint_steps": 5}, "list of steps"),
+        ({"checkpoint_steps": [5]}, "needs checkpoint_every"),
+    ],
+)
+def test_checkpoint_steps_validation(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        _config(**overrides)
+
+
 def test_stop_at_then_train_again_equals_straight(demos):
     sampler = WindowSampler(demos, n_steps=6)
     cfg = _config(total_steps=5, warmup_steps=1, batch_size=8)

@@ -51,6 +51,13 @@ def describe(dynamics: Dynamics) -> str:
         text += f"First to move: {', '.join(story['first_to_move'])}."
     else:
         text += "No progress measure left the plateau."
+    if story["past_at_start"]:
+        text += (
+            " Already past their thresholds in the initial weights, so they say nothing "
+            f"about learning: {', '.join(story['past_at_start'])} (at initialisation "
+            "attention is nearly uniform, so every token's residual stream holds an average "
+            "of the first state, from which a linear probe can read the instruction)."
+        )
     return text
 
 
@@ -83,6 +90,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
             "steps": dynamics.steps,
             "plateau_broke_at": story["plateau_broke_at"],
             "moved_at": story["moved_at"],
+            "past_at_start": story["past_at_start"],
             "first_to_move": story["first_to_move"],
             "final": {k: v[-1] for k, v in dynamics.measures.items() if v and v[-1] is not None},
         },
