@@ -72,6 +72,24 @@ def build_batch(
     )
 
 
+def planner_demos(*spec: str, seed: int = 0):
+    """Memory demonstrations of the planner at the recipe's logit scale (a few seconds).
+
+    ``spec``: sampling groups ``"TEMPERATURE:EPISODES"``, e.g. ``planner_demos("1:30")``.
+    """
+    from dtlens.data.agents.planner import BoltzmannPlanner
+    from dtlens.data.collect import collect_demonstrations
+
+    return collect_demonstrations(
+        BoltzmannPlanner(logit_scale=2.5),
+        "MiniGrid-MemoryS7FixedStart-v0",
+        list(spec),
+        n_envs=8,
+        seed=seed,
+        show_progress=False,
+    )
+
+
 @pytest.fixture
 def tiny_model() -> HookedDecisionTransformer:
     return build_model()

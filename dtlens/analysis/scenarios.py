@@ -75,6 +75,7 @@ __all__ = [
     "instruction_swap_pair",
     "layout_batch",
     "locate_memory_objects",
+    "model_instruction_pairs",
     "rtg_pair",
 ]
 
@@ -240,6 +241,28 @@ def instruction_swap_pair(
         answer,
         wrong,
     )
+
+
+def model_instruction_pairs(
+    model: HookedDecisionTransformer, rtg: float = 0.9
+) -> list[PatchingPair]:
+    """The instruction swap in each of the 4 layouts, in the window the model expects.
+
+    Each pair is :func:`instruction_swap_pair` over the model's full context
+    (``model.cfg.n_timesteps`` steps), padded the way the model asks
+    (``model.context_padding``), ending at the decision square.
+
+    Examples:
+        >>> pairs = model_instruction_pairs(model, rtg=0.9)  # doctest: +SKIP
+        >>> [p.clean.n_steps for p in pairs]  # doctest: +SKIP
+        [9, 9, 9, 9]
+    """
+    return [
+        instruction_swap_pair(
+            s, n_steps=model.cfg.n_timesteps, rtg=rtg, padding=model.context_padding
+        )
+        for s in SCENARIOS
+    ]
 
 
 def rtg_pair(

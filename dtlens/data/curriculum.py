@@ -91,8 +91,8 @@ class Curriculum:
 
     Example:
         >>> c = Curriculum([(2, "a"), (5, "b")], then="c")
-        >>> [c.at(s) for s in (0, 1, 2, 4, 5, 99)]
-        ['a', 'a', 'b', 'b', 'c', 'c']
+        >>> "".join(c.at(s) for s in (0, 1, 2, 4, 5, 99))
+        'aabbcc'
         >>> later = Curriculum([(2, "a")], then="c", replay=[0.25]).at(2)
         >>> later.parts, later.main
         ([(0.25, 'a')], 'c')

@@ -133,7 +133,7 @@ def decision_steps(
 
     Example:
         >>> steps = decision_steps(demos, max_timestep=8)  # doctest: +SKIP
-        >>> demos.actions[steps][:4]  # doctest: +SKIP
+        >>> demos.actions[steps[:4]]  # doctest: +SKIP
         array([1, 0, 0, 1])
     """
     obs = demos.obs.reshape(demos.n_steps, -1)

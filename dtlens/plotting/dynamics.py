@@ -11,8 +11,8 @@ stays at or above 95 %, when there is one.
 Example:
     >>> from dtlens.training.dynamics import Dynamics
     >>> fig = plot_dynamics(Dynamics([0, 10], {"success@0.9": [0.5, 1.0]}))
-    >>> [t.name for t in fig.data]
-    ['success@0.9']
+    >>> fig.data[0].name, len(fig.data)
+    ('success@0.9', 1)
 """
 
 from __future__ import annotations

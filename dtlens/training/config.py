@@ -51,9 +51,11 @@ class CurriculumPhase:
             phase's windows (0: none), so what the phase taught stays in the data.
 
     Example:
-        >>> CurriculumPhase(until_step=1000, groups=("temperature=1",),
-        ...                 window_end_fraction=1.0).to_dict()["groups"]
-        ['temperature=1']
+        >>> phase = CurriculumPhase(until_step=1000, groups=("temperature=1",),
+        ...                         window_end_fraction=1.0)
+        >>> phase.to_dict() == {"until_step": 1000, "groups": ["temperature=1"],
+        ...                     "window_end_fraction": 1.0, "replay": 0.0}
+        True
     """
 
     until_step: int
@@ -303,7 +305,7 @@ class TrainConfig:
             >>> c = TrainConfig(model=dict(n_layers=1, d_model=8, n_heads=1, d_mlp=8, n_ctx=5),
             ...                 total_steps=10, warmup_steps=0, checkpoint_every=4,
             ...                 checkpoint_steps=[1, 2], run_dir="r")
-            >>> [k for k in range(11) if c.checkpoints_at(k)]
+            >>> list(filter(c.checkpoints_at, range(11)))
             [0, 1, 2, 4, 8, 10]
         """
         every = self.checkpoint_every

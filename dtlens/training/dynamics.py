@@ -199,8 +199,8 @@ def checkpoint_steps(run_dir: str | Path) -> list[tuple[int, Path]]:
         CheckpointError: the directory holds no ``step_k`` checkpoint.
 
     Example:
-        >>> [k for k, _ in checkpoint_steps("runs/memorydt/train")][:3]  # doctest: +SKIP
-        [0, 250, 500]
+        >>> checkpoint_steps("runs/memorydt/train")[1]  # doctest: +SKIP
+        (25, PosixPath('runs/memorydt/train/step_25'))
     """
     from dtlens.model.checkpoint import CONFIG_FILE
 
@@ -247,7 +247,7 @@ def training_dynamics(
 
     Example:
         >>> dyn = training_dynamics("runs/memorydt/train", data)  # doctest: +SKIP
-        >>> dyn.measures["success@0.9"][-1]  # doctest: +SKIP
+        >>> dyn.series("success@0.9")[-1]  # doctest: +SKIP
         1.0
     """
     from dtlens.model.checkpoint import load

@@ -175,15 +175,10 @@ def success_by_layout(
 
 
 def _layout_batches(model: HookedDecisionTransformer, rtg: float, swap: bool = False):
-    from dtlens.analysis.scenarios import instruction_swap_pair
+    from dtlens.analysis.scenarios import model_instruction_pairs
     from dtlens.model.batch import TrajectoryBatch
 
-    pairs = [
-        instruction_swap_pair(
-            s, n_steps=model.cfg.n_timesteps, rtg=rtg, padding=model.context_padding
-        )
-        for s in SCENARIOS
-    ]
+    pairs = model_instruction_pairs(model, rtg)
     clean = TrajectoryBatch.cat([p.clean for p in pairs]).to(model.device)
     corrupt = TrajectoryBatch.cat([p.corrupt for p in pairs]).to(model.device)
     answer = torch.tensor([p.answer_action for p in pairs])

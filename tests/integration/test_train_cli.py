@@ -17,8 +17,7 @@ import pytest
 
 import dtlens
 from dtlens.cli import main
-from dtlens.data.agents.planner import BoltzmannPlanner
-from dtlens.data.collect import collect_demonstrations
+from tests.conftest import planner_demos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,15 +30,7 @@ TINY_FLAGS = [
 
 @pytest.fixture(scope="module")
 def demos_path(tmp_path_factory):
-    demos = collect_demonstrations(
-        BoltzmannPlanner(logit_scale=2.5),
-        "MiniGrid-MemoryS7FixedStart-v0",
-        ["1:30"],
-        n_envs=8,
-        seed=0,
-        show_progress=False,
-    )
-    return demos.save(tmp_path_factory.mktemp("demos") / "demos.npz")
+    return planner_demos("1:30").save(tmp_path_factory.mktemp("demos") / "demos.npz")
 
 
 def test_train_writes_the_final_model_and_names_its_data(demos_path, tmp_path):

@@ -16,8 +16,6 @@ import torch
 
 import dtlens
 from dtlens.cli import main
-from dtlens.data.agents.planner import BoltzmannPlanner
-from dtlens.data.collect import collect_demonstrations
 from dtlens.errors import CheckpointError
 from dtlens.plotting.dynamics import plot_dynamics
 from dtlens.report.config import ReportConfig
@@ -26,6 +24,7 @@ from dtlens.training.config import TrainConfig
 from dtlens.training.dynamics import DYNAMICS_FILE, Dynamics, checkpoint_steps, training_dynamics
 from dtlens.training.pipeline import make_samplers, train_on_demonstrations
 from dtlens.training.progress import DecisionData, progress_measures
+from tests.conftest import planner_demos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,14 +35,7 @@ TINY = dict(n_layers=1, d_model=16, n_heads=2, d_mlp=16, n_ctx=26, max_timestep=
 def run(tmp_path_factory):
     """A tiny training run with checkpoints at steps 0 and 4 (and its demonstrations)."""
     root = tmp_path_factory.mktemp("dyn")
-    demos = collect_demonstrations(
-        BoltzmannPlanner(logit_scale=2.5),
-        "MiniGrid-MemoryS7FixedStart-v0",
-        ["1:120"],
-        n_envs=8,
-        seed=0,
-        show_progress=False,
-    )
+    demos = planner_demos("1:120")
     path = demos.save(root / "demos.npz")
     config = TrainConfig(
         model=TINY,

@@ -54,7 +54,7 @@ from torch import Tensor
 from dtlens.analysis.metrics import Metric, make_logit_diff_metric
 from dtlens.analysis.patching import activation_patching
 from dtlens.analysis.results import PatchingResult
-from dtlens.analysis.scenarios import PatchingPair, all_layouts, instruction_swap_pair, rtg_pair
+from dtlens.analysis.scenarios import PatchingPair, all_layouts, model_instruction_pairs, rtg_pair
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching
@@ -104,12 +104,7 @@ def instruction_pairs(model: HookedDecisionTransformer, rtg: float) -> list[Patc
         >>> [p.description for p in instruction_pairs(model, 0.9)][:1]  # doctest: +SKIP
         ['key/top-key: instruction key -> ball (RTG 0.9, 9 steps; left vs right)']
     """
-    return [
-        instruction_swap_pair(
-            s, n_steps=model.cfg.n_timesteps, rtg=rtg, padding=model.context_padding
-        )
-        for s in all_layouts()
-    ]
+    return model_instruction_pairs(model, rtg)
 
 
 def rtg_pairs(model: HookedDecisionTransformer, config: ReportConfig) -> list[PatchingPair]:

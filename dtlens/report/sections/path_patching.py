@@ -48,7 +48,7 @@ from dtlens.analysis.metrics import make_logit_diff_metric
 from dtlens.analysis.path_nodes import Embed, Head
 from dtlens.analysis.path_patching import path_patching, path_patching_sweep
 from dtlens.analysis.results import PatchingResult
-from dtlens.analysis.scenarios import instruction_swap_pair
+from dtlens.analysis.scenarios import model_instruction_pairs
 from dtlens.env import SCENARIOS
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -101,12 +101,7 @@ def instruction_pairs(
         >>> clean.obs.shape[:2], layouts[0]  # doctest: +SKIP
         (torch.Size([4, 9]), 'key/top-key')
     """
-    pairs = [
-        instruction_swap_pair(
-            s, n_steps=model.cfg.n_timesteps, rtg=rtg, padding=model.context_padding
-        )
-        for s in SCENARIOS
-    ]
+    pairs = model_instruction_pairs(model, rtg)
     clean = TrajectoryBatch.cat([p.clean for p in pairs]).to(model.device)
     corrupt = TrajectoryBatch.cat([p.corrupt for p in pairs]).to(model.device)
     return clean, corrupt, [s.name for s in SCENARIOS]
