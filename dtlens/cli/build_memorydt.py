@@ -1,8 +1,10 @@
 """``dtlens build-memorydt``: rebuild the shipped MemoryDT end to end.
 
-The one documented recipe: collect planner demonstrations -> train the seed's
-architecture -> calibrate (greedy, every RTG 0, 0.1, ..., 1.0) -> write the checkpoint
-(``config.json`` + ``model.safetensors``), ``calibration.json`` and ``MODEL_CARD.md``
+The recipe of :mod:`dtlens.training.recipe`: collect planner demonstrations -> train
+with the curriculum (checkpoints every 25 steps to 1000, then every 250) -> calibrate
+(greedy, every RTG 0, 0.1, ..., 1.0; the bar also with mask-padded contexts) -> measure
+the training dynamics over the checkpoints -> write the checkpoint (``config.json`` +
+``model.safetensors``), ``calibration.json``, ``dynamics.json`` and ``MODEL_CARD.md``
 into ``--out``. Intermediate files (demonstrations, training checkpoints) go to
 ``--run-dir`` (default ``runs/memorydt``, git-ignored); an interrupted build picks up
 the saved demonstrations and resumes training from its last checkpoint.
@@ -55,11 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """
     parser = subparsers.add_parser(
         "build-memorydt",
-        help="rebuild the shipped MemoryDT: collect planner demos, train, calibrate, write",
+        help="rebuild the shipped MemoryDT: collect, train (curriculum), calibrate, dynamics",
         description=(
-            "Collect the planner demonstrations, train the seed's MemoryDT architecture on "
-            "them, measure its RTG calibration, and write the checkpoint, calibration.json "
-            "and MODEL_CARD.md into --out. Defaults are the shipped model's recipe."
+            "Collect the planner demonstrations, train a MemoryDT on them with the recipe's "
+            "curriculum (checkpoints in --run-dir), measure its RTG calibration and its "
+            "training dynamics, and write the checkpoint, calibration.json, dynamics.json "
+            "and MODEL_CARD.md into --out. Defaults are the shipped model's recipe; an "
+            "interrupted build resumes when run again."
         ),
     )
     parser.add_argument(
@@ -189,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             "passed": verdict["passed"],
         },
         "build_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "torch_threads": torch.get_num_threads(),
         "rebuild": rebuild_command(recipe),
     }
     save(trainer.model, out, metadata=meta)

@@ -53,53 +53,73 @@ def _panel(name: str) -> int | None:
     return None
 
 
-def plot_dynamics(dynamics: Dynamics, title: str | None = "Training dynamics") -> go.Figure:
+def plot_dynamics(
+    dynamics: Dynamics,
+    title: str | None = "Training dynamics",
+    max_step: int | None = None,
+) -> go.Figure:
     """Every recorded progress measure against the step, one panel per kind.
 
-    Measures with no recorded value are left out; ``None`` values are gaps.
+    Measures with no recorded value are left out; ``None`` values are gaps, except in
+    the losses (recorded on their own schedule), whose lines join their points. Each
+    panel has its own legend beside it.
 
     Args:
         dynamics: the measures (:func:`~dtlens.training.dynamics.training_dynamics`).
         title: figure title.
+        max_step: draw only the checkpoints up to this step (e.g. a close-up of the
+            escape from the plateau); None: all.
 
     Returns:
-        A 5-row figure, one trace per measure, in the order of ``dynamics.measures``.
+        A 5-row figure, one trace per measure, panel by panel (in the order of
+        ``dynamics.measures`` within a panel).
     """
     fig = make_subplots(
         rows=len(_PANELS), cols=1, shared_xaxes=True, subplot_titles=_PANELS, vertical_spacing=0.05
     )
-    steps = list(dynamics.steps)
-    for name, values in dynamics.measures.items():
-        row = _panel(name)
-        if row is None or all(v is None for v in values):
-            continue
-        thin = "/" in name and name.startswith("success@")
-        fig.add_trace(
-            go.Scatter(
-                x=steps,
-                y=values,
-                name=name,
-                mode="lines+markers",
-                line={"width": 1 if thin else 2, "dash": "dot" if thin else None},
-                marker={"size": 4},
-                legendgroup=str(row),
-                hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
-            ),
-            row=row,
-            col=1,
-        )
+    keep = [i for i, k in enumerate(dynamics.steps) if max_step is None or k <= max_step]
+    steps = [dynamics.steps[i] for i in keep]
+    panels = {name: _panel(name) for name in dynamics.measures}
+    for row in range(1, len(_PANELS) + 1):
+        for name, values in dynamics.measures.items():
+            values = [values[i] for i in keep]
+            if panels[name] != row or all(v is None for v in values):
+                continue
+            thin = "/" in name and name.startswith("success@")
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=values,
+                    name=name,
+                    mode="lines+markers",
+                    line={"width": 1 if thin else 2, "dash": "dot" if thin else None},
+                    marker={"size": 4},
+                    connectgaps=row == 1,
+                    legend=_legend(row),
+                    hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
     if steps:
         _reference(fig, steps, math.log(2), "ln 2", 1)
         _reference(fig, steps, 0.5, "chance", 5)
         broke = dynamics.story()["plateau_broke_at"]
-        if broke is not None:
+        if broke is not None and broke <= steps[-1]:
             fig.add_vline(x=broke, line={"dash": "dot", "color": style.NEUTRAL_COLOUR})
     fig.update_yaxes(range=[-0.05, 1.05], row=2, col=1)
     fig.update_yaxes(range=[0.4, 1.02], row=5, col=1)
     fig.update_xaxes(title_text="training step", row=len(_PANELS), col=1)
-    return fig.update_layout(
-        title=title, template=style.TEMPLATE, height=1200, legend={"tracegroupgap": 150}
-    )
+    legends = {}
+    for row in range(1, len(_PANELS) + 1):
+        top = fig.get_subplot(row, 1).yaxis.domain[1]
+        legends[_legend(row)] = {"y": top, "yanchor": "top", "x": 1.02, "xanchor": "left"}
+    return fig.update_layout(title=title, template=style.TEMPLATE, height=1200, **legends)
+
+
+def _legend(row: int) -> str:
+    """Plotly's name of the legend beside panel ``row`` (``legend``, ``legend2``, ...)."""
+    return "legend" if row == 1 else f"legend{row}"
 
 
 def _reference(fig: go.Figure, steps: list[int], y: float, label: str, row: int) -> None:
@@ -115,6 +135,7 @@ def _reference(fig: go.Figure, steps: list[int], y: float, label: str, row: int)
             line={"color": style.IDENTITY_COLOUR, "dash": "dash"},
             hoverinfo="skip",
             showlegend=False,
+            legend=_legend(row),
         ),
         row=row,
         col=1,

@@ -6,6 +6,7 @@ chose the recipe (``plateau_runs.md`` beside this module, also shown in
 docs/training.md).
 
 Example:
+    >>> from dtlens.training.recipe import RECIPES
     >>> print(rebuild_command(RECIPES["seed"]))
     dtlens build-memorydt --architecture seed --out dtlens/pretrained/memorydt
 """
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from dtlens.env import SCENARIOS
+from dtlens.model.config import DTConfig
 from dtlens.training.calibration import CalibrationResult
 from dtlens.training.config import TrainConfig
 from dtlens.training.dynamics import Dynamics
@@ -42,6 +44,7 @@ def rebuild_command(recipe: Recipe) -> str:
     """The command that rebuilds a model with this recipe.
 
     Example:
+        >>> from dtlens.training.recipe import RECIPES
         >>> rebuild_command(RECIPES["original"])
         'dtlens build-memorydt --out dtlens/pretrained/memorydt'
     """
@@ -61,6 +64,7 @@ def render_model_card(
     verdict: dict[str, Any],
     timings: dict[str, float],
     dynamics: Dynamics | None = None,
+    threads: int | None = None,
 ) -> str:
     """MODEL_CARD.md of a built MemoryDT: data, training, dynamics, calibration, rebuild.
 
@@ -93,17 +97,17 @@ dtlens on demonstrations of an exact Boltzmann planner. Load it with
 
 Collects the data, trains, calibrates, measures the training dynamics and rewrites this
 directory; it needs nothing outside the package. Wall time of this build on
-{_machine()}: collection {timings.get("collect_s", 0):.0f} s, training
+{_machine(threads)}: collection {timings.get("collect_s", 0):.0f} s, training
 {timings.get("train_s", 0):.0f} s, calibration {timings.get("calibrate_s", 0):.0f} s,
 dynamics {timings.get("dynamics_s", 0):.0f} s (total {total / 60:.1f} min).
-Intermediate files go to `runs/memorydt/` (git-ignored): the demonstrations and a
-training checkpoint every {tc.checkpoint_every} steps (`step_0` is the initial weights);
+Intermediate files go to `runs/memorydt/` (git-ignored): the demonstrations and the
+training checkpoints (`step_0` is the initial weights; {_checkpoint_sentence(tc)});
 an interrupted build resumes from its last checkpoint.
 
 ## Architecture
 
 {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads x {cfg.d_head}, d_mlp
-{cfg.d_mlp}, {cfg.act_fn} MLP, {cfg.normalization} LayerNorm, n_ctx {cfg.n_ctx}
+{cfg.d_mlp}, {_mlp(cfg)} MLP, {cfg.normalization} LayerNorm, n_ctx {cfg.n_ctx}
 ({cfg.n_timesteps} timesteps of R, S, A tokens), one-hot 7x7x20 grid states, embedding
 time over timesteps 0..{cfg.max_timestep}; {params:,} parameters. Trained with the
 padding mask (left-padded windows mask their padding), so unpadded and mask-padded
@@ -192,8 +196,19 @@ gradient descent gets no first-order signal for either and plateaus at a coin fl
 """
 
 
-def _machine() -> str:
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+def _machine(threads: int | None = None) -> str:
+    threads = torch.get_num_threads() if threads is None else threads
+    return f"{platform.machine()} CPU, {threads} torch thread{'s' if threads != 1 else ''}"
+
+
+def _checkpoint_sentence(tc: TrainConfig) -> str:
+    if tc.checkpoint_every is None:
+        return "no others"
+    text = f"every {tc.checkpoint_every} steps"
+    if tc.checkpoint_steps:
+        dense = tc.checkpoint_steps
+        text = f"{len(dense)} more from step {dense[0]} to {dense[-1]}, and {text}"
+    return text
 
 
 def _shape_sentence(recipe: Recipe) -> str:
@@ -241,8 +256,10 @@ def _curriculum_paragraph(tc: TrainConfig) -> str:
         "decision square while the first observation is still in the 9-step context; a "
         "window ending at the episode's end holds that decision), which breaks the plateau; "
         "the whole mix then brings back the RTG conditioning, and the replayed share keeps "
-        "the memory decision in the data (without it the memory was lost within 750 steps "
-        "of the switch in two of three measured runs; see the table below)."
+        "the memory decision in the data. With weight decay 0.3 the memory learned in the "
+        "first phase was erased after the switch, with or without the replay (runs O2-O4 "
+        "below); with 0.01 it held (O5). Whether the replay is still needed at 0.01 was not "
+        "measured."
     )
 
 
@@ -279,3 +296,7 @@ def _at_start(story: dict[str, Any]) -> str:
         f"Already past their thresholds in the initial weights (so uninformative): "
         f"{', '.join(story['past_at_start'])}.\n"
     )
+
+
+def _mlp(cfg: DTConfig) -> str:
+    return f"gated {cfg.act_fn}" if cfg.gated_mlp else cfg.act_fn

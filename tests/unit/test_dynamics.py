@@ -95,7 +95,7 @@ def test_first_step_and_story_by_hand():
             "attention/L0H0": [0.1, 0.1, 0.2, 0.2],
             "attention/L0H1": [0.1, 0.5, 0.6, 0.9],
             "probe/L0": [0.5, 0.5, 0.6, 0.6],
-            "probe/L1": [0.5, 0.6, 0.9, 1.0],
+            "probe/L1": [0.5, 0.6, 0.95, 1.0],
         },
     )
     assert dyn.first_step("success@0.9", above=0.949) == 300  # must stay, not just touch
@@ -111,16 +111,28 @@ def test_first_step_and_story_by_hand():
     assert story["first_to_move"] == ["attention/max", "decision_loss"]
 
 
-def test_a_measure_past_its_threshold_at_initialisation_does_not_count_as_moving():
+def test_a_measure_past_its_threshold_throughout_does_not_count_as_moving():
     # a random model's probe can already decode the instruction: no learning signal
     dyn = Dynamics(
         [0, 100, 200],
-        {"probe/L1": [0.98, 0.9, 1.0], "decision_loss": [0.7, 0.69, 0.1]},
+        {"probe/L1": [0.98, 0.95, 1.0], "decision_loss": [0.7, 0.69, 0.1]},
     )
     story = dyn.story()
     assert story["past_at_start"] == ["probe/last"]
     assert story["moved_at"]["probe/last"] is None
     assert story["first_to_move"] == ["decision_loss"]
+
+
+def test_a_measure_that_starts_past_its_threshold_moves_when_it_returns_for_good():
+    # the shipped run's shape: readable at initialisation, washed out on the plateau,
+    # readable again one checkpoint before the behaviour changes
+    dyn = Dynamics(
+        [0, 25, 50, 75],
+        {"probe/L1": [0.98, 0.87, 0.99, 1.0], "success@0.9": [0.0, 0.5, 0.5, 1.0]},
+    )
+    story = dyn.story()
+    assert story["moved_at"] == {"probe/last": 50, "success@0.9": 75}
+    assert story["past_at_start"] == [] and story["first_to_move"] == ["probe/last"]
 
 
 def test_story_of_a_run_that_never_leaves_the_plateau():
@@ -167,6 +179,28 @@ def test_plot_has_a_trace_per_measure_and_gaps_for_missing_values():
     assert {s.x0 for s in fig.layout.shapes} == {20}
     fig = plot_dynamics(Dynamics([0, 10], {"success@0.9": [0.5, 0.5]}))
     assert fig.layout.shapes == ()
+
+
+def test_plot_up_to_a_step_draws_only_those_checkpoints():
+    dyn = Dynamics([0, 10, 20, 30], {"success@0.9": [0.5, 0.5, 1.0, 1.0]})
+    fig = plot_dynamics(dyn, max_step=20)
+    assert list(fig.data[0].x) == [0, 10, 20] and list(fig.data[0].y) == [0.5, 0.5, 1.0]
+    assert fig.layout.legend5.y == pytest.approx(fig.layout.yaxis5.domain[1])
+
+
+def test_report_adds_a_close_up_when_the_escape_is_densely_recorded(run, tmp_path):
+    root, *_ = run
+    model = dtlens.load(root / "train" / "step_4")
+    steps = list(range(0, 100, 10))  # escape at 20: 7 checkpoints up to 60 -> no close-up
+    success = [0.5, 0.5] + [1.0] * 8
+    Dynamics(steps, {"success@0.9": success}).save(root / "train" / "step_4" / DYNAMICS_FILE)
+    assert len(dynamics_section.run(model, ReportConfig()).figures) == 1
+    steps = list(range(0, 100, 5))  # escape at 20: 13 checkpoints up to 60 -> close-up
+    success = [0.5] * 4 + [1.0] * 16
+    Dynamics(steps, {"success@0.9": success}).save(root / "train" / "step_4" / DYNAMICS_FILE)
+    figures = dynamics_section.run(model, ReportConfig()).figures
+    assert len(figures) == 2 and max(figures[1].data[0].x) == 60
+    (root / "train" / "step_4" / DYNAMICS_FILE).unlink()
 
 
 def test_cli_writes_the_record_and_the_figure(run, capsys):
@@ -232,3 +266,13 @@ def test_probe_values_are_accuracies_of_held_out_windows(run):
             for v in values:
                 assert 0 <= v <= 1 and np.isclose(v * n_test, round(v * n_test)), (name, v)
     assert torch.get_num_threads() == 1
+
+
+def test_report_text_says_when_a_measure_started_past_its_threshold():
+    dyn = Dynamics(
+        [0, 25, 50, 75],
+        {"probe/L1": [0.98, 0.87, 0.99, 1.0], "success@0.9": [0.0, 0.5, 0.5, 1.0]},
+    )
+    text = dynamics_section.describe(dyn)
+    assert "probe/last at 50, success@0.9 at 75" in text
+    assert "was 0.98 in the initial weights already, fell to 0.87 on the plateau" in text

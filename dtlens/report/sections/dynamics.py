@@ -19,6 +19,8 @@ from dtlens.training.dynamics import DYNAMICS_FILE, Dynamics
 __all__ = ["describe", "run"]
 
 TITLE = "How MemoryDT learned to remember"
+#: checkpoints before three times the escape step that make a close-up worth drawing
+CLOSE_UP_POINTS = 8
 SEED_SAW = (
     "The seed did not study training: it proposed storing model checkpoints and applying "
     "progress measures to see how the memory circuit forms."
@@ -49,6 +51,8 @@ def describe(dynamics: Dynamics) -> str:
             "past its threshold): " + ", ".join(f"{k} at {v}" for k, v in order) + ". "
         )
         text += f"First to move: {', '.join(story['first_to_move'])}."
+        for name, step in moved.items():
+            text += _started_past(dynamics, name, story["thresholds"][name], step)
     else:
         text += "No progress measure left the plateau."
     if story["past_at_start"]:
@@ -80,10 +84,14 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         )
     dynamics = Dynamics.load(path)
     story = dynamics.story()
+    figures = [plot_dynamics(dynamics, title="The whole run")]
+    broke = story["plateau_broke_at"]
+    if broke and sum(step <= 3 * broke for step in dynamics.steps) >= CLOSE_UP_POINTS:
+        figures.append(plot_dynamics(dynamics, title="Close-up: the escape", max_step=3 * broke))
     return Section(
         key="dynamics",
         title=TITLE,
-        figures=[plot_dynamics(dynamics, title=None)],
+        figures=figures,
         numbers={
             "recorded": True,
             "n_checkpoints": len(dynamics.steps),
@@ -97,3 +105,20 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         seed_saw=SEED_SAW,
         this_model=describe(dynamics),
     )
+
+
+def _started_past(dynamics: Dynamics, name: str, rule: list, moved_at: int) -> str:
+    """A note when a measure was already past its threshold in the initial weights."""
+    direction, threshold = rule
+    before = dynamics.steps.index(moved_at)
+    values = [v for v in dynamics.series(name)[:before] if v is not None]
+    if not values:
+        return ""
+    start = values[0]
+    if (start > threshold) if direction == "above" else (start < threshold):
+        worst = min(values) if direction == "above" else max(values)
+        return (
+            f" ({name} was {start:.2f} in the initial weights already, fell to {worst:.2f} "
+            "on the plateau, and only then rose for good.)"
+        )
+    return ""
