@@ -202,24 +202,15 @@ def checkpoint_steps(run_dir: str | Path) -> list[tuple[int, Path]]:
         (25, PosixPath('runs/memorydt/train/step_25'))
     """
     from dtlens.model.checkpoint import CONFIG_FILE
+    from dtlens.training.trainer import step_dirs
 
-    run_dir = Path(run_dir)
-    found = []
-    if run_dir.is_dir():
-        for child in run_dir.iterdir():
-            suffix = child.name.removeprefix("step_")
-            if (
-                child.name.startswith("step_")
-                and suffix.isdigit()
-                and (child / CONFIG_FILE).exists()
-            ):
-                found.append((int(suffix), child))
+    found = step_dirs(run_dir, CONFIG_FILE)
     if not found:
         raise CheckpointError(
             f"no step_k checkpoints in {str(run_dir)!r}; train with checkpoint_every set "
             "(dtlens train --checkpoint-every N, or dtlens build-memorydt) first"
         )
-    return sorted(found)
+    return found
 
 
 def _recorded(history: dict[str, list[dict]], kind: str, key: str, step: int) -> float | None:

@@ -63,6 +63,7 @@ __all__ = [
     "WindowSource",
     "latest_checkpoint",
     "masked_cross_entropy",
+    "step_dirs",
 ]
 
 STATE_JSON = "trainer_state.json"
@@ -428,22 +429,32 @@ def latest_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / STATE_JSON).exists():
         return path
-    steps = []
-    if path.is_dir():
-        for child in path.iterdir():
-            suffix = child.name.removeprefix("step_")
-            if (
-                child.name.startswith("step_")
-                and suffix.isdigit()
-                and (child / STATE_JSON).exists()
-            ):
-                steps.append((int(suffix), child))
+    steps = step_dirs(path, STATE_JSON)
     if not steps:
         raise CheckpointError(
             f"no trainer checkpoint at {str(path)!r}: expected a directory with {STATE_JSON}, "
             f"{STATE_TENSORS}, {CONFIG_FILE} and {WEIGHTS_FILE}, or a run directory of step_k/."
         )
-    return max(steps)[1]
+    return steps[-1][1]
+
+
+def step_dirs(run_dir: str | Path, holding: str) -> list[tuple[int, Path]]:
+    """The ``step_k`` directories of a run that hold the file ``holding``, ``(k, path)``
+    sorted by k (empty when there are none).
+
+    Example:
+        >>> step_dirs("runs/dt", STATE_JSON)[-1]  # doctest: +SKIP
+        (2000, PosixPath('runs/dt/step_2000'))
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for child in run_dir.iterdir():
+        suffix = child.name.removeprefix("step_")
+        if child.name.startswith("step_") and suffix.isdigit() and (child / holding).exists():
+            found.append((int(suffix), child))
+    return sorted(found)
 
 
 # --------------------------------------------------------------------- helpers
