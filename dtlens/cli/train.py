@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from dtlens.training.trainer import Trainer, TrainHistory, latest_checkpoint
 
 __all__ = ["add_parser", "config_from_args", "resume_hint", "run"]
 
+#: checkpoints a run writes when --checkpoint-every is not given (total_steps // this)
+DEFAULT_CHECKPOINTS = 10
 #: model flags -> DTConfig fields (defaults: the MemoryDT architecture)
 _MODEL_FLAGS = {
     "n_layers": (int, 3),
@@ -100,6 +103,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--resume", action="store_true", help="continue from the latest checkpoint in --run-dir"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --run-dir (its checkpoints, metrics and final model)",
+    )
+    parser.add_argument(
         "--model-type",
         choices=("decision_transformer", "clone"),
         default=None,
@@ -117,7 +125,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             f"--{name.replace('_', '-')}",
             type=kind,
             default=None,
-            help=f"TrainConfig.{name} (default {_default(name)})",
+            help=f"TrainConfig.{name} (default {_default(name)})"
+            + (
+                f"; dtlens train's default: total_steps // {DEFAULT_CHECKPOINTS}"
+                if name == "checkpoint_every"
+                else ""
+            ),
         )
     parser.add_argument(
         "--logger",
@@ -169,13 +182,47 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.logger is not None:
         data["logger"] = args.logger
     data["run_dir"] = str(args.run_dir)
+    if data.get("checkpoint_every") is None:
+        # checkpoint by default, so an interrupted run can always resume
+        total = data.get("total_steps", _default("total_steps"))
+        data["checkpoint_every"] = max(1, int(total) // DEFAULT_CHECKPOINTS)
     return TrainConfig.from_dict(data)
+
+
+def _existing_run(run_dir: Path) -> list[Path]:
+    """What an earlier run left in ``run_dir``: step_k/, final/ and metrics.jsonl."""
+    if not run_dir.is_dir():
+        return []
+    names = [p for p in run_dir.iterdir() if p.name.startswith("step_") or p.name == "final"]
+    metrics = run_dir / "metrics.jsonl"
+    return sorted(names) + ([metrics] if metrics.exists() else [])
+
+
+def _clear_run(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the demonstrations, train, save the final model, print the last losses."""
     config = config_from_args(args)
+    earlier = _existing_run(Path(args.run_dir))
+    if earlier and not (args.resume or args.overwrite):
+        raise ConfigError(
+            f"{args.run_dir} already holds a run ({', '.join(p.name for p in earlier[:4])}"
+            f"{', ...' if len(earlier) > 4 else ''}); pass --resume to continue it or "
+            "--overwrite to replace it, or choose another --run-dir"
+        )
+    if args.resume and args.overwrite:
+        raise ConfigError(
+            "--resume continues the run in --run-dir, --overwrite replaces it: pick one"
+        )
     demos = Demonstrations.load(args.demos)
+    if args.overwrite:
+        _clear_run(earlier)
     evaluator = None
     if config.online_eval_every is not None:
         evaluator = make_rollout_evaluator(

@@ -69,3 +69,36 @@ def test_ctrl_c_exits_130_with_one_line_and_resume_finishes(demos_path, tmp_path
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert dtlens.load(run_dir / "final").metadata["training"]["step"] == 150
+
+
+def test_a_second_run_into_the_same_directory_needs_resume_or_overwrite(
+    demos_path, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    flags = ["--demos", str(demos_path), "--run-dir", str(run_dir), *TINY_FLAGS]
+    assert main(["train", *flags, "--total-steps", "4"]) == 0
+    before = (run_dir / "metrics.jsonl").read_text()
+    weights = (run_dir / "final" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+
+    # nothing is replaced silently: the command stops before any work
+    assert main(["train", *flags, "--total-steps", "6", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert (run_dir / "metrics.jsonl").read_text() == before
+    assert (run_dir / "final" / "model.safetensors").read_bytes() == weights
+    assert main(["train", *flags, "--total-steps", "6", "--resume", "--overwrite"]) == 2
+
+    # --overwrite replaces the whole run: no step or metric of the old one is left
+    assert main(["train", *flags, "--total-steps", "6", "--seed", "1", "--overwrite"]) == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if "train/loss" in r] == [5, 6]
+    assert dtlens.load(run_dir / "final").metadata["training"]["step"] == 6
+
+
+def test_train_checkpoints_by_default(demos_path, tmp_path):
+    run_dir = tmp_path / "run"
+    flags = ["--demos", str(demos_path), "--run-dir", str(run_dir), "--total-steps", "20"]
+    assert main(["train", *flags, *TINY_FLAGS]) == 0
+    steps = sorted(int(p.name[5:]) for p in run_dir.glob("step_*"))
+    assert steps == list(range(0, 21, 2))  # total_steps // 10
