@@ -34,38 +34,33 @@ __all__ = ["decision_steps", "decision_views", "episode_instructions", "start_vi
 _CORRIDOR_STEPS = 4  # forward moves from the start to the decision square
 
 
-@lru_cache(maxsize=1)
-def _views() -> tuple[tuple[str, np.ndarray], ...]:
+def _view(options: dict[str, str], forward_steps: int) -> np.ndarray:
+    """The raw view after ``forward_steps`` forward moves from the start of a layout."""
     import gymnasium
 
     import dtlens.env  # noqa: F401  (registers the env)
     from dtlens.env import MEMORY_ENV_ID
 
-    views = []
-    for top in ("key", "ball"):
-        env = gymnasium.make(MEMORY_ENV_ID, max_steps=50)
-        obs, _ = env.reset(seed=0, options={"instruction": "key", "top": top})
-        for _ in range(_CORRIDOR_STEPS):
-            obs, *_ = env.step(2)  # forward
-        env.close()
-        views.append((top, np.array(obs["image"], dtype=np.uint8)))
-    return tuple(views)
+    env = gymnasium.make(MEMORY_ENV_ID, max_steps=50)
+    obs, _ = env.reset(seed=0, options=options)
+    for _ in range(forward_steps):
+        obs, *_ = env.step(2)  # forward
+    env.close()
+    return np.array(obs["image"], dtype=np.uint8)
+
+
+@lru_cache(maxsize=1)
+def _views() -> tuple[tuple[str, np.ndarray], ...]:
+    return tuple(
+        (top, _view({"instruction": "key", "top": top}, _CORRIDOR_STEPS)) for top in ("key", "ball")
+    )
 
 
 @lru_cache(maxsize=1)
 def _start_views() -> tuple[tuple[str, str, np.ndarray], ...]:
-    import gymnasium
+    from dtlens.env import SCENARIOS
 
-    import dtlens.env  # noqa: F401  (registers the env)
-    from dtlens.env import MEMORY_ENV_ID, SCENARIOS
-
-    views = []
-    for scenario in SCENARIOS:
-        env = gymnasium.make(MEMORY_ENV_ID, max_steps=50)
-        obs, _ = env.reset(seed=0, options=scenario.options)
-        env.close()
-        views.append((scenario.instruction, scenario.top, np.array(obs["image"], np.uint8)))
-    return tuple(views)
+    return tuple((s.instruction, s.top, _view(s.options, 0)) for s in SCENARIOS)
 
 
 def start_views() -> dict[tuple[str, str], np.ndarray]:

@@ -47,6 +47,7 @@ from torch import Tensor
 from dtlens.data.decision import decision_steps, episode_instructions
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS
 from dtlens.errors import ConfigError
+from dtlens.training.evaluate import rollout
 
 if TYPE_CHECKING:
     from dtlens.data.demonstrations import Demonstrations
@@ -158,8 +159,6 @@ def success_by_layout(
         >>> success_by_layout(model, 0.9)  # doctest: +SKIP
         {'key/top-key': 1.0, 'key/top-ball': 1.0, 'ball/top-key': 1.0, 'ball/top-ball': 1.0}
     """
-    from dtlens.training.evaluate import rollout
-
     result = rollout(
         model,
         env_id,
@@ -174,7 +173,7 @@ def success_by_layout(
     return {s.name: float(result.success[i]) for i, s in enumerate(SCENARIOS)}
 
 
-def _layout_batches(model: HookedDecisionTransformer, rtg: float, swap: bool = False):
+def _layout_batches(model: HookedDecisionTransformer, rtg: float):
     from dtlens.analysis.scenarios import model_instruction_pairs
     from dtlens.model.batch import TrajectoryBatch
 

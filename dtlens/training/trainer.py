@@ -53,6 +53,7 @@ from dtlens.model.checkpoint import save as save_model
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.training.config import TrainConfig
 from dtlens.training.loggers import JsonlLogger, Logger, make_logger
+from dtlens.training.optimizer_state import optimizer_from_flat, optimizer_to_flat
 
 __all__ = [
     "STATE_JSON",
@@ -330,7 +331,7 @@ class Trainer:
         if self.history.val:
             training["val_loss"] = self.history.val[-1]["val/loss"]
         save_model(self.model, directory, metadata={**self.metadata, "training": training})
-        tensors, opt_meta = _optimizer_to_flat(self.optimizer.state_dict())
+        tensors, opt_meta = optimizer_to_flat(self.optimizer.state_dict())
         tensors["rng.generator"] = self.generator.get_state()
         tensors["rng.torch_cpu"] = torch.random.get_rng_state()
         if self.device.type == "cuda":
@@ -408,7 +409,7 @@ class Trainer:
             raise CheckpointError(
                 f"{directory}: the model's parameters do not match the saved optimizer state."
             )
-        trainer.optimizer.load_state_dict(_optimizer_from_flat(tensors, state["optimizer"]))
+        trainer.optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
         trainer.generator.set_state(tensors["rng.generator"])
         torch.random.set_rng_state(tensors["rng.torch_cpu"])
         if "rng.torch_cuda" in tensors and trainer.device.type == "cuda":
@@ -470,35 +471,3 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         {"params": decay, "weight_decay": weight_decay},
         {"params": keep, "weight_decay": 0.0},
     ]
-
-
-def _optimizer_to_flat(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into named tensors and JSON (tuples become lists)."""
-    tensors: dict[str, Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, param_state in state_dict["state"].items():
-        for key, value in param_state.items():
-            if isinstance(value, Tensor):
-                tensors[f"optimizer.state.{index}.{key}"] = value
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    groups = [
-        {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
-        for group in state_dict["param_groups"]
-    ]
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def _optimizer_from_flat(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optimizer.state."):
-            index, key = name.removeprefix("optimizer.state.").split(".", 1)
-            state.setdefault(int(index), {})[key] = value
-    for index, values in meta.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(values)
-    groups = [
-        {k: tuple(v) if k == "betas" else v for k, v in group.items()}
-        for group in meta["param_groups"]
-    ]
-    return {"state": state, "param_groups": groups}

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import dtlens
 from dtlens.cli import main
@@ -265,7 +264,6 @@ def test_probe_values_are_accuracies_of_held_out_windows(run):
         if name.startswith("probe/"):
             for v in values:
                 assert 0 <= v <= 1 and np.isclose(v * n_test, round(v * n_test)), (name, v)
-    assert torch.get_num_threads() == 1
 
 
 def test_report_text_says_when_a_measure_started_past_its_threshold():

@@ -116,9 +116,15 @@ def test_decision_steps_filters_by_timestep_and_episode(scripted):
 
 
 def test_decision_views_do_not_show_the_instruction():
+    # at the decision square the view is the same whichever instruction the layout has,
+    # and differs with the target order: it is fixed by the upper target alone
     views = decision_views()
     assert set(views) == {"key", "ball"}
     assert (views["key"] != views["ball"]).any()
+    for scenario in SCENARIOS:
+        images, poses, _, _ = _play(scenario, [FORWARD] * 5)
+        assert poses[4] == (*DECISION_SQUARE, EAST)
+        np.testing.assert_array_equal(images[4], views[scenario.top])
 
 
 def test_episode_instructions_read_the_first_view(scripted):
