@@ -10,16 +10,16 @@ them), random clean/corrupt windows, and times two full sweeps
 
 at 1 and 16 clean/corrupt pairs, with
 
-* dtlens: :func:`dtlens.analysis.patching.activation_patching` (every patch x pair
+* dtlens: :func:`dtlens.analysis.patching.activation.activation_patching` (every patch x pair
   stacked along the batch, chunked to ``max_batch`` rows, prefix below the patched
   layer reused from the cache);
 * TransformerLens: ``transformer_lens.patching.get_act_patch_resid_pre`` and
   ``get_act_patch_attn_head_out_by_pos`` (one full forward of the B pairs per
-  patch), through a thin adapter that gives them the ``run_with_hooks(input,
-  fwd_hooks=...)`` they call. Their position axis would read
-  ``corrupted_tokens.shape[-1]`` (an observation channel here), so they get an
-  explicit ``index_df``. The timed region includes the clean-cache run, and runs
-  under ``torch.no_grad()`` (the loop would otherwise record autograd graphs).
+  patch), on the model and "tokens" of :func:`dtlens.compat.tl_patching_inputs`
+  (the adapter that gives them the ``run_with_hooks(tokens, fwd_hooks=...)`` they
+  call, and tokens whose shape states the batch size and the number of positions).
+  The timed region includes the clean-cache run, and runs under
+  ``torch.no_grad()`` (the loop would otherwise record autograd graphs).
 
 Both must give the same numbers (raw metric, mean over pairs; checked to 1e-4).
 Each timing is the best of ``REPEATS`` runs. The table is printed and written,
@@ -36,7 +36,6 @@ import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import transformer_lens
@@ -44,7 +43,8 @@ from common import best_time, memorydt_sized_model, metric, random_batch
 from torch import Tensor
 from transformer_lens import patching as tl_patching
 
-from dtlens.analysis.patching import activation_patching
+from dtlens.analysis.patching.activation import activation_patching
+from dtlens.compat import tl_patching_inputs
 from dtlens.model import HookedDecisionTransformer, TrajectoryBatch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "activation_patching.json"
@@ -55,40 +55,17 @@ MAX_BATCH = 1024
 TOLERANCE = 1e-4
 
 
-class TLAdapter:
-    """What ``transformer_lens.patching`` calls on a model, for a float-input DT.
-
-    Their loop calls ``model.run_with_hooks(corrupted_tokens, fwd_hooks=...)`` and
-    reads ``corrupted_tokens.shape[0]`` as the batch size; we hand them the corrupt
-    observations as "tokens" and rebuild the batch around them here.
-    """
-
-    def __init__(self, model: HookedDecisionTransformer, corrupt: TrajectoryBatch):
-        self.model, self.corrupt = model, corrupt
-        self.cfg = SimpleNamespace(
-            n_layers=model.cfg.n_layers,
-            n_heads=model.cfg.n_heads,
-            n_key_value_heads=None,
-            device=model.device,
-        )
-
-    def run_with_hooks(self, corrupted_obs: Tensor, fwd_hooks=()) -> Tensor:
-        return self.model.run_with_hooks(self.corrupt.replace(obs=corrupted_obs), fwd_hooks)
-
-
 SWEEPS = {
-    # name: (dtlens hook, dtlens by, TL function, TL index columns)
+    # name: (dtlens hook, dtlens by = TL's axes, TL function)
     "resid_pre x layer x pos": (
         "resid_pre",
         ("layer", "pos"),
         tl_patching.get_act_patch_resid_pre,
-        ("layer", "pos"),
     ),
     "z x layer x pos x head": (
         "z",
         ("layer", "pos", "head"),
         tl_patching.get_act_patch_attn_head_out_by_pos,
-        ("layer", "pos", "head"),
     ),
 }
 
@@ -98,24 +75,13 @@ def run_tl(
     clean: TrajectoryBatch,
     corrupt: TrajectoryBatch,
     tl_fn: Callable,
-    columns: tuple[str, ...],
-    sizes: tuple[int, ...],
 ) -> Tensor:
-    """TransformerLens' sweep (mean over pairs), reshaped to ``sizes``."""
-    index_df = tl_patching.make_df_from_ranges(list(sizes), list(columns))
+    """TransformerLens' sweep (mean over pairs), through :mod:`dtlens.compat`."""
     # their loop draws a tqdm bar on stderr that cannot be switched off: swallow it
     with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
         _, clean_cache = model.run_with_cache(clean)
-        flat = tl_fn(
-            TLAdapter(model, corrupt),
-            corrupt.obs,
-            clean_cache,
-            metric,
-            index_axis_names=None,
-            index_df=index_df,
-            reduce="mean",
-        )
-    return flat.reshape(sizes)
+        tl_model, tokens = tl_patching_inputs(model, corrupt)
+        return tl_fn(tl_model, tokens, clean_cache, metric, reduce="mean")
 
 
 def main() -> None:
@@ -130,9 +96,9 @@ def main() -> None:
     rows = []
     for n_pairs in PAIRS:
         clean, corrupt = random_batch(n_pairs, seed=1), random_batch(n_pairs, seed=2)
-        for name, (hook, by, tl_fn, columns) in SWEEPS.items():
+        for name, (hook, by, tl_fn) in SWEEPS.items():
             dims = {"layer": model.cfg.n_layers, "pos": n_tokens, "head": model.cfg.n_heads}
-            sizes = tuple(dims[c] for c in columns)
+            sizes = tuple(dims[c] for c in by)
 
             def ours(hook=hook, by=by, clean=clean, corrupt=corrupt) -> Tensor:
                 return activation_patching(
@@ -140,10 +106,8 @@ def main() -> None:
                     normalize=False, max_batch=MAX_BATCH, show_progress=False,
                 ).values  # fmt: skip
 
-            def theirs(
-                tl_fn=tl_fn, columns=columns, sizes=sizes, clean=clean, corrupt=corrupt
-            ) -> Tensor:
-                return run_tl(model, clean, corrupt, tl_fn, columns, sizes)
+            def theirs(tl_fn=tl_fn, clean=clean, corrupt=corrupt) -> Tensor:
+                return run_tl(model, clean, corrupt, tl_fn)
 
             t_ours, v_ours = best_time(ours, args.repeats)
             t_tl, v_tl = best_time(theirs, args.repeats)

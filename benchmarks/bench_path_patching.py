@@ -13,7 +13,7 @@ sets,
 in both modes (``direct``: exact edge patching; ``freeze``: the IOI paper's three steps,
 MLPs not frozen), at 1 and 16 clean/corrupt pairs (denoising), with
 
-* dtlens: :func:`dtlens.analysis.path_patching.path_patching_sweep` (sender heads x
+* dtlens: :func:`dtlens.analysis.circuits.path_patching.path_patching_sweep` (sender heads x
   pairs stacked along the batch, patched runs started at the receivers' layer from the
   cached residual, heads that cannot reach a receiver skipped);
 * the loop: written here with plain ``model.run_with_hooks``, one full forward per
@@ -43,7 +43,7 @@ import transformer_lens
 from common import best_time, memorydt_sized_model, metric, random_batch
 from torch import Tensor
 
-from dtlens.analysis.path_patching import path_patching_sweep
+from dtlens.analysis.circuits.path_patching import path_patching_sweep
 from dtlens.model import HookedDecisionTransformer, TrajectoryBatch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "path_patching.json"

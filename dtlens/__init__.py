@@ -1,7 +1,8 @@
 """dtlens: TransformerLens-native mechanistic interpretability of decision transformers.
 
 The public API is the names in ``__all__`` (pinned by ``tests/unit/test_public_api.py``):
-the model and its checkpoints, the observation encoding, and the analysis API of
+the model, its checkpoints and conversions (``from_hf`` for HuggingFace decision
+transformers), the observation encoding, and the analysis API of
 DESIGN.md with its main plots. The subpackages (``dtlens.analysis``,
 ``dtlens.plotting``, ``dtlens.env``, ``dtlens.data``, ``dtlens.training``) hold the rest.
 
@@ -37,8 +38,12 @@ if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentat
     from dtlens.analysis import (
         PatchingResult,
         activation_patching,
+        attribution_patching,
         congruence,
         direct_logit_attribution,
+        edge_attribution_patching,
+        edge_patching,
+        faithfulness_curve,
         flip_targets,
         logit_diff,
         logit_lens,
@@ -51,6 +56,7 @@ if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentat
         swap_instruction,
     )
     from dtlens.env.encoding import decode_observation, encode_observation
+    from dtlens.model.hf.convert import from_hf
     from dtlens.plotting import plot_attention, plot_calibration, plot_congruence, plot_patching
 
 __version__ = "0.1.0"
@@ -61,8 +67,13 @@ _LAZY: dict[str, str] = {
         (
             "PatchingResult",
             "activation_patching",
+            "acdc",
+            "attribution_patching",
             "congruence",
             "direct_logit_attribution",
+            "edge_attribution_patching",
+            "edge_patching",
+            "faithfulness_curve",
             "flip_targets",
             "logit_diff",
             "logit_lens",
@@ -77,6 +88,7 @@ _LAZY: dict[str, str] = {
         "dtlens.analysis",
     ),
     **dict.fromkeys(("decode_observation", "encode_observation"), "dtlens.env.encoding"),
+    "from_hf": "dtlens.model.hf.convert",
     **dict.fromkeys(
         ("plot_attention", "plot_calibration", "plot_congruence", "plot_patching"),
         "dtlens.plotting",
@@ -110,13 +122,19 @@ __all__ = [
     "PatchingResult",
     "TrajectoryBatch",
     "__version__",
+    "acdc",
     "activation_patching",
+    "attribution_patching",
     "congruence",
     "convert_original",
     "decode_observation",
     "direct_logit_attribution",
+    "edge_attribution_patching",
+    "edge_patching",
     "encode_observation",
+    "faithfulness_curve",
     "flip_targets",
+    "from_hf",
     "load",
     "logit_diff",
     "logit_lens",

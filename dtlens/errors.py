@@ -18,9 +18,12 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DTLensError",
+    "DemonstrationsFileError",
+    "DeviceError",
     "EnvError",
     "HookNameError",
     "ObservationError",
+    "OutputPathError",
 ]
 
 
@@ -30,6 +33,18 @@ class DTLensError(Exception):
 
 class ConfigError(DTLensError, ValueError):
     """A config field has an invalid value (the message names field and value)."""
+
+
+class OutputPathError(ConfigError):
+    """An output path that cannot be written (a file where a directory is needed, a
+    directory where a file is, no permission), or that holds earlier results a command
+    would replace without ``--overwrite``. Raised before any work starts; the message
+    names the path and the fix."""
+
+
+class DeviceError(ConfigError):
+    """A device string torch does not know (``"gpu"``), or a device this machine does
+    not have (``"cuda"`` without CUDA, ``"cuda:7"`` with one GPU)."""
 
 
 class BatchError(DTLensError, ValueError):
@@ -42,6 +57,11 @@ class ObservationError(DTLensError, ValueError):
 
 class CheckpointError(DTLensError, ValueError):
     """A checkpoint is missing, corrupt, foreign, unsafe, or of an unsupported variant."""
+
+
+class DemonstrationsFileError(CheckpointError):
+    """A demonstrations file that is missing, empty, truncated, corrupt, of another kind,
+    or whose arrays disagree with each other or with the file's size."""
 
 
 class HookNameError(DTLensError, KeyError):

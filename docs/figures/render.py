@@ -20,7 +20,7 @@ from dtlens.report import SECTIONS, ReportConfig, run_sections
 from dtlens.report.browser import launch_chromium, system_chromium
 
 #: which figure of each section the docs show (index into Section.figures)
-HEADLINE = {"patching": 0, "path_patching": 0}
+HEADLINE = {"patching": 0, "path_patching": 0, "circuit": 1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="memorydt", help="model to run the sections on")
     parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="PNG folder")
     parser.add_argument("--width", type=int, default=1000, help="screenshot width in px")
+    parser.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="only these"
+    )
     args = parser.parse_args(argv)
     if system_chromium() is None:
         parser.error("needs Debian's chromium on PATH (apt-get install chromium)")
-    sections = run_sections(dtlens.load(args.model), ReportConfig(), SECTIONS)
+    sections = run_sections(dtlens.load(args.model), ReportConfig(), args.sections)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         browser = launch_chromium(p)

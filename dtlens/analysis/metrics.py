@@ -61,12 +61,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Metric",
+    "MetricFn",
     "action_entropy",
     "action_probability",
     "logit_diff",
     "make_action_entropy_metric",
     "make_action_probability_metric",
     "make_logit_diff_metric",
+    "metric_name",
+    "metric_values",
     "patching_effect",
     "restored_logit_diff",
     "state_token_position",
@@ -74,6 +77,14 @@ __all__ = [
 
 Logits = Float[Tensor, "*batch pos action"]
 Action = int | str
+
+#: The one metric type of every analysis: ``logits [B, n_tokens, n_actions]`` -> either
+#: ``[B]``, one value per clean/corrupt pair (per-pair restored fractions, per-pair
+#: ``info``), or a 0-d tensor, one number for the B pairs as a TransformerLens user
+#: writes it (``lambda logits: (logits[:, -1, 0] - logits[:, -1, 1]).mean()``). Analyses
+#: call it once per patch on that patch's B rows, so both kinds mean the same thing as
+#: in a one-forward-per-patch loop. :class:`Metric` is a named one.
+MetricFn = Callable[[Logits], Float[Tensor, " batch"] | Float[Tensor, ""]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,57 @@ class Metric:
     def __call__(self, logits: Logits) -> Float[Tensor, "*batch"]:
         """The metric of each batch row."""
         return self.fn(logits)
+
+
+def metric_values(metric: MetricFn, logits: Logits, n_pairs: int) -> Float[Tensor, " value"]:
+    """``metric(logits)`` checked and flattened: ``[n_pairs]`` (per pair) or ``[1]`` (a scalar).
+
+    Args:
+        metric: a :data:`MetricFn`.
+        logits: the logits of one run (or one patch) of ``n_pairs`` rows.
+        n_pairs: B, the number of rows.
+
+    Raises:
+        DTLensError: the metric returned something else (the message shows its shape and
+            both accepted ones), or a value that is NaN or infinite.
+
+    Examples:
+        >>> logits = torch.zeros(3, 5, 7)
+        >>> metric_values(lambda x: x[:, -1, 0] - x[:, -1, 1], logits, 3).shape
+        torch.Size([3])
+        >>> metric_values(lambda x: (x[:, -1, 0] - x[:, -1, 1]).mean(), logits, 3).shape
+        torch.Size([1])
+    """
+    values = metric(logits)
+    if not isinstance(values, Tensor) or tuple(values.shape) not in ((n_pairs,), ()):
+        got = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise DTLensError(
+            f"a metric must map logits [B, n_tokens, n_actions] = {list(logits.shape)} to one "
+            f"value per pair, shape [B] = [{n_pairs}], or to one scalar (shape []); got {got}. "
+            "Reduce over positions and actions (e.g. logits[:, -1, 0] - logits[:, -1, 1]), "
+            "and over the batch only for a scalar (.mean())."
+        )
+    values = values.detach().float().reshape(-1)
+    if not bool(torch.isfinite(values).all()):
+        raise DTLensError(
+            f"the metric returned non-finite values {values[~torch.isfinite(values)][:5].tolist()}"
+            "; check it on the clean and corrupt logits (a log of 0? a division by a zero gap?)."
+        )
+    return values
+
+
+def metric_name(metric: MetricFn, normalize: bool = False) -> str:
+    """The name an analysis shows for ``metric``: its ``name``, its function name or "metric".
+
+    With ``normalize`` it is the restored fraction of that metric.
+
+    Example:
+        >>> metric_name(make_logit_diff_metric("left", "right"), normalize=True)
+        'restored fraction of logit diff left - right at S[-1]'
+    """
+    name = getattr(metric, "name", None) or getattr(metric, "__name__", "metric")
+    name = "metric" if name == "<lambda>" else str(name)
+    return f"restored fraction of {name}" if normalize else name
 
 
 def state_token_position(

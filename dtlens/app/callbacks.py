@@ -299,22 +299,28 @@ def render_patching(
     action_a: int,
     action_b: int,
     shown: str | None = None,
+    mode: str = "exact",
 ) -> TabOutput:
     """Activation patching of the window against its edit (cached until the next step).
 
-    With ``shown`` equal to the key of the figures wanted now (same model, edit, actions
-    and window length), they come back as ``dash.Patch`` updates of their values (as in
-    :func:`render_attention`).
+    With ``shown`` equal to the key of the figures wanted now (same model, edit, actions,
+    mode and window length), they come back as ``dash.Patch`` updates of their values
+    (as in :func:`render_attention`). ``mode`` is ``"exact"`` (activation patching) or
+    ``"attribution"`` (its first-order estimate, :data:`~dtlens.app.tabs.PATCH_MODES`).
     """
     session = state.sessions.get(session_id)
 
     def compute() -> TabOutput:
         model, run = state.display_run(session, model_value, rtg, hooks=False)
-        settings = (model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b)
+        settings = (
+            model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b, mode
+        )  # fmt: skip
 
         def sweep() -> tuple:
             with state.catalog.forward_lock(model):  # innermost (memo holds the session lock)
-                return tabs.patching_results(model, run, edit, _rtg(edit_rtg), action_a, action_b)
+                return tabs.patching_results(
+                    model, run, edit, _rtg(edit_rtg), action_a, action_b, mode
+                )
 
         by_pos, by_head, summary = session.memo(("patching", *settings), sweep)
         key = _figure_key(*settings, run.batch.n_steps)

@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from dtlens.app.models import ModelOption
-from dtlens.app.tabs import EDITS
+from dtlens.app.tabs import EDITS, PATCH_MODES
 from dtlens.app.views import TokenView
 from dtlens.env import ACTION_NAMES, OBJECT_TYPES
 
@@ -93,6 +93,7 @@ class IDS:
     PATCH_HEAD = "patching-by-head"
     PATCH_MESSAGE = "patching-message"
     PATCH_SHOWN = "patching-shown"
+    PATCH_MODE = "patching-mode"
 
 
 _GRAPH_CONFIG = {"displayModeBar": False}
@@ -318,6 +319,12 @@ def _patching_tab() -> html.Div:
                     dcc.Dropdown(id=IDS.PATCH_A, options=_ACTION_OPTIONS, value=0, clearable=False),
                     html.Label("action b"),
                     dcc.Dropdown(id=IDS.PATCH_B, options=_ACTION_OPTIONS, value=1, clearable=False),
+                    html.Label("mode"),
+                    dcc.RadioItems(
+                        id=IDS.PATCH_MODE,
+                        options=[{"label": t, "value": key} for key, t in PATCH_MODES.items()],
+                        value="exact",
+                    ),
                 ],
             ),
             html.Div(id=IDS.PATCH_MESSAGE, className="dt-message-slot"),

@@ -37,8 +37,8 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
-from dtlens.analysis.edits import set_rtg
-from dtlens.analysis.routine import history_batch
+from dtlens.analysis.edits.observations import set_rtg
+from dtlens.analysis.edits.routine import history_batch
 from dtlens.env import MEMORY_ENV_ID, N_ACTIONS, Scenario, make_env
 from dtlens.errors import EnvError
 from dtlens.model.batch import TrajectoryBatch

@@ -20,11 +20,17 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-from dtlens.analysis.attribution import direct_logit_attribution, logit_lens
-from dtlens.analysis.edits import flip_targets, patch_observation, set_rtg, swap_instruction
+from dtlens.analysis.decomposition import direct_logit_attribution, logit_lens
+from dtlens.analysis.edits.observations import (
+    flip_targets,
+    patch_observation,
+    set_rtg,
+    swap_instruction,
+)
 from dtlens.analysis.metrics import make_logit_diff_metric
-from dtlens.analysis.patching import activation_patching
-from dtlens.analysis.results import PatchingResult
+from dtlens.analysis.patching.activation import activation_patching
+from dtlens.analysis.patching.attribution import attribution_patching
+from dtlens.analysis.patching.results import PatchingResult
 from dtlens.app.session import ContextRun
 from dtlens.env import ACTION_NAMES
 from dtlens.errors import ConfigError, DTLensError
@@ -42,6 +48,7 @@ from dtlens.plotting import (
 
 __all__ = [
     "EDITS",
+    "PATCH_MODES",
     "attention_figures",
     "attention_values",
     "corrupt_batch",
@@ -52,6 +59,7 @@ __all__ = [
 ]
 
 Edit = Literal["instruction", "targets", "rtg"]
+PatchMode = Literal["exact", "attribution"]
 #: height (px) of the tabs' figures that do not set their own. Explicit, because a graph
 #: that showed a short placeholder (an error) keeps that height for a figure without one.
 FIGURE_HEIGHT = 440
@@ -60,6 +68,11 @@ EDITS: dict[str, str] = {
     "instruction": "swap the instruction (key <-> ball)",
     "targets": "flip the targets (key <-> ball)",
     "rtg": "change the RTG at every position",
+}
+#: how the patching tab computes its values: value -> what the page shows.
+PATCH_MODES: dict[str, str] = {
+    "exact": "exact (activation patching: one run per location)",
+    "attribution": "fast (attribution patching: first-order estimate, 2 runs + 1 backward)",
 }
 
 
@@ -229,6 +242,7 @@ def patching_results(
     rtg: float = 0.0,
     action_a: int | str = "left",
     action_b: int | str = "right",
+    mode: PatchMode = "exact",
 ) -> tuple[PatchingResult, PatchingResult, str]:
     """Activation patching of the current window against its edit: by layer x position and by head.
 
@@ -238,12 +252,18 @@ def patching_results(
     with one clean activation patched in): the residual stream entering each layer at
     each token, and each head's output (``hook_z``) at every position.
 
+    ``mode="attribution"`` estimates the same values to first order
+    (:func:`~dtlens.analysis.patching.attribution.attribution_patching`: one forward
+    of each run and one backward, whatever the number of locations) instead of
+    running every patch (``"exact"``).
+
     Returns:
         ``(by layer x position, by layer x head, summary)``; the summary gives the
         clean and corrupt logit differences.
 
     Raises:
-        ConfigError: an action is unknown or ``a == b``, or ``edit`` is unknown.
+        ConfigError: an action is unknown or ``a == b``, or ``edit`` or ``mode`` is
+            unknown.
         DTLensError: the edit changes nothing in the window (e.g. the instruction is
             no longer in view) or leaves the logit difference unchanged.
 
@@ -255,6 +275,8 @@ def patching_results(
     a, b = _action_index(action_a), _action_index(action_b)
     if a == b:
         raise ConfigError(f"pick two different actions for the pair (got {ACTION_NAMES[a]} twice).")
+    if mode not in PATCH_MODES:
+        raise ConfigError(f"mode must be one of {list(PATCH_MODES)}, got {mode!r}.")
     clean = run.batch
     corrupt = corrupt_batch(run, edit, rtg)
     same_rtg = clean.rtg is None or torch.equal(clean.rtg, corrupt.rtg)
@@ -265,17 +287,22 @@ def patching_results(
         )
     metric = make_logit_diff_metric(a, b, -1, model=model)
     kwargs = dict(metric=metric, direction="denoise", show_progress=False)
-    by_pos = activation_patching(
-        model, clean, corrupt, hook="resid_pre", by=("layer", "pos"), **kwargs
-    )
-    by_head = activation_patching(model, clean, corrupt, hook="z", by=("layer", "head"), **kwargs)
+    sweep = attribution_patching if mode == "attribution" else activation_patching
+    by_pos = sweep(model, clean, corrupt, hook="resid_pre", by=("layer", "pos"), **kwargs)
+    by_head = sweep(model, clean, corrupt, hook="z", by=("layer", "head"), **kwargs)
     clean_diff = float(by_pos.info["clean_metric"][0])
     corrupt_diff = float(by_pos.info["corrupt_metric"][0])
     pair = f"{ACTION_NAMES[a]} - {ACTION_NAMES[b]}"
     summary = (
         f"{EDITS[edit]}{f' to {rtg:.2f}' if edit == 'rtg' else ''}: logit {pair} is "
         f"{clean_diff:.3f} clean, {corrupt_diff:.3f} corrupt; values are the fraction restored "
-        "by patching the clean activation into the corrupt run."
+        "by patching the clean activation into the corrupt run"
+        + (
+            ", estimated to first order (attribution patching; check surprising values "
+            "in exact mode)."
+            if mode == "attribution"
+            else "."
+        )
     )
     return by_pos, by_head, summary
 
@@ -285,19 +312,17 @@ def patching_figures(
 ) -> tuple[go.Figure, go.Figure]:
     """The two heatmaps of :func:`patching_results` (rows = layers).
 
+    The titles say "estimated" for attribution patching's results.
+
     Example:
         >>> by_pos, by_head, _ = patching_results(model, run, "rtg")  # doctest: +SKIP
         >>> pos_fig, head_fig = patching_figures(by_pos, by_head)  # doctest: +SKIP
     """
+    estimated = by_pos.info.get("method") == "attribution"
+    what = "Restored logit difference" + (" (attribution estimate)" if estimated else "")
     return (
-        _sized(
-            plot_patching(
-                by_pos, title="Restored logit difference: residual stream by layer x position"
-            )
-        ),
-        _sized(
-            plot_patching(by_head, title="Restored logit difference: head outputs by layer x head")
-        ),
+        _sized(plot_patching(by_pos, title=f"{what}: residual stream by layer x position")),
+        _sized(plot_patching(by_head, title=f"{what}: head outputs by layer x head")),
     )
 
 

@@ -163,16 +163,19 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         Input(IDS.EDIT_RTG, "value"),
         Input(IDS.PATCH_A, "value"),
         Input(IDS.PATCH_B, "value"),
+        Input(IDS.PATCH_MODE, "value"),
         State(IDS.SESSION, "data"),
         State(IDS.PATCH_SHOWN, "data"),
     )
     def _patching(
-        _episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, session_id, shown
-    ):
+        _episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, mode, session_id,
+        shown,
+    ):  # fmt: skip
         _only_when(tab, IDS.TAB_PATCHING)
         out = render_patching(
-            state, session_id, rtg, model_value, edit, edit_rtg, action_a, action_b, shown
-        )
+            state, session_id, rtg, model_value, edit, edit_rtg, action_a, action_b, shown,
+            mode or "exact",
+        )  # fmt: skip
         return (*out.figures, layout.message(out.message, out.kind), out.shown)
 
 

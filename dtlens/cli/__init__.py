@@ -10,26 +10,37 @@ with one line on stderr and exit code 130; commands that checkpoint
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
+from dtlens.cli import (
+    app,
+    build_memorydt,
+    calibrate,
+    collect,
+    dynamics,
+    preferences,
+    report,
+    train,
+    train_ppo,
+)
 from dtlens.errors import DTLensError
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-#: subcommand modules, in help order
-SUBCOMMANDS: tuple[str, ...] = (
-    "report",
-    "app",
-    "preferences",
-    "collect",
-    "train",
-    "calibrate",
-    "train-ppo",
-    "build-memorydt",
-    "dynamics",
-)
+#: subcommand -> its module, in help order
+SUBCOMMANDS: dict[str, ModuleType] = {
+    "report": report,
+    "app": app,
+    "preferences": preferences,
+    "collect": collect,
+    "train": train,
+    "calibrate": calibrate,
+    "train-ppo": train_ppo,
+    "build-memorydt": build_memorydt,
+    "dynamics": dynamics,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mechanistic interpretability of decision transformers on gridworlds.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        module = importlib.import_module(f"dtlens.cli.{name.replace('-', '_')}")
+    for module in SUBCOMMANDS.values():
         sub = module.add_parser(subparsers)
         sub.set_defaults(_run=module.run, _resume=getattr(module, "resume_hint", None))
     return parser

@@ -29,7 +29,7 @@ from dtlens.data.collect import collect_demonstrations
 from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import SCENARIOS
 from dtlens.errors import CheckpointError
-from dtlens.files import write_text_atomic
+from dtlens.files import check_writable, write_text_atomic
 from dtlens.model.checkpoint import save
 from dtlens.training.calibration import CalibrationResult, calibration_curve
 from dtlens.training.config import TrainConfig
@@ -131,6 +131,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Collect -> train -> calibrate -> write; exit code 1 if the calibration misses its bar."""
     recipe = _recipe_from_args(args)
+    check_writable(args.run_dir, "dir", "--run-dir")
+    check_writable(args.out, "dir", "--out")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     run_dir: Path = args.run_dir
@@ -287,7 +289,7 @@ def _demonstrations(
         agent_name=f"planner(logit_scale={recipe.planner_scale:g})",
     )
     demos.save(path)
-    stamp.write_text(json.dumps(wanted) + "\n")
+    write_text_atomic(stamp, json.dumps(wanted) + "\n")
     return demos, path
 
 

@@ -4,6 +4,8 @@ Plays ``--episodes-per-rtg`` episodes at each RTG (batched, see
 :func:`dtlens.training.calibration.calibration_curve`) and prints success rate and mean
 reward per RTG with 95% intervals; ``--out`` writes the per-episode results as JSON,
 ``--html`` the calibration figure (``dtlens.plotting.calibration.plot_calibration``).
+Both paths are checked before any episode is played: writable, and not an existing
+file unless ``--overwrite`` is given. Both files are written atomically.
 
 Example:
     $ dtlens calibrate --model memorydt --episodes-per-rtg 100 --out calibration.json
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from dtlens.env import MEMORY_ENV_ID
-from dtlens.errors import ConfigError
+from dtlens.errors import ConfigError, OutputPathError
+from dtlens.files import check_writable, write_text_atomic
 from dtlens.model.checkpoint import load
 from dtlens.training.calibration import CalibrationResult, calibration_curve
 
@@ -81,6 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--html", type=Path, default=None, help="write the figure as HTML")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing --out / --html files"
+    )
     return parser
 
 
@@ -98,8 +104,7 @@ def write_figure(result: CalibrationResult, path: Path) -> bool:
     except ImportError:
         return False
     fig = plotting.plot_calibration(result.rtgs, result.rewards, result.success)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True)
+    write_text_atomic(path, fig.to_html(include_plotlyjs=True))
     return True
 
 
@@ -107,6 +112,15 @@ def run(args: argparse.Namespace) -> int:
     """Load, calibrate, print the table; write JSON / HTML when asked."""
     if args.layouts == "balanced" and args.env != MEMORY_ENV_ID:
         raise ConfigError(f"--layouts balanced needs --env {MEMORY_ENV_ID}; use --layouts random")
+    for flag, path in (("--out", args.out), ("--html", args.html)):
+        if path is None:
+            continue
+        check_writable(path, "file", flag)
+        if path.exists() and not args.overwrite:
+            raise OutputPathError(
+                f"{flag} {path} exists (an earlier result); pass --overwrite to replace it "
+                "or choose another path"
+            )
     model = load(args.model)
     rtgs = np.linspace(0.0, 1.0, 11) if args.rtgs is None else np.asarray(args.rtgs)
     start = time.perf_counter()
@@ -126,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     print(f"{result.n_episodes} episodes per RTG, {seconds:.1f} s")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(result.to_json(indent=1) + "\n")
+        write_text_atomic(args.out, result.to_json(indent=1) + "\n")
         print(f"results written to {args.out}")
     if args.html is not None:
         if write_figure(result, args.html):

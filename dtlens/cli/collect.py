@@ -1,4 +1,13 @@
-"""``dtlens collect``: play an agent in MiniGrid and save its episodes as demonstrations."""
+"""``dtlens collect``: play an agent in MiniGrid and save its episodes as demonstrations.
+
+``--out`` is checked before any episode is played (writable, not a directory, and not
+an existing file unless ``--append`` or ``--overwrite``). The file is written once,
+atomically, when collection is done: Ctrl+C while collecting exits with code 130 and
+one line saying that nothing was written and ``--out`` is as it was.
+
+Example:
+    $ dtlens collect --temp 1:8000 --temp 5:16000 --out runs/demos.npz
+"""
 
 from __future__ import annotations
 
@@ -12,9 +21,10 @@ from dtlens.data.agents.lstm import load_lstm_agent
 from dtlens.data.agents.original_lstm import load_original_lstm
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import collect_demonstrations, parse_sampling_spec
-from dtlens.errors import ConfigError
+from dtlens.errors import ConfigError, OutputPathError
+from dtlens.files import check_writable
 
-__all__ = ["add_parser", "format_summary", "load_agent", "run"]
+__all__ = ["add_parser", "format_summary", "load_agent", "resume_hint", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -126,10 +136,13 @@ def format_summary(summary: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Collect, save, print the summary."""
     out: Path = args.out
+    check_writable(out, "file", "--out")
     if args.append and not out.is_file():
         raise ConfigError(f"--append needs an existing file, but {out} does not exist")
     if out.exists() and not (args.append or args.overwrite):
-        raise ConfigError(f"{out} exists; pass --append to extend it or --overwrite to replace it")
+        raise OutputPathError(
+            f"{out} exists; pass --append to extend it or --overwrite to replace it"
+        )
     spec = parse_sampling_spec(args.temp)
     agent, name = load_agent(args.agent, args.planner_scale)
     start = time.perf_counter()
@@ -146,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     demos.save(out)
+    args.episodes_written = demos.n_episodes
     n_new = sum(group.n_episodes for group in spec)
     print(format_summary(demos.summary()))
     print(
@@ -153,3 +167,20 @@ def run(args: argparse.Namespace) -> int:
         f"collected {n_new} in {seconds:.1f} s ({1000 * seconds / n_new:.1f} s per 1000 episodes)"
     )
     return 0
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """After Ctrl+C: what is in ``--out`` (the file is written only when collection is done).
+
+    Examples:
+        >>> resume_hint(argparse.Namespace(out=Path("/nonexistent/d.npz"), append=False))
+        'no episode was written and no partial file was left (/nonexistent/d.npz was not created); rerun the same command'
+    """  # noqa: E501
+    written = getattr(args, "episodes_written", None)
+    if written is not None:
+        return f"after {args.out} was written ({written} episodes, complete)"
+    state = "is unchanged" if Path(args.out).exists() else "was not created"
+    return (
+        f"no episode was written and no partial file was left ({args.out} {state}); "
+        "rerun the same command"
+    )

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from dtlens.errors import CheckpointError, ConfigError
+from dtlens.files import check_writable, write_text_atomic
 
 __all__ = ["add_parser", "run"]
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         args.out = args.run_dir / "dynamics"
+    check_writable(args.out, "dir", "--out")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     checkpoints = checkpoint_steps(args.run_dir)
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     )
     path = dynamics.save(Path(args.out) / DYNAMICS_FILE)
     figure = plot_dynamics(dynamics)
-    figure.write_html(Path(args.out) / "dynamics.html", include_plotlyjs=True)
+    write_text_atomic(Path(args.out) / "dynamics.html", figure.to_html(include_plotlyjs=True))
     story = dynamics.story()
     print(f"{len(dynamics.steps)} checkpoints measured; wrote {path} and dynamics.html")
     print(f"plateau broke (success@0.9 >= 0.95 from then on) at step {story['plateau_broke_at']}")

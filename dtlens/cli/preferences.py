@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dtlens.analysis.routine import GreedyRun, play_greedy
+from dtlens.analysis.edits.routine import GreedyRun, play_greedy
 from dtlens.env import ACTION_NAMES, SCENARIOS
 from dtlens.model.checkpoint import load
 

@@ -1,14 +1,24 @@
-"""``dtlens report``: reproduce the MemoryDT findings on a model as one HTML page."""
+"""``dtlens report``: reproduce the MemoryDT findings on a model as one HTML page.
+
+``--out`` is checked before any section runs. The report's two files
+(``report.html``, ``report.json``) are written together and atomically when every
+section is done; an earlier report in ``--out`` is replaced, and the command says so
+before it starts. Ctrl+C exits with code 130 and one line saying nothing was written.
+
+Example:
+    $ dtlens report --model memorydt --out report/
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from dtlens.files import check_writable
 from dtlens.model.checkpoint import load
-from dtlens.report import SECTIONS, ReportConfig, build_report
+from dtlens.report import REPORT_FILES, SECTIONS, ReportConfig, build_report
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "resume_hint", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -47,11 +57,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model, build the report, print where it is."""
+    """Check ``--out``, load the model, build the report, print where it is."""
+    out = check_writable(args.out, "dir", "--out")
+    earlier = [name for name in REPORT_FILES if (out / name).exists()]
+    if earlier:
+        print(f"{out} holds an earlier report: {' and '.join(earlier)} will be replaced")
     model = load(args.model)
     config = ReportConfig(calibration_episodes=args.calibration_episodes, seed=args.seed)
     path = build_report(
         model, args.out, config, sections=args.sections, model_name=Path(str(args.model)).name
     )
-    print(f"wrote {path} and {path.with_suffix('.json')}")
+    args.report_written = True
+    replaced = " (replacing the earlier report)" if earlier else ""
+    print(f"wrote {path} and {path.with_suffix('.json')}{replaced}")
     return 0
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """After Ctrl+C: the report's files are written only when every section is done.
+
+    Example:
+        >>> resume_hint(argparse.Namespace(out="/nonexistent/report"))
+        'no file was written (the report is written when every section is done; /nonexistent/report is unchanged); rerun the same command'
+    """  # noqa: E501
+    if getattr(args, "report_written", False):
+        return f"after the report was written to {args.out} (complete)"
+    return (
+        "no file was written (the report is written when every section is done; "
+        f"{args.out} is unchanged); rerun the same command"
+    )

@@ -5,6 +5,11 @@ validation sets, trains with :class:`dtlens.training.trainer.Trainer` (checkpoin
 ``--run-dir/step_k/``, resumable with ``--resume``) and saves the final model as a
 dtlens checkpoint (``--out``, default ``RUN_DIR/final``).
 
+``--run-dir`` and ``--out`` are checked before any work: they must be writable, and a
+run directory (or ``--out``) that holds an earlier run needs ``--resume`` (continue
+it) or ``--overwrite`` (replace it). Every file is written atomically; Ctrl+C exits
+with code 130 and one line naming the last checkpoint and how to resume.
+
 Example:
     $ dtlens train --demos runs/demos.npz --run-dir runs/dt --total-steps 3000
 """
@@ -19,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from dtlens.data.demonstrations import Demonstrations
-from dtlens.errors import CheckpointError, ConfigError
-from dtlens.model.checkpoint import save
+from dtlens.errors import CheckpointError, ConfigError, OutputPathError
+from dtlens.files import check_writable
+from dtlens.model.checkpoint import CONFIG_FILE, save
 from dtlens.training.config import LOGGERS, TrainConfig
 from dtlens.training.evaluate import make_rollout_evaluator
 from dtlens.training.pipeline import train_on_demonstrations
@@ -68,8 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     Example:
         >>> sub = argparse.ArgumentParser().add_subparsers()
-        >>> add_parser(sub).parse_args(["--demos", "d.npz", "--run-dir", "r"]).d_model
-        256
+        >>> add_parser(sub).parse_args(["--demos", "d.npz", "--run-dir", "r"]).run_dir
+        PosixPath('r')
     """
     parser = subparsers.add_parser(
         "train",
@@ -211,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     earlier = _existing_run(Path(args.run_dir))
     if earlier and not (args.resume or args.overwrite):
-        raise ConfigError(
+        raise OutputPathError(
             f"{args.run_dir} already holds a run ({', '.join(p.name for p in earlier[:4])}"
             f"{', ...' if len(earlier) > 4 else ''}); pass --resume to continue it or "
             "--overwrite to replace it, or choose another --run-dir"
@@ -220,6 +226,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--resume continues the run in --run-dir, --overwrite replaces it: pick one"
         )
+    check_writable(args.run_dir, "dir", "--run-dir")
+    if args.out is not None:
+        check_writable(args.out, "dir", "--out")
+        if (Path(args.out) / CONFIG_FILE).exists() and not (args.resume or args.overwrite):
+            raise OutputPathError(
+                f"--out {args.out} already holds a model ({CONFIG_FILE}); pass --overwrite "
+                "to replace it (or --resume to continue the run that wrote it), or choose "
+                "another --out"
+            )
     demos = Demonstrations.load(args.demos)
     if args.overwrite:
         _clear_run(earlier)

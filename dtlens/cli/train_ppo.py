@@ -1,15 +1,28 @@
-"""``dtlens train-ppo``: train (or fine-tune) the PPO LSTM demonstrator agent on a MiniGrid env."""
+"""``dtlens train-ppo``: train (or fine-tune) the PPO LSTM demonstrator agent on a MiniGrid env.
+
+``--out`` is checked before any work: it must be writable, and a directory that holds
+an earlier run (``final/``, ``update_NNNNNN/``, ``history.json``) needs ``--overwrite``,
+which removes that run before training. Ctrl+C exits with code 130 and one line naming
+the last saved agent (continue from it with ``--init``).
+
+Example:
+    $ dtlens train-ppo --out runs/ppo --total-steps 2000000 --threads 1
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+import shutil
 from pathlib import Path
 
 from dtlens.data.agents import LSTMAgent, load_lstm_agent, load_original_lstm
+from dtlens.data.agents.lstm import AGENT_CONFIG_FILE
+from dtlens.errors import OutputPathError
+from dtlens.files import check_writable
 from dtlens.training.ppo import PPOConfig, train_ppo
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "earlier_run", "resume_hint", "run"]
 
 _DEFAULTS = PPOConfig()
 
@@ -33,6 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (its final agent, checkpoints and history)",
+    )
     parser.add_argument(
         "--env", default=_DEFAULTS.env_id, help=f"MiniGrid env id (default {_DEFAULTS.env_id})"
     )
@@ -107,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
         >>> run(parser.parse_args(["--out", "runs/ppo", "--threads", "1"]))  # doctest: +SKIP
         trained 1953 updates (1999872 steps); last 10 updates: ...
     """
+    check_writable(args.out, "dir", "--out")
+    earlier = earlier_run(args.out)
+    if earlier and not args.overwrite:
+        raise OutputPathError(
+            f"--out {args.out} already holds a run ({', '.join(p.name for p in earlier[:4])}"
+            f"{', ...' if len(earlier) > 4 else ''}); pass --overwrite to replace it, or "
+            "choose another --out (to continue from its agent: --init OUT/final)"
+        )
     config = PPOConfig(
         env_id=args.env,
         max_steps=args.max_steps,
@@ -132,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
         num_threads=args.threads,
     )
     agent = _initial_agent(args.init)
+    for path in earlier:  # --overwrite, and the inputs are good: remove the earlier run
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     _, history = train_ppo(config, agent=agent, checkpoint_dir=args.out)
     recent = [s for s in history[-10:] if not math.isnan(s.mean_return)]
     if recent:
@@ -147,3 +178,34 @@ def run(args: argparse.Namespace) -> int:
         f"agent saved to {args.out / 'final'}"
     )
     return 0
+
+
+def earlier_run(out: Path) -> list[Path]:
+    """What an earlier run left in ``out``: ``final/``, ``update_NNNNNN/``, ``history.json``.
+
+    Example:
+        >>> earlier_run(Path("/nonexistent"))
+        []
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.name == "final" or p.name.startswith("update_")]
+    history = out / "history.json"
+    return sorted(found) + ([history] if history.exists() else [])
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """After Ctrl+C: the last agent saved in ``--out`` and how to continue from it.
+
+    Example:
+        >>> resume_hint(argparse.Namespace(out=Path("/nonexistent")))
+        'no agent checkpoint was written yet'
+    """
+    saved = sorted(p for p in Path(args.out).glob("update_*") if (p / AGENT_CONFIG_FILE).is_file())
+    if not saved:
+        return "no agent checkpoint was written yet"
+    return (
+        f"last agent checkpoint {saved[-1]}; continue from it with --init {saved[-1]} "
+        "and another --out"
+    )

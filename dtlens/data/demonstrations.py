@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from dtlens.errors import BatchError, CheckpointError, ConfigError
+from dtlens.errors import BatchError, ConfigError, DemonstrationsFileError
+from dtlens.files import write_atomic
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Demonstrations", "Episode", "merge_headers"]
 
@@ -338,8 +341,10 @@ class Demonstrations:
 
     # --------------------------------------------------------------------- io
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``path`` exactly (an ``.npz`` archive; written to a temporary file
-        and renamed, so an existing file is only replaced by a complete one).
+        """Write to ``path`` exactly (an ``.npz`` archive), atomically: the archive is
+        written to a temporary file beside ``path``, flushed and renamed over it, so an
+        existing file is only ever replaced by a complete one (a save that fails
+        half-way, disk full or Ctrl+C, leaves it as it was and no temporary file).
 
         Examples:
             >>> import tempfile, pathlib
@@ -348,57 +353,65 @@ class Demonstrations:
             >>> Demonstrations.load(p).header["env_id"]
             'x'
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **self.header}
         arrays = {name: getattr(self, name) for name in _FIELDS}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, header=np.array([json.dumps(header)]), **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_atomic(
+            path,
+            lambda f: np.savez_compressed(f, header=np.array([json.dumps(header)]), **arrays),
+        )
 
     @staticmethod
     def load(path: str | os.PathLike) -> Demonstrations:
-        """Read a file written by :meth:`save` (``allow_pickle=False``).
+        """Read a file written by :meth:`save` (plain arrays only: nothing is unpickled).
+
+        Every array's header is checked against the bytes the file really holds before
+        any memory is allocated for it, so a damaged header cannot make dtlens try to
+        allocate terabytes for a kilobyte file.
 
         Raises:
-            CheckpointError: If the file is missing, not an ``.npz`` archive, lacks a
-                field, holds pickled object arrays (refused, never unpickled), is of an
-                unknown format or version, or its arrays are inconsistent.
+            DemonstrationsFileError: (a :class:`~dtlens.errors.CheckpointError`) if the
+                file is missing, a directory, empty, truncated or corrupt, of another
+                kind (a single ``.npy`` array, a torch checkpoint, text), lacks a field,
+                holds pickled object arrays (refused, never unpickled), claims more
+                data than it holds, is of an unknown format or version, or its arrays
+                are inconsistent. The message names the file and what to do.
+
+        Examples:
+            >>> import tempfile, pathlib
+            >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.npz"
+            >>> _ = p.write_bytes(b"")
+            >>> Demonstrations.load(p)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            dtlens.errors.DemonstrationsFileError: ...d.npz is empty (0 bytes): ...
         """
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"no demonstrations file at {path}")
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"{path} is not a readable .npz archive: {err}") from err
+        archive = _open_archive(path)
         with archive:
+            members = {
+                name.removesuffix(".npy"): name
+                for name in archive.namelist()
+                if name.endswith(".npy")
+            }
             names = (*_FIELDS, "header")
-            missing = [k for k in names if k not in archive.files]
+            missing = [k for k in names if k not in members]
             if missing:
-                raise CheckpointError(
+                if any(name.endswith("data.pkl") for name in archive.namelist()):
+                    raise DemonstrationsFileError(
+                        f"{path} is a torch file (a model checkpoint?), not a demonstrations "
+                        "file; pass the .npz written by `dtlens collect`"
+                    )
+                raise DemonstrationsFileError(
                     f"{path} is not a demonstrations file: missing {missing} "
-                    f"(has {sorted(archive.files)})"
+                    f"(has {sorted(members)})"
                 )
-            arrays = {}
-            for name in names:
-                try:
-                    arrays[name] = archive[name]
-                except ValueError as err:
-                    raise CheckpointError(
-                        f"{path}: array {name!r} holds pickled Python objects; refusing to "
-                        f"load it (dtlens files hold plain arrays only): {err}"
-                    ) from err
+            arrays = {name: _read_member(path, archive, members[name], name) for name in names}
         header = _parse_header(path, arrays.pop("header"))
         try:
             return Demonstrations(header=header, **arrays)
         except (BatchError, ConfigError) as err:
-            raise CheckpointError(f"{path} holds inconsistent demonstrations: {err}") from err
+            raise DemonstrationsFileError(
+                f"{path} holds inconsistent demonstrations: {err}"
+            ) from err
 
 
 def merge_headers(headers: Sequence[dict]) -> dict:
@@ -462,21 +475,114 @@ def _summarise(demos: Demonstrations, idx: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    """``path`` opened as a zip archive, or a named error for every way it is not one."""
+    if not path.exists():
+        raise DemonstrationsFileError(f"no demonstrations file at {path}")
+    if path.is_dir():
+        raise DemonstrationsFileError(
+            f"{path} is a directory, not a demonstrations file; pass the .npz written by "
+            "`dtlens collect`"
+        )
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            start = f.read(8)
+    except OSError as err:
+        raise DemonstrationsFileError(f"cannot read demonstrations file {path}: {err}") from err
+    if size == 0:
+        raise DemonstrationsFileError(
+            f"{path} is empty (0 bytes): a write that never finished, or not a dtlens "
+            "file; collect the demonstrations again (`dtlens collect`)"
+        )
+    if start.startswith(b"\x93NUMPY"):
+        raise DemonstrationsFileError(
+            f"{path} is a single .npy array, not a demonstrations .npz archive; pass the "
+            "file written by `dtlens collect` or Demonstrations.save"
+        )
+    if not start.startswith(b"PK"):
+        raise DemonstrationsFileError(
+            f"{path} is not a readable .npz archive (it starts with {start!r}, not a zip "
+            "header); pass the file written by `dtlens collect` or Demonstrations.save"
+        )
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
+        raise DemonstrationsFileError(
+            f"{path} is truncated or corrupt ({size} bytes; {err}): its zip directory is "
+            "missing or damaged, as after an interrupted copy; restore a copy or collect "
+            "the demonstrations again"
+        ) from err
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray:
+    """Read one array, checking its header against the bytes the archive holds first."""
+    info = archive.getinfo(member)
+    damaged = (
+        f"{path} is corrupt: array {name!r} cannot be read; restore a copy or collect "
+        "the demonstrations again"
+    )
+    # deflate compresses at most ~1032:1, so a larger claim is a damaged zip directory
+    limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else 1032)
+    if info.file_size > limit + 1024:
+        raise DemonstrationsFileError(
+            f"{damaged} (the archive claims {info.file_size} bytes for it from "
+            f"{info.compress_size} stored)"
+        )
+    try:
+        with archive.open(info) as fp:
+            version = np.lib.format.read_magic(fp)
+            readers = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }
+            if version not in readers:
+                raise ValueError(f".npy format version {version} is not one dtlens writes")
+            shape, _, dtype = readers[version](fp)
+            header_size = fp.tell()
+        if dtype.hasobject:
+            raise DemonstrationsFileError(
+                f"{path}: array {name!r} holds pickled Python objects; refusing to load it "
+                "(dtlens files hold plain arrays only)"
+            )
+        if any(size < 0 for size in shape):
+            raise ValueError(f"negative size in shape {list(shape)}")
+        n_bytes = dtype.itemsize
+        for size in shape:
+            n_bytes *= int(size)
+        held = info.file_size - header_size
+        if n_bytes > held:
+            rows = f"{shape[0]} rows, " if shape else ""
+            raise DemonstrationsFileError(
+                f"{path}: array {name!r} claims shape {list(shape)} ({rows}{n_bytes} bytes) "
+                f"but the file holds {held} bytes of it: the file is truncated or its header "
+                "is damaged; restore a copy or collect the demonstrations again"
+            )
+        with archive.open(info) as fp:
+            return np.lib.format.read_array(fp, allow_pickle=False)
+    except DemonstrationsFileError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DemonstrationsFileError(f"{damaged} ({err})") from err
+
+
 def _parse_header(path: Path, raw: np.ndarray) -> dict:
     if raw.dtype.kind != "U" or raw.shape != (1,):
-        raise CheckpointError(f"{path}: header must be 1 JSON string, got {raw.dtype} {raw.shape}")
+        raise DemonstrationsFileError(
+            f"{path}: header must be 1 JSON string, got {raw.dtype} {raw.shape}"
+        )
     try:
         header = json.loads(str(raw[0]))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: header is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise DemonstrationsFileError(f"{path}: header is not valid JSON: {err!r}") from err
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise CheckpointError(
+        raise DemonstrationsFileError(
             f"{path}: not a dtlens demonstrations file (header format "
             f"{header.get('format') if isinstance(header, dict) else header!r}, "
             f"expected {FORMAT_NAME!r})"
         )
     if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
+        raise DemonstrationsFileError(
             f"{path}: demonstrations format version {header.get('format_version')!r} is not "
             f"supported (this dtlens reads version {FORMAT_VERSION})"
         )

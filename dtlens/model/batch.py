@@ -6,6 +6,10 @@ T), returns-to-go and environment timesteps, plus an optional padding mask
 marking which timesteps are real. Shapes and dtypes are checked on
 construction; nothing is cast or reshaped behind the caller's back.
 
+Observations are grids ``[B, T, x, y, channel]`` or vectors ``[B, T, state_dim]``
+(continuous-control models, see :mod:`dtlens.model.hf`); actions are discrete
+(integer ``[B, T-1]``) or continuous (floating ``[B, T-1, act_dim]``).
+
 Examples:
     >>> import torch
     >>> from dtlens.model.batch import TrajectoryBatch
@@ -39,10 +43,15 @@ class TrajectoryBatch:
     """B windows of T timesteps: ``obs [B,T,x,y,c]``, ``actions [B,T-1]`` or ``[B,T]``,
     ``rtg [B,T]``, ``timesteps [B,T]`` and an optional ``padding_mask [B,T]``.
 
+    Continuous-control windows have vector states ``obs [B,T,state_dim]`` and
+    continuous actions ``actions [B,T-1,act_dim]`` (or ``[B,T,act_dim]``).
+
     Args:
-        obs: observations (one-hot grids are 0/1 floats; any real dtype is read as
-            float by the state embedding).
-        actions: integer actions taken at steps 1..T-1 (or 1..T).
+        obs: observations, grids ``[B,T,x,y,c]`` or vectors ``[B,T,state_dim]``
+            (one-hot grids are 0/1 floats; any real dtype is read as float by the
+            state embedding).
+        actions: the actions taken at steps 1..T-1 (or 1..T): integers ``[B,T-1]``
+            (discrete) or floats ``[B,T-1,act_dim]`` (continuous).
         rtg: returns-to-go, floating. May be None for a behavioural clone.
         timesteps: integer environment timesteps.
         padding_mask: True where a timestep is real, False where it is padding.
@@ -52,8 +61,8 @@ class TrajectoryBatch:
             ordinary tokens (how the original project evaluated its models).
     """
 
-    obs: Float[Tensor, "batch step x y channel"]
-    actions: Int[Tensor, "batch n_action"]
+    obs: Float[Tensor, "batch step x y channel"] | Float[Tensor, "batch step state_dim"]
+    actions: Int[Tensor, "batch n_action"] | Float[Tensor, "batch n_action act_dim"]
     rtg: Float[Tensor, "batch step"] | None
     timesteps: Int[Tensor, "batch step"]
     padding_mask: Bool[Tensor, "batch step"] | None = None
@@ -65,9 +74,10 @@ class TrajectoryBatch:
                     f"{name} must be a torch.Tensor, got {type(getattr(self, name)).__name__}; "
                     "convert with torch.as_tensor."
                 )
-        if self.obs.ndim != 5:
+        if self.obs.ndim not in (3, 5):
             raise BatchError(
-                f"obs must have shape [batch, step, x, y, channel], got {tuple(self.obs.shape)}; "
+                f"obs must have shape [batch, step, x, y, channel] (grids) or "
+                f"[batch, step, state_dim] (vectors), got {tuple(self.obs.shape)}; "
                 "add a batch dimension with obs[None] for a single trajectory."
             )
         if self.obs.dtype.is_complex:
@@ -81,21 +91,7 @@ class TrajectoryBatch:
                 f"timesteps must be an integer tensor, got {self.timesteps.dtype}; "
                 "timesteps index the time embedding."
             )
-        if self.actions.ndim != 2 or self.actions.shape[0] != batch:
-            raise BatchError(
-                f"actions must have shape [batch, step - 1] or [batch, step] = "
-                f"[{batch}, {steps - 1}] or [{batch}, {steps}], got {tuple(self.actions.shape)}."
-            )
-        if self.actions.shape[1] not in (steps - 1, steps):
-            raise BatchError(
-                f"actions cover {self.actions.shape[1]} steps but obs has {steps}: pass the "
-                f"{steps - 1} actions taken before the last observation (shape "
-                f"[{batch}, {steps - 1}]), or {steps} to include the last one."
-            )
-        if self.actions.dtype.is_floating_point or self.actions.dtype == torch.bool:
-            raise BatchError(
-                f"actions must be an integer tensor, got {self.actions.dtype}; use .long()."
-            )
+        self._check_actions(batch, steps)
         if self.rtg is not None:
             _check_shape("rtg", self.rtg, (batch, steps), "[batch, step]")
             if not self.rtg.dtype.is_floating_point:
@@ -115,6 +111,33 @@ class TrajectoryBatch:
                     "windows are left-padded, so the last step must be real."
                 )
 
+    def _check_actions(self, batch: int, steps: int) -> None:
+        actions = self.actions
+        continuous = actions.ndim == 3 and actions.dtype.is_floating_point
+        if not continuous and (actions.ndim != 2 or actions.shape[0] != batch):
+            raise BatchError(
+                f"actions must have shape [batch, step - 1] or [batch, step] = "
+                f"[{batch}, {steps - 1}] or [{batch}, {steps}] (discrete actions), or "
+                f"[batch, step - 1, act_dim] (continuous), got {tuple(actions.shape)}."
+            )
+        if continuous and (actions.shape[0] != batch or actions.shape[2] == 0):
+            raise BatchError(
+                f"continuous actions must have shape [batch, step - 1, act_dim] = "
+                f"[{batch}, {steps - 1}, act_dim] with act_dim >= 1, got {tuple(actions.shape)}."
+            )
+        if actions.shape[1] not in (steps - 1, steps):
+            raise BatchError(
+                f"actions cover {actions.shape[1]} steps but obs has {steps}: pass the "
+                f"{steps - 1} actions taken before the last observation (shape "
+                f"[{batch}, {steps - 1}{', act_dim' if continuous else ''}]), or {steps} to "
+                "include the last one."
+            )
+        if not continuous and (actions.dtype.is_floating_point or actions.dtype == torch.bool):
+            raise BatchError(
+                f"actions must be an integer tensor, got {actions.dtype}; use .long() "
+                "(continuous actions are floats of shape [batch, step - 1, act_dim])."
+            )
+
     # ------------------------------------------------------------------ sizes
     @property
     def batch_size(self) -> int:
@@ -125,6 +148,11 @@ class TrajectoryBatch:
     def n_steps(self) -> int:
         """T, the number of timesteps (observations) per window."""
         return int(self.obs.shape[1])
+
+    @property
+    def continuous_actions(self) -> bool:
+        """Whether the actions are continuous (floating ``[B, n, act_dim]``), not indices."""
+        return self.actions.ndim == 3
 
     @property
     def has_final_action(self) -> bool:
@@ -181,7 +209,7 @@ class TrajectoryBatch:
         """Concatenate batches with the same window shape along the batch dimension."""
         if not batches:
             raise BatchError("cat needs at least one batch.")
-        shapes = {(b.obs.shape[1:], b.actions.shape[1]) for b in batches}
+        shapes = {(b.obs.shape[1:], b.actions.shape[1:]) for b in batches}
         if len(shapes) != 1:
             raise BatchError(
                 "cannot concatenate batches with different window shapes: "
@@ -198,11 +226,12 @@ class TrajectoryBatch:
                 out[f.name] = torch.cat(values, dim=0)
         return TrajectoryBatch(**out)
 
-    def left_pad(self, n_steps: int, pad_action: int) -> TrajectoryBatch:
+    def left_pad(self, n_steps: int, pad_action: int | float) -> TrajectoryBatch:
         """Left-pad every window to ``n_steps`` timesteps, the original project's way.
 
         Padding steps get zero observations, the padding action ``pad_action``
-        (= the model's ``n_actions``), the RTG of the first real step, and
+        (= the model's ``n_actions``; for continuous actions every dimension is
+        set to it, usually 0.0), the RTG of the first real step, and
         timestep 0. The result's ``padding_mask`` marks them, so a model ignores
         them; drop it (``.replace(padding_mask=None)``) to run them as tokens.
 
@@ -222,7 +251,8 @@ class TrajectoryBatch:
             )
         b = self.batch_size
         obs = torch.cat([self.obs.new_zeros((b, extra, *self.obs.shape[2:])), self.obs], dim=1)
-        actions = torch.cat([self.actions.new_full((b, extra), pad_action), self.actions], dim=1)
+        pad = self.actions.new_full((b, extra, *self.actions.shape[2:]), pad_action)
+        actions = torch.cat([pad, self.actions], dim=1)
         timesteps = torch.cat([self.timesteps.new_zeros((b, extra)), self.timesteps], dim=1)
         rtg = None
         if self.rtg is not None:

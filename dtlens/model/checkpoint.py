@@ -1,7 +1,10 @@
 """Save and load models: dtlens checkpoints, original-project ``.pt`` files, shipped names.
 
 A dtlens checkpoint is a directory with ``config.json`` (the model config plus
-free-form metadata: environment, training config, ...) and ``model.safetensors``.
+free-form metadata: environment, training config, ..., and the SHA-256 of the
+weights) and ``model.safetensors``. Saving is atomic; loading verifies the hash,
+refuses NaN/inf weights and names any tensor the config does not account for (see
+:mod:`dtlens.checkpoint_files`).
 Nothing dtlens reads runs pickled code: original ``.pt`` files are opened with
 ``torch.load(weights_only=True)``, which refuses any pickled object that is not a
 tensor or plain container.
@@ -17,12 +20,19 @@ from __future__ import annotations
 
 import pickle
 from importlib import resources
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dtlens.checkpoint_files import read_checkpoint_dir, write_checkpoint_dir
+from dtlens.checkpoint_files import (
+    check_finite,
+    check_tensors_match,
+    read_checkpoint_dir,
+    resolve_device,
+    write_checkpoint_dir,
+)
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.config import DTConfig
 from dtlens.model.convert import convert_original
@@ -45,9 +55,20 @@ def save(
 
     ``metadata`` (JSON-serialisable) is merged over ``model.metadata`` and saved
     in ``config.json``; :func:`load` puts it back on ``model.metadata``.
+    ``config.json`` also records the SHA-256 of ``model.safetensors`` (``load`` checks
+    it). Both files are written to temporary files first and renamed into place when
+    both are complete, so a save that fails half-way (disk full, Ctrl+C) leaves the
+    checkpoint it was replacing loadable.
+
+    Raises:
+        CheckpointError: ``metadata`` is not JSON-serialisable (nothing is written).
 
     Examples:
-        >>> path = dtlens.save(model, "runs/dt", metadata={"note": "seed 0"})  # doctest: +SKIP
+        >>> import tempfile, dtlens
+        >>> model = dtlens.load("memorydt")
+        >>> path = dtlens.save(model, tempfile.mkdtemp() + "/m", metadata={"note": "seed 0"})
+        >>> dtlens.load(path).metadata["note"]
+        'seed 0'
     """
     config = {
         "format": FORMAT,
@@ -61,21 +82,39 @@ def save(
 def load(path_or_name: str | Path, device: torch.device | str = "cpu") -> HookedDecisionTransformer:
     """Load a model from a dtlens checkpoint directory, an original ``.pt``, or a shipped name.
 
+    A dtlens checkpoint's weights are checked against the SHA-256 its ``config.json``
+    records (checkpoints saved before dtlens recorded it load unverified), every
+    weight must be finite, and the tensors' names and shapes must be those the config
+    describes: a damaged or mismatched file raises, naming the file and the tensors.
+
     Args:
         path_or_name: ``"memorydt"`` (the MemoryDT shipped with dtlens), a dtlens
             checkpoint directory (or its ``model.safetensors``), or an original
             DecisionTransformerInterpretability ``.pt`` file.
-        device: where to put the weights.
+        device: where to put the weights: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
 
     Raises:
-        CheckpointError: the path does not exist, is not a checkpoint, is corrupt,
-            needs unpickling code, or describes an unsupported model.
+        CheckpointError: the path is not a str or path, does not exist, is not a
+            checkpoint, is corrupt (SHA-256 mismatch, unreadable, NaN/inf weights, a
+            config of the wrong types), needs unpickling code, or describes an
+            unsupported model or other tensors than it holds.
+        DeviceError: ``device`` is not a device torch knows or this machine has.
 
     Examples:
-        >>> model = dtlens.load("memorydt")  # doctest: +SKIP
-        >>> model.cfg.n_layers  # doctest: +SKIP
-        3
-    """
+        >>> import dtlens
+        >>> model = dtlens.load("memorydt")
+        >>> model.cfg.n_layers
+        2
+        >>> dtlens.load(None)
+        Traceback (most recent call last):
+        dtlens.errors.CheckpointError: dtlens.load needs a checkpoint path or a shipped name such as 'memorydt', got None
+    """  # noqa: E501
+    if not isinstance(path_or_name, (str, PathLike)):
+        raise CheckpointError(
+            "dtlens.load needs a checkpoint path or a shipped name such as "
+            f"{next(iter(SHIPPED_MODELS))!r}, got {path_or_name!r}"
+        )
+    target = resolve_device(device)
     if isinstance(path_or_name, str) and path_or_name in SHIPPED_MODELS:
         path = _shipped_path(path_or_name)
     else:
@@ -96,7 +135,7 @@ def load(path_or_name: str | Path, device: torch.device | str = "cpu") -> Hooked
             f"{str(path)!r} is neither a dtlens checkpoint directory (with {CONFIG_FILE} and "
             f"{WEIGHTS_FILE}) nor an original project .pt file."
         )
-    return model.to(device).eval()
+    return model.to(target).eval()
 
 
 def _shipped_path(name: str) -> Path:
@@ -142,7 +181,13 @@ def _load_original(path: Path) -> HookedDecisionTransformer:
         raise CheckpointError(
             f"{str(path)!r} holds a {type(raw).__name__}, not an original checkpoint dict."
         )
-    state_dict, cfg, env_cfg = convert_original(raw)
+    original_weights = raw.get("model_state_dict")
+    if isinstance(original_weights, dict):
+        check_finite(original_weights, f"{path} (model_state_dict)")
+    try:
+        state_dict, cfg, env_cfg = convert_original(raw)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
     model = _build(cfg, state_dict, str(path))
     model.metadata = {
         "source": "DecisionTransformerInterpretability",
@@ -156,6 +201,13 @@ def _load_original(path: Path) -> HookedDecisionTransformer:
 def _build(
     cfg: DTConfig, state_dict: dict[str, torch.Tensor], where: str
 ) -> HookedDecisionTransformer:
+    """The model ``cfg`` describes with ``state_dict`` loaded; a tensor the config does
+    not expect, or one it expects and the file lacks or shapes otherwise, is named
+    before any memory is allocated for the model."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        skeleton = HookedDecisionTransformer(cfg)  # shapes only, no memory
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    check_tensors_match(expected, state_dict, where, against="its config")
     model = HookedDecisionTransformer(cfg)
     try:
         model.load_state_dict(state_dict, strict=True)

@@ -9,6 +9,11 @@ Examples:
     >>> cfg = DTConfig(n_layers=3, d_model=256, n_heads=8, d_mlp=256, n_ctx=26)
     >>> cfg.d_head, cfg.n_timesteps, cfg.state_dim
     (32, 9, 980)
+    >>> hopper = DTConfig(n_layers=3, d_model=128, n_heads=1, d_mlp=512, n_ctx=60,
+    ...                   act_fn="relu", obs_shape=(11,), n_actions=3, max_timestep=999,
+    ...                   token_embedding="huggingface", action_tanh=True)
+    >>> hopper.state_dim, hopper.continuous_actions
+    (11, True)
 """
 
 from __future__ import annotations
@@ -19,17 +24,29 @@ from typing import Any, Literal
 
 from dtlens.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "DTConfig", "ModelType", "Normalization", "TimeEmbedding"]
+__all__ = [
+    "ACTIVATIONS",
+    "DTConfig",
+    "ModelType",
+    "Normalization",
+    "TimeEmbedding",
+    "TokenEmbedding",
+]
 
 ModelType = Literal["decision_transformer", "clone"]
 Normalization = Literal["LN", "LNPre"] | None
 TimeEmbedding = Literal["embedding", "linear"]
+TokenEmbedding = Literal["grid", "huggingface"]
 
 #: Activation functions the TransformerLens native core implements.
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish")
 _NORMALIZATIONS = ("LN", "LNPre", None)
 _MODEL_TYPES = ("decision_transformer", "clone")
 _TIME_EMBEDDINGS = ("embedding", "linear")
+_TOKEN_EMBEDDINGS = ("grid", "huggingface")
+#: Fields added after configs were first saved: ``to_dict`` leaves them out at these
+#: defaults, so a grid model's saved config is unchanged (and older dtlens loads it).
+_LATER_FIELDS = {"token_embedding": "grid", "action_tanh": False}
 
 
 @dataclass(frozen=True)
@@ -50,10 +67,12 @@ class DTConfig:
             LayerNorm) or ``None`` (no norm anywhere, including before the head).
         gated_mlp: ``post = act(x W_gate) * (x W_in)`` instead of ``act(x W_in + b_in)``.
         obs_shape: shape of one observation, ``(7, 7, 20)`` for one-hot MiniGrid
-            views or ``(7, 7, 3)`` for raw index views. Flattened in (channel, x, y)
-            order by the state embedding.
-        n_actions: size of the action space (the action embedding has one more
-            row, the padding action).
+            views or ``(7, 7, 3)`` for raw index views, flattened in (channel, x, y)
+            order by the state embedding; ``(state_dim,)`` for the vector states of
+            ``token_embedding="huggingface"``.
+        n_actions: size of the discrete action space (the action embedding has one
+            more row, the padding action); with ``token_embedding="huggingface"``
+            the number of continuous action dimensions (``act_dim``).
         max_timestep: largest environment timestep the time embedding accepts
             (it has ``max_timestep + 1`` rows when ``time_embedding="embedding"``).
         time_embedding: ``"embedding"`` (a row per timestep) or ``"linear"`` (a
@@ -64,6 +83,16 @@ class DTConfig:
             (behavioural clone: S, A tokens, no reward conditioning).
         eps: LayerNorm epsilon.
         seed: seed for weight initialisation (None: torch's global RNG).
+        token_embedding: how a trajectory becomes tokens. ``"grid"``: dtlens'
+            MiniGrid recipe (grids through a bias-free Linear, discrete actions
+            through an Embedding). ``"huggingface"``: the recipe of transformers'
+            ``DecisionTransformerModel`` (:mod:`dtlens.model.hf`): vector states,
+            continuous actions and RTGs through Linear layers with biases, and a
+            LayerNorm (``embed_ln``) over the interleaved tokens before the
+            positional embedding. It needs ``model_type="decision_transformer"``
+            and ``time_embedding="embedding"``.
+        action_tanh: a tanh after the action head (continuous actions in [-1, 1]);
+            only with ``token_embedding="huggingface"``.
     """
 
     n_layers: int
@@ -83,6 +112,8 @@ class DTConfig:
     model_type: ModelType = "decision_transformer"
     eps: float = 1e-5
     seed: int | None = None
+    token_embedding: TokenEmbedding = "grid"
+    action_tanh: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "n_actions"):
@@ -116,12 +147,7 @@ class DTConfig:
                 "time_embedding_bias=True only applies to time_embedding='linear', "
                 f"got time_embedding={self.time_embedding!r}."
             )
-        obs_shape = tuple(self.obs_shape)
-        if len(obs_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in obs_shape):
-            raise ConfigError(
-                f"obs_shape={self.obs_shape!r} must be three positive ints (x, y, channels)."
-            )
-        object.__setattr__(self, "obs_shape", obs_shape)
+        self._check_token_embedding()
         if not isinstance(self.max_timestep, int) or self.max_timestep < 0:
             raise ConfigError(f"max_timestep={self.max_timestep!r} must be an int >= 0.")
         if self.n_ctx < self.tokens_per_step - 1:
@@ -131,6 +157,48 @@ class DTConfig:
             )
         if not (isinstance(self.eps, float) and self.eps > 0):
             raise ConfigError(f"eps={self.eps!r} must be a positive float.")
+
+    def _check_token_embedding(self) -> None:
+        if self.token_embedding not in _TOKEN_EMBEDDINGS:
+            raise ConfigError(
+                f"token_embedding={self.token_embedding!r} is not supported; "
+                f"use one of {_TOKEN_EMBEDDINGS}."
+            )
+        if not isinstance(self.action_tanh, bool):
+            raise ConfigError(f"action_tanh={self.action_tanh!r} must be True or False.")
+        obs_shape = tuple(self.obs_shape)
+        positive = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in obs_shape)
+        if self.token_embedding == "grid":
+            if len(obs_shape) != 3 or not positive:
+                raise ConfigError(
+                    f"obs_shape={self.obs_shape!r} must be three positive ints (x, y, channels)."
+                )
+            if self.action_tanh:
+                raise ConfigError(
+                    "action_tanh=True only applies to token_embedding='huggingface' "
+                    "(continuous actions); a grid model's head outputs action logits."
+                )
+        else:
+            if len(obs_shape) != 1 or not positive:
+                raise ConfigError(
+                    f"obs_shape={self.obs_shape!r} must be one positive int (state_dim,) "
+                    "for token_embedding='huggingface' (vector states)."
+                )
+            for name, needed in (
+                ("model_type", "decision_transformer"),
+                ("time_embedding", "embedding"),
+            ):
+                if getattr(self, name) != needed:
+                    raise ConfigError(
+                        f"token_embedding='huggingface' needs {name}={needed!r}, "
+                        f"got {getattr(self, name)!r}."
+                    )
+        object.__setattr__(self, "obs_shape", obs_shape)
+
+    @property
+    def continuous_actions(self) -> bool:
+        """Whether actions are continuous vectors of ``n_actions`` dims (not indices)."""
+        return self.token_embedding == "huggingface"
 
     @property
     def tokens_per_step(self) -> int:
@@ -148,9 +216,16 @@ class DTConfig:
         return math.prod(self.obs_shape)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
+        """JSON-ready dict (tuples become lists).
+
+        ``token_embedding`` and ``action_tanh`` are left out at their defaults, so a
+        grid model's saved config reads as before (and older dtlens versions load it).
+        """
         out = asdict(self)
         out["obs_shape"] = list(self.obs_shape)
+        for name, default in _LATER_FIELDS.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     @classmethod

@@ -30,6 +30,7 @@ from typing import Any
 
 from torch import Tensor
 
+from dtlens.checkpoint_files import check_tensors_match
 from dtlens.errors import CheckpointError
 from dtlens.model import tl_core
 from dtlens.model.config import DTConfig
@@ -54,9 +55,11 @@ def convert_original(
     not used to choose actions and no dtlens analysis reads them.
 
     Raises:
-        CheckpointError: missing keys, malformed JSON configs, or an unsupported
+        CheckpointError: missing keys, malformed JSON configs, an unsupported
             variant (CNN/ViT state encoders, unknown model types), naming the
-            field and value.
+            field and value; or a ``model_state_dict`` that lacks tensors its
+            ``model_config`` implies or holds them in other shapes, listing every
+            missing and mismatched name.
     """
     missing = [key for key in ORIGINAL_KEYS if key not in checkpoint]
     if missing:
@@ -69,8 +72,27 @@ def convert_original(
     training_cfg = (
         _json_field(checkpoint, "offline_config") if "offline_config" in checkpoint else {}
     )
-    sd = dict(checkpoint["model_state_dict"])
+    sd = checkpoint["model_state_dict"]
+    if not isinstance(sd, dict):
+        raise CheckpointError(
+            f"checkpoint field 'model_state_dict' must be a dict of tensors, got "
+            f"{type(sd).__name__}; is this an original decision transformer checkpoint?"
+        )
+    sd = dict(sd)
+    not_tensors = sorted(str(key) for key, value in sd.items() if not isinstance(value, Tensor))
+    if not_tensors:
+        raise CheckpointError(
+            f"model_state_dict holds values that are not tensors: {not_tensors[:8]}; "
+            "the checkpoint is damaged or not an original decision transformer"
+        )
+    for key in ("state_embedding.weight", "action_predictor.weight", "time_embedding.weight"):
+        if key in sd and sd[key].ndim != 2:
+            raise CheckpointError(
+                f"model_state_dict[{key!r}] has shape {list(sd[key].shape)}; a 2-D matrix "
+                "was expected: the checkpoint is damaged or of another model"
+            )
     cfg = _config(model_cfg, env_cfg, training_cfg, sd)
+    _check_tensors(sd, cfg)
     return _state_dict(sd, cfg), cfg, env_cfg
 
 
@@ -117,11 +139,18 @@ def _config(
             f"offline_config.model_type={raw_type!r} is not supported; "
             f"supported: {sorted(_MODEL_TYPES)}."
         )
-    for key in ("state_embedding.weight", "action_embedding.0.weight", "action_predictor.weight"):
-        if key not in sd:
-            raise CheckpointError(
-                f"model_state_dict has no {key!r}; is this a decision transformer?"
-            )
+    needed = (
+        "state_embedding.weight",
+        "action_embedding.0.weight",
+        "action_predictor.weight",
+        "time_embedding.weight",
+    )
+    missing = [key for key in needed if key not in sd]
+    if missing:
+        raise CheckpointError(
+            f"model_state_dict has no {missing} (missing tensors); is this a decision "
+            "transformer checkpoint, and is it complete?"
+        )
     state_dim = sd["state_embedding.weight"].shape[1]
     view = int(env_cfg.get("view_size", 7))
     channels, rem = divmod(state_dim, view * view)
@@ -159,6 +188,67 @@ def _config(
         raise CheckpointError(f"model_config has no field {err.args[0]!r}.") from err
     except ValueError as err:  # ConfigError is a ValueError: say where it came from
         raise CheckpointError(f"model_config describes an unsupported model: {err}") from err
+
+
+def _original_shapes(cfg: DTConfig, sd: dict[str, Tensor]) -> dict[str, tuple[int, ...]]:
+    """The tensors an original checkpoint of ``cfg`` must hold, with their shapes.
+
+    Tensors dtlens does not use (attention masks, the state and reward predictors)
+    are not listed; a gated MLP's optional ``b_in`` only when ``sd`` has it.
+    """
+    d, n_heads, d_head, d_mlp = cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp
+    state_dim = 1
+    for size in cfg.obs_shape:
+        state_dim *= size
+    shapes: dict[str, tuple[int, ...]] = {
+        "state_embedding.weight": (d, state_dim),
+        "action_embedding.0.weight": (cfg.n_actions + 1, d),
+        "action_predictor.weight": (cfg.n_actions, d),
+        "action_predictor.bias": (cfg.n_actions,),
+        "transformer.pos_embed.W_pos": (cfg.n_ctx, d),
+    }
+    if cfg.model_type == "decision_transformer":
+        shapes["reward_embedding.0.weight"] = (d, 1)
+    if cfg.time_embedding == "linear":
+        shapes["time_embedding.weight"] = (d, 1)
+        if cfg.time_embedding_bias:
+            shapes["time_embedding.bias"] = (d,)
+    else:
+        shapes["time_embedding.weight"] = (cfg.max_timestep + 1, d)
+    norms = cfg.normalization == "LN"
+    for layer in range(cfg.n_layers):
+        pre = f"transformer.blocks.{layer}."
+        if norms:
+            for name in ("ln1.w", "ln1.b", "ln2.w", "ln2.b"):
+                shapes[pre + name] = (d,)
+        for name in ("W_Q", "W_K", "W_V"):
+            shapes[pre + f"attn.{name}"] = (n_heads, d, d_head)
+        for name in ("b_Q", "b_K", "b_V"):
+            shapes[pre + f"attn.{name}"] = (n_heads, d_head)
+        shapes[pre + "attn.W_O"] = (n_heads, d_head, d)
+        shapes[pre + "attn.b_O"] = (d,)
+        shapes[pre + "mlp.W_in"] = (d, d_mlp)
+        if cfg.gated_mlp:
+            shapes[pre + "mlp.W_gate"] = (d, d_mlp)
+        if not cfg.gated_mlp or pre + "mlp.b_in" in sd:
+            shapes[pre + "mlp.b_in"] = (d_mlp,)
+        shapes[pre + "mlp.W_out"] = (d_mlp, d)
+        shapes[pre + "mlp.b_out"] = (d,)
+    if norms:
+        shapes["transformer.ln_final.w"] = (d,)
+        shapes["transformer.ln_final.b"] = (d,)
+    return shapes
+
+
+def _check_tensors(sd: dict[str, Tensor], cfg: DTConfig) -> None:
+    """Every tensor ``cfg`` implies is in ``sd`` with its shape; list what is not."""
+    expected = _original_shapes(cfg, sd)
+    check_tensors_match(
+        expected,
+        {key: value for key, value in sd.items() if key in expected},
+        "model_state_dict",
+        against="its model_config",
+    )
 
 
 def _state_dict(sd: dict[str, Tensor], cfg: DTConfig) -> dict[str, Tensor]:

@@ -17,6 +17,11 @@ Background:
     :mod:`dtlens.model.tl_core`). All hook points live in one ``hook_dict``, so one
     ``run_with_cache`` returns one ``ActivationCache`` holding everything.
 
+    Continuous-control models converted from HuggingFace (``token_embedding=
+    "huggingface"``, :mod:`dtlens.model.hf`) embed state vectors and continuous
+    actions with biased Linear layers, normalise the interleaved tokens with
+    ``embed_ln`` before ``hook_embed``, and may end in a tanh head.
+
 Examples:
     >>> import torch
     >>> from dtlens.model import DTConfig, HookedDecisionTransformer, TrajectoryBatch
@@ -38,8 +43,7 @@ References:
 from __future__ import annotations
 
 import contextlib
-import difflib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,23 +51,22 @@ import torch
 from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
-from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.HookedRootModule import HookedRootModule
 
-from dtlens.errors import BatchError, HookNameError
-from dtlens.model import tl_core
+from dtlens.errors import BatchError
+from dtlens.model import tl_compat, tl_core
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.config import DTConfig
+from dtlens.model.hf import embedding as hf_embedding
+from dtlens.model.tl_compat import ReturnType, TransformerLensMixin
 
 __all__ = ["EMBEDDING_HOOKS", "HookedDecisionTransformer"]
 
 #: The DT embedding hook points, in token order.
 EMBEDDING_HOOKS = ("hook_rtg_embed", "hook_state_embed", "hook_action_embed", "hook_time_embed")
 
-HookList = Sequence[tuple[str | Callable[[str], bool], Callable[..., Any]]]
 
-
-class HookedDecisionTransformer(HookedRootModule):
+class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
     """A decision transformer (or behavioural clone) on a TransformerLens core.
 
     Args:
@@ -75,6 +78,8 @@ class HookedDecisionTransformer(HookedRootModule):
             embedding, blocks, final norm and action head (``core.W_U``, ``core.b_U``,
             ``core.W_Q`` ... are TransformerLens' weight views).
         rtg_embed, state_embed, action_embed, time_embed: the DT embeddings.
+        embed_ln: the LayerNorm over the interleaved tokens, only with
+            ``token_embedding="huggingface"`` (HuggingFace models, :mod:`dtlens.model.hf`).
         metadata: free-form dict saved with checkpoints (env, training config...).
         checkpoint_dir: the dtlens checkpoint directory the model was loaded from (None
             for a new model or an original ``.pt``); files beside the weights, such as a
@@ -87,15 +92,18 @@ class HookedDecisionTransformer(HookedRootModule):
         self.metadata: dict[str, Any] = {}
         self.checkpoint_dir: Path | None = None
         with _seeded(cfg.seed):
-            if cfg.model_type == "decision_transformer":
-                self.rtg_embed = nn.Linear(1, cfg.d_model, bias=False)
-            self.state_embed = nn.Linear(cfg.state_dim, cfg.d_model, bias=False)
-            self.action_embed = nn.Embedding(cfg.n_actions + 1, cfg.d_model)
-            if cfg.time_embedding == "embedding":
-                self.time_embed = nn.Embedding(cfg.max_timestep + 1, cfg.d_model)
+            if cfg.token_embedding == "huggingface":
+                hf_embedding.add_embeddings(self, cfg)
             else:
-                self.time_embed = nn.Linear(1, cfg.d_model, bias=cfg.time_embedding_bias)
-            _init_embeddings(self, cfg)
+                if cfg.model_type == "decision_transformer":
+                    self.rtg_embed = nn.Linear(1, cfg.d_model, bias=False)
+                self.state_embed = nn.Linear(cfg.state_dim, cfg.d_model, bias=False)
+                self.action_embed = nn.Embedding(cfg.n_actions + 1, cfg.d_model)
+                if cfg.time_embedding == "embedding":
+                    self.time_embed = nn.Embedding(cfg.max_timestep + 1, cfg.d_model)
+                else:
+                    self.time_embed = nn.Linear(1, cfg.d_model, bias=cfg.time_embedding_bias)
+                _init_embeddings(self, cfg)
         self.core = tl_core.build_core(cfg)
         for name in self.embedding_hook_names:
             tl_core.attach_hook_point(self.core, name)
@@ -130,99 +138,66 @@ class HookedDecisionTransformer(HookedRootModule):
             return EMBEDDING_HOOKS
         return EMBEDDING_HOOKS[1:]
 
-    def check_hook_names(self, names: Iterable[str | Callable[[str], bool]]) -> None:
-        """Raise HookNameError for any name the model has no hook point for."""
-        known = None
-        for name in names:
-            if callable(name):
-                continue
-            known = known if known is not None else self.hook_dict
-            if name not in known:
-                close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-                hint = f" Did you mean {close}?" if close else ""
-                raise HookNameError(
-                    f"unknown hook name {name!r}.{hint} See model.hook_dict for all "
-                    f"{len(known)} names (e.g. 'blocks.0.hook_resid_pre', "
-                    f"'blocks.0.attn.hook_pattern', {EMBEDDING_HOOKS[0]!r})."
-                )
-
-    def hooks(  # type: ignore[override]
-        self,
-        fwd_hooks: HookList = (),
-        bwd_hooks: HookList = (),
-        reset_hooks_end: bool = True,
-        clear_contexts: bool = False,
-    ):
-        """Context manager adding temporary hooks (TransformerLens semantics), names checked."""
-        self.check_hook_names([name for name, _ in [*fwd_hooks, *bwd_hooks]])
-        return super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts)
-
-    def run_with_hooks(  # type: ignore[override]
-        self,
-        batch: TrajectoryBatch,
-        fwd_hooks: HookList = (),
-        bwd_hooks: HookList = (),
-        reset_hooks_end: bool = True,
-        clear_contexts: bool = False,
-    ) -> Float[Tensor, "batch pos action"]:
-        """Forward with temporary hooks; returns logits at every token.
-
-        Examples:
-            >>> def zero_rtg(act, hook):  # ablate every RTG embedding
-            ...     return torch.zeros_like(act)
-            >>> logits = model.run_with_hooks(batch, fwd_hooks=[("hook_rtg_embed", zero_rtg)])
-        """
-        with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts):
-            return self.forward(batch)
-
-    def run_with_cache(  # type: ignore[override]
-        self,
-        batch: TrajectoryBatch,
-        names_filter: str | Sequence[str] | Callable[[str], bool] | None = None,
-        device: torch.device | str | None = None,
-    ) -> tuple[Float[Tensor, "batch pos action"], ActivationCache]:
-        """Forward that also returns one ``ActivationCache`` of every (or the filtered) hook.
-
-        With ``names_filter=None`` the cache holds every hook under its canonical
-        name and every alias spelling (``blocks.0.hook_resid_pre``,
-        ``blocks.0.attn.hook_z``, ``hook_embed`` ...), plus the DT embedding hooks.
-        The cache's model is ``self.core``, so ``cache.decompose_resid()``,
-        ``cache.accumulated_resid()`` and ``cache.logit_attrs()`` work.
-
-        Examples:
-            >>> name = "blocks.0.attn.hook_pattern"
-            >>> logits, cache = model.run_with_cache(batch, names_filter=name)
-            >>> list(cache.keys())
-            ['blocks.0.attn.hook_pattern']
-        """
-        if isinstance(names_filter, str):
-            self.check_hook_names([names_filter])
-        elif isinstance(names_filter, Sequence):
-            self.check_hook_names(names_filter)
-        store, fwd_hooks, _ = self.core.get_caching_hooks(names_filter, device=device)
-        with self.hooks(fwd_hooks):
-            logits = self.forward(batch)
-        if names_filter is None:
-            tl_core.with_alias_keys(self.core, store)
-        return logits, tl_core.make_activation_cache(self.core, store)
-
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: TrajectoryBatch) -> Float[Tensor, "batch pos action"]:
+    def forward(
+        self,
+        batch: TrajectoryBatch,
+        return_type: ReturnType = "logits",
+        loss_per_token: bool = False,
+        *,
+        stop_at_layer: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Action logits at every token position ``[batch, n_tokens, n_actions]``.
+
+        For continuous actions these are the action predictions (after the head's
+        tanh, if ``cfg.action_tanh``).
 
         The prediction for step t is at its state token (position 3t+1 for a
         decision transformer, 2t for a clone); :meth:`action_logits` picks those.
+
+        TransformerLens' arguments (:mod:`dtlens.model.tl_compat`): ``return_type``
+        ``"logits"``, ``"loss"`` (the mean action loss, :func:`~dtlens.model.
+        tl_compat.action_loss`; ``[batch, step]`` with ``loss_per_token=True``),
+        ``"both"`` (logits, loss) or None; ``stop_at_layer=L`` returns the residual
+        stream entering block L (``blocks.L.hook_resid_pre``) instead.
+
+        Examples:
+            >>> loss = model(batch, return_type="loss")  # cross-entropy of batch.actions
         """
+        tl_compat.check_forward_kwargs(kwargs, return_type)
         tokens = self.embed(batch)
         token_mask = self.token_mask(batch)
-        if token_mask is None:
-            return self.core(tokens)
-        position_ids = (token_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.core(
-            tokens,
-            attention_mask=_attention_mask(token_mask),
-            position_ids=position_ids,
-        )
+        core_kwargs: dict[str, Any] = {}
+        if token_mask is not None:
+            core_kwargs["attention_mask"] = _attention_mask(token_mask)
+            core_kwargs["position_ids"] = (token_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if stop_at_layer is not None:
+            return self._stop_at_layer(tokens, stop_at_layer, core_kwargs)
+        logits = self.core(tokens, **core_kwargs)
+        return tl_compat.forward_output(self, batch, logits, return_type, loss_per_token)
+
+    def _stop_at_layer(
+        self, tokens: Tensor, layer: int, core_kwargs: dict[str, Any]
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The residual stream entering block ``layer`` (the last one after ``n_layers``)."""
+        n_layers = self.cfg.n_layers
+        if not -n_layers <= layer <= n_layers:
+            raise BatchError(
+                f"stop_at_layer={layer} is outside -{n_layers}..{n_layers} (n_layers={n_layers})."
+            )
+        layer = layer + n_layers if layer < 0 else layer
+        name = f"blocks.{layer}.hook_resid_pre" if layer < n_layers else "ln_final.hook_in"
+
+        def stop(act: Tensor, hook: Any) -> None:
+            raise _ForwardStoppedError(act)
+
+        try:
+            with self.hooks([(name, stop)]):
+                self.core(tokens, **core_kwargs)
+        except _ForwardStoppedError as stopped:
+            return stopped.args[0]
+        raise AssertionError(f"{name} did not fire")  # pragma: no cover
 
     def forward_from_layer(
         self,
@@ -265,14 +240,23 @@ class HookedDecisionTransformer(HookedRootModule):
         return self.core.unembed(self.core.ln_final(resid))
 
     def embed(self, batch: TrajectoryBatch) -> Float[Tensor, "batch pos d_model"]:
-        """The interleaved token embeddings (after ``hook_embed``, before positions)."""
+        """The interleaved token embeddings (after ``hook_embed``, before positions).
+
+        With ``token_embedding="huggingface"`` the interleaved tokens pass ``embed_ln``
+        before ``hook_embed``.
+        """
         self.validate(batch)
         cfg = self.cfg
         time = self.core.hook_time_embed(self._time_embedding(batch.timesteps))
-        flat_obs = rearrange(batch.obs, "b t x y c -> b t (c x y)").to(self.state_embed.weight)
-        states = self.core.hook_state_embed(self.state_embed(flat_obs)) + time
+        weight = self.state_embed.weight
+        if cfg.token_embedding == "huggingface":
+            state_in, action_in = batch.obs.to(weight), batch.actions.to(weight)
+        else:
+            state_in = rearrange(batch.obs, "b t x y c -> b t (c x y)").to(weight)
+            action_in = batch.actions
+        states = self.core.hook_state_embed(self.state_embed(state_in)) + time
         n_act = batch.actions.shape[1]
-        actions = self.core.hook_action_embed(self.action_embed(batch.actions)) + time[:, :n_act]
+        actions = self.core.hook_action_embed(self.action_embed(action_in)) + time[:, :n_act]
         if n_act < batch.n_steps:  # no action token after the last state
             missing = actions.new_zeros(batch.batch_size, batch.n_steps - n_act, cfg.d_model)
             actions = torch.cat([actions, missing], dim=1)
@@ -282,6 +266,8 @@ class HookedDecisionTransformer(HookedRootModule):
             parts.insert(0, self.core.hook_rtg_embed(self.rtg_embed(rtg)) + time)
         tokens = rearrange(torch.stack(parts, dim=2), "b t k d -> b (t k) d")
         tokens = tokens[:, : batch.n_tokens(cfg.tokens_per_step)]
+        if cfg.token_embedding == "huggingface":
+            tokens = self.embed_ln(tokens)
         return tl_core.embed_hook(self.core)(tokens)
 
     def _time_embedding(self, timesteps: Tensor) -> Float[Tensor, "batch step d_model"]:
@@ -317,7 +303,8 @@ class HookedDecisionTransformer(HookedRootModule):
         """
         if batch.n_steps >= self.cfg.n_timesteps:
             return batch
-        padded = batch.left_pad(self.cfg.n_timesteps, pad_action=self.cfg.n_actions)
+        pad_action = 0.0 if self.cfg.continuous_actions else self.cfg.n_actions
+        padded = batch.left_pad(self.cfg.n_timesteps, pad_action=pad_action)
         if self.context_padding == "tokens":
             return padded.replace(padding_mask=None)
         return padded
@@ -374,7 +361,9 @@ class HookedDecisionTransformer(HookedRootModule):
                 f"timesteps range over [{t_min}, {t_max}] but this model's time embedding "
                 f"covers [0, {cfg.max_timestep}] (max_timestep in its config)."
             )
-        if batch.actions.numel():
+        if batch.continuous_actions or cfg.continuous_actions:
+            hf_embedding.check_actions(batch, cfg)
+        elif batch.actions.numel():
             a_min, a_max = int(batch.actions.min()), int(batch.actions.max())
             if a_min < 0 or a_max > cfg.n_actions:
                 raise BatchError(
@@ -411,16 +400,6 @@ class HookedDecisionTransformer(HookedRootModule):
 
     # ----------------------------------------------------------------- helpers
     @property
-    def W_U(self) -> Float[Tensor, "d_model action"]:
-        """The action head's weight (TransformerLens' unembed)."""
-        return self.core.W_U
-
-    @property
-    def b_U(self) -> Float[Tensor, " action"]:
-        """The action head's bias."""
-        return self.core.b_U
-
-    @property
     def device(self) -> torch.device:
         """Device of the weights."""
         return self.state_embed.weight.device
@@ -431,7 +410,13 @@ class HookedDecisionTransformer(HookedRootModule):
             f"{c.model_type}: {c.n_layers} layers, d_model={c.d_model}, {c.n_heads} heads x "
             f"{c.d_head}, d_mlp={c.d_mlp}, n_ctx={c.n_ctx}, norm={c.normalization}, "
             f"act={c.act_fn}{' gated' if c.gated_mlp else ''}"
+            + (f", {c.token_embedding} embedding" if c.token_embedding != "grid" else "")
+            + (", tanh head" if c.action_tanh else "")
         )
+
+
+class _ForwardStoppedError(Exception):
+    """Carries the residual stream out of a forward stopped at a layer."""
 
 
 def _attention_mask(token_mask: Tensor) -> Tensor:

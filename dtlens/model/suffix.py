@@ -4,7 +4,7 @@ Attention is causal: a change that first touches token position p leaves every
 earlier position exactly as it was, at every layer. So an intervention on a window
 only needs positions ``p..n-1`` recomputed; the earlier positions' keys, values and
 logits are the unchanged run's. Position-by-position activation patching
-(:mod:`dtlens.analysis.patch_sweeps`) uses this to skip about half of each sweep's
+(:mod:`dtlens.analysis.patching.engine`) uses this to skip about half of each sweep's
 work, on top of starting at the patched layer.
 
 The computation runs the blocks' plain torch modules (:func:`dtlens.model.tl_core.

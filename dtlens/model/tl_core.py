@@ -24,6 +24,13 @@ does internally):
 Both are subclass changes of the native model class (no TransformerLens code is
 patched). Verified against transformer-lens 4.3.0 (see ``constraints.txt``).
 
+A model with ``action_tanh`` (continuous actions, :mod:`dtlens.model.hf`) gets a
+:class:`TanhActionHead`: the biased Linear, then a tanh, with the hook points
+``hook_action_pre_tanh`` and ``hook_action_post_tanh`` on either side of the tanh.
+The tanh lives inside the head module, so the bridge's forward, the ``unembed``
+component and the plain re-runs of :func:`native_parts` all apply it; ``W_U`` and
+``b_U`` are still the Linear's weights (they give the pre-tanh actions).
+
 Examples:
     >>> from dtlens.model.config import DTConfig
     >>> core = build_core(DTConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=8))
@@ -35,8 +42,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.config import TransformerBridgeConfig
@@ -47,6 +57,7 @@ from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_f
 from transformer_lens.model_bridge.sources.native.init import initialize_native_model
 from transformer_lens.model_bridge.sources.native.model import (
     NativeAttention,
+    NativeBlock,
     NativeGatedMLP,
     NativeMLP,
     NativeModel,
@@ -57,11 +68,15 @@ from dtlens.errors import CheckpointError
 from dtlens.model.config import DTConfig
 
 __all__ = [
+    "TANH_HOOKS",
+    "DTActivationCache",
     "NativeBlockParts",
+    "TanhActionHead",
     "attach_hook_point",
     "bridge_config",
     "build_core",
     "convert_hooked_transformer_state_dict",
+    "final_norm_weight",
     "make_activation_cache",
     "native_parts",
     "with_alias_keys",
@@ -94,15 +109,127 @@ def bridge_config(cfg: DTConfig) -> TransformerBridgeConfig:
     )
 
 
-class _DecisionTransformerCore(NativeModel):
-    """TransformerLens' native model with the two biases a DT's core needs (see module doc)."""
+#: The hook points on either side of a :class:`TanhActionHead`'s tanh.
+TANH_HOOKS = ("hook_action_pre_tanh", "hook_action_post_tanh")
 
-    def __init__(self, cfg: TransformerBridgeConfig):
+
+class TanhActionHead(nn.Linear):
+    """A continuous-action head: ``tanh(x W^T + b)``, hooked before and after the tanh.
+
+    The hook points belong to the bridge (:func:`build_core` registers them there, so
+    they are in its ``hook_dict`` and caches); the head only calls them.
+
+    Examples:
+        >>> head = TanhActionHead(4, 2)
+        >>> bool((head(torch.randn(3, 4)).abs() < 1).all())
+        True
+    """
+
+    def __init__(self, d_model: int, n_actions: int):
+        super().__init__(d_model, n_actions, bias=True)
+        # a plain tuple: the hook points are not registered as submodules here
+        self.tanh_hooks: tuple[HookPoint, HookPoint] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = super().forward(x)
+        if self.tanh_hooks is None:
+            return torch.tanh(pre)
+        before, after = self.tanh_hooks
+        return after(torch.tanh(before(pre)))
+
+
+class _DTAttention(NativeAttention):
+    """Native attention whose ``hook_attn_scores`` sees the scores, as in HookedTransformer.
+
+    The bridge fires ``hook_attn_scores`` after the wrapped module has run, with the
+    pattern the module returned (post-softmax): a cache would hold the pattern twice
+    and a hook could not change the scores. This forward passes the masked,
+    pre-softmax scores (``-inf`` where blocked) through the bridge's
+    ``hook_attn_scores`` before the softmax and returns only the output, so the
+    bridge does not fire it again. The pattern still passes ``hook_pattern``
+    (``pattern_fn``). The core never uses rotary embeddings, grouped keys/values or
+    score soft caps (:func:`bridge_config`), so this forward has none of them.
+    """
+
+    #: ``(hook_attn_scores,)`` once :func:`build_core` has wired the bridge (a tuple:
+    #: the hook point belongs to the bridge, not to this module).
+    scores_hook: tuple[HookPoint, ...] = ()
+
+    def forward(  # type: ignore[override]
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        pattern_fn: Callable[[Tensor], Tensor] | None = None,
+        **kwargs: Any,
+    ) -> tuple[Tensor]:
+        batch, seq, _ = hidden_states.shape
+        q, k, v = (
+            proj(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
+            for proj in (self.q, self.k, self.v)
+        )
+        block_mask = self.causal_mask[:seq, :seq]
+        if attention_mask is not None:
+            block_mask = self._combine_attention_mask(block_mask, attention_mask, batch=batch)
+        scores = (q @ k.transpose(-2, -1) / self.scale).masked_fill(block_mask, float("-inf"))
+        for hook in self.scores_hook:
+            scores = hook(scores)
+        # fully blocked rows softmax to NaN: zero them, as the native module does
+        pattern = F.softmax(scores, dim=-1).masked_fill(block_mask, 0.0)
+        if pattern_fn is not None:
+            pattern = pattern_fn(pattern)
+        z = (pattern @ v).transpose(1, 2).reshape(batch, seq, -1)
+        return (self.o(z),)
+
+
+class _DTBlock(NativeBlock):
+    """A native block with HookedTransformer's ``hook_resid_mid`` on the residual stream.
+
+    The bridge's ``blocks.L.hook_resid_mid`` is an alias of ``blocks.L.ln2.hook_in``,
+    the MLP's input only: a hook writing to it left the residual stream unpatched.
+    Here the residual between attention and MLP passes a real hook point (wired by
+    :func:`build_core`) before it feeds both ``ln2`` and the skip connection, as in
+    HookedTransformer; ``blocks.L.ln2.hook_in`` keeps patching the MLP's input only.
+    """
+
+    #: ``(hook_resid_mid,)`` once :func:`build_core` has wired the bridge.
+    resid_mid_hook: tuple[HookPoint, ...] = ()
+
+    def forward(  # type: ignore[override]
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        **kwargs: Any,
+    ) -> tuple[Tensor]:
+        attn_out = self.attn(
+            self.ln1(hidden_states), attention_mask=attention_mask, position_ids=position_ids
+        )[0]
+        hidden_states = hidden_states + attn_out
+        if not self.cfg.attn_only:
+            for hook in self.resid_mid_hook:
+                hidden_states = hook(hidden_states)
+            hidden_states = hidden_states + self.mlp(self.ln2(hidden_states))
+        return (hidden_states,)
+
+
+class _DecisionTransformerCore(NativeModel):
+    """TransformerLens' native model with the two biases a DT's core needs (see module doc).
+
+    Its blocks and attention are :class:`_DTBlock` and :class:`_DTAttention` (the
+    classes are swapped after construction, so building draws the same random
+    numbers as the native model and seeded weights do not change).
+    """
+
+    def __init__(self, cfg: TransformerBridgeConfig, action_tanh: bool = False):
         super().__init__(cfg)
         d_mlp = cfg.d_mlp
-        self.head = nn.Linear(cfg.d_model, cfg.d_vocab_out, bias=True)
-        if cfg.gated_mlp and not cfg.attn_only:
-            for block in self.layers:
+        head = TanhActionHead if action_tanh else partial(nn.Linear, bias=True)
+        self.head = head(cfg.d_model, cfg.d_vocab_out)
+        for block in self.layers:
+            block.__class__ = _DTBlock
+            block.attn.__class__ = _DTAttention
+            if cfg.gated_mlp and not cfg.attn_only:
                 block.mlp.out = nn.Linear(d_mlp, cfg.d_model, bias=True)
 
 
@@ -112,15 +239,71 @@ def build_core(cfg: DTConfig) -> TransformerBridge:
     if cfg.seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = _DecisionTransformerCore(tl_cfg)
+            model = _DecisionTransformerCore(tl_cfg, cfg.action_tanh)
             initialize_native_model(model, tl_cfg)
     else:
-        model = _DecisionTransformerCore(tl_cfg)
+        model = _DecisionTransformerCore(tl_cfg, cfg.action_tanh)
         initialize_native_model(model, tl_cfg)
     _zero_new_biases(model)
-    return build_bridge_from_module(
+    core = build_bridge_from_module(
         model, architecture="TransformerLensNative", tl_config=tl_cfg, model_name=tl_cfg.model_name
     )
+    if cfg.action_tanh:
+        head = _plain(model.head)
+        head.tanh_hooks = (
+            attach_hook_point(core, TANH_HOOKS[0]),
+            attach_hook_point(core, TANH_HOOKS[1]),
+        )
+    _wire_block_hooks(core)
+    _use_transformer_lens_names(core)
+    return core
+
+
+def _wire_block_hooks(core: TransformerBridge) -> None:
+    """Give each block a real ``hook_resid_mid`` and the true ``hook_attn_scores``.
+
+    ``blocks.L.hook_resid_mid`` becomes a hook point of its own (registered on the
+    block bridge, in the bridge's registry, and mapped to itself so the template's
+    alias to ``ln2.hook_in`` no longer applies); see :class:`_DTBlock` and
+    :class:`_DTAttention`.
+    """
+    registry = core._hook_registry
+    for layer, block in enumerate(core.blocks):
+        native = _plain(block)
+        _plain(block.attn).scores_hook = (block.attn.hook_attn_scores,)
+        if native.cfg.attn_only:
+            continue
+        hook = HookPoint()
+        block.hook_resid_mid = hook  # the block bridge registers it
+        name = f"blocks.{layer}.hook_resid_mid"
+        hook.name = name
+        registry[name] = hook
+        block.hook_aliases = {**block.hook_aliases, "hook_resid_mid": "hook_resid_mid"}
+        native.resid_mid_hook = (hook,)
+
+
+def _use_transformer_lens_names(core: TransformerBridge) -> None:
+    """Set each hook point's ``name`` to its HookedTransformer name (``hook.name`` in hooks).
+
+    The bridge names its hook points by module path (``blocks.0.hook_in``,
+    ``blocks.0.attn.o.hook_in``) and serves HookedTransformer's names
+    (``blocks.0.hook_resid_pre``, ``blocks.0.attn.hook_z``) as aliases. Both stay
+    keys of ``hook_dict``; the name a hook function sees, and a cache is keyed by,
+    becomes HookedTransformer's. Hook points without one keep the bridge's name.
+
+    Examples:
+        >>> from dtlens.model.config import DTConfig
+        >>> core = build_core(DTConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=8))
+        >>> core.hook_dict["blocks.0.attn.o.hook_in"].name
+        'blocks.0.attn.hook_z'
+    """
+    hook_dict = core.hook_dict
+    renamed: set[int] = set()
+    for alias, bridge_name in sorted(build_alias_to_canonical_map(hook_dict).items()):
+        hook = hook_dict[bridge_name]
+        if id(hook) not in renamed:
+            hook.name = alias
+            renamed.add(id(hook))
 
 
 def _zero_new_biases(model: _DecisionTransformerCore) -> None:
@@ -169,16 +352,63 @@ def convert_hooked_transformer_state_dict(
 
 
 def with_alias_keys(core: TransformerBridge, cache: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Add every alias spelling (``blocks.0.hook_resid_pre`` ...) of the cached hooks."""
+    """Add the other spelling (``blocks.0.hook_in`` ...) of every cached hook and gradient."""
     for alias, canonical in build_alias_to_canonical_map(core.hook_dict).items():
-        if canonical in cache and alias not in cache:
-            cache[alias] = cache[canonical]
+        for suffix in ("", "_grad"):
+            if canonical + suffix in cache and alias + suffix not in cache:
+                cache[alias + suffix] = cache[canonical + suffix]
     return cache
 
 
-def make_activation_cache(core: TransformerBridge, cache: dict[str, Tensor]) -> ActivationCache:
-    """Wrap a dict of activations into TransformerLens' ``ActivationCache`` for ``core``."""
-    return ActivationCache(cache, core)
+def final_norm_weight(core: TransformerBridge) -> Tensor | None:
+    """The final LayerNorm's weight ``ln_final.w``, or None if the final norm has none (LNPre)."""
+    if core.cfg.normalization_type not in ("LN", "RMS"):
+        return None
+    return getattr(_plain(core.ln_final), "weight", None)
+
+
+class DTActivationCache(ActivationCache):
+    """TransformerLens' ``ActivationCache`` whose ``logit_attrs`` applies ``ln_final.w``.
+
+    ``ActivationCache.logit_attrs`` divides each component by the final norm's
+    cached scale and dots it with ``W_U[:, token]``: right for a model whose final
+    LayerNorm weight is folded into ``W_U`` (HookedTransformer's default), silently
+    wrong for dtlens' cores, which keep ``ln_final.w`` unfolded (the logits are
+    unchanged; ``W_U`` is the trained head). Here the scaled components are also
+    multiplied by ``ln_final.w``, so the attributions are those TransformerLens
+    gives on the folded model: they sum to the logit (difference) minus the
+    final norm's bias and ``b_U`` terms. Everything else is TransformerLens' own.
+    """
+
+    _final_weight: Tensor | None = None
+
+    def logit_attrs(self, residual_stack, tokens, *args: Any, **kwargs: Any) -> Tensor:  # type: ignore[override]
+        """Logit attributions with the final norm's weight applied (see the class docstring)."""
+        self._final_weight = final_norm_weight(self.model)
+        try:
+            return super().logit_attrs(residual_stack, tokens, *args, **kwargs)
+        finally:
+            self._final_weight = None
+
+    def apply_ln_to_stack(self, residual_stack, layer=None, mlp_input=False, *args, **kwargs):  # type: ignore[override]
+        """TransformerLens' ``apply_ln_to_stack`` (inside ``logit_attrs``: times ``ln_final.w``)."""
+        out = super().apply_ln_to_stack(residual_stack, layer, mlp_input, *args, **kwargs)
+        final = layer is None or layer in (-1, self.model.cfg.n_layers)
+        if self._final_weight is not None and final and not mlp_input:
+            out = out * self._final_weight
+        return out
+
+    def apply_slice_to_batch_dim(self, batch_slice) -> DTActivationCache:  # type: ignore[override]
+        """TransformerLens' batch slice, keeping this class."""
+        sliced = super().apply_slice_to_batch_dim(batch_slice)
+        return DTActivationCache(sliced.cache_dict, self.model, has_batch_dim=sliced.has_batch_dim)
+
+
+def make_activation_cache(
+    core: TransformerBridge, cache: dict[str, Tensor], has_batch_dim: bool = True
+) -> DTActivationCache:
+    """Wrap a dict of activations into an ``ActivationCache`` for ``core``."""
+    return DTActivationCache(cache, core, has_batch_dim=has_batch_dim)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from transformer_lens import ActivationCache
 
 from dtlens.errors import BatchError, HookNameError
 from dtlens.plotting import style
-from dtlens.plotting.patching import as_numpy, check_labels, labelled_heatmap
+from dtlens.plotting.heatmaps import as_numpy, check_labels, labelled_heatmap
 
 __all__ = [
     "attention_from_cache",

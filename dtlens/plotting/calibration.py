@@ -29,7 +29,7 @@ from torch import Tensor
 
 from dtlens.errors import BatchError
 from dtlens.plotting import style
-from dtlens.plotting.patching import as_numpy
+from dtlens.plotting.heatmaps import as_numpy
 
 __all__ = ["BAND_NAMES", "plot_calibration", "plot_reward_length_scatter"]
 

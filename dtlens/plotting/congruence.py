@@ -23,7 +23,7 @@ from torch import Tensor
 
 from dtlens.env.actions import ACTION_NAMES
 from dtlens.plotting import style
-from dtlens.plotting.patching import as_numpy, check_labels
+from dtlens.plotting.heatmaps import as_numpy, check_labels
 
 __all__ = ["plot_congruence", "plot_congruence_growth"]
 

@@ -30,7 +30,7 @@ from torch import Tensor
 from dtlens.env.actions import ACTION_NAMES
 from dtlens.errors import BatchError
 from dtlens.plotting import style
-from dtlens.plotting.patching import as_numpy, check_labels, labelled_heatmap
+from dtlens.plotting.heatmaps import as_numpy, check_labels, labelled_heatmap
 
 __all__ = ["plot_dla", "plot_logit_lens"]
 

@@ -13,32 +13,35 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from dtlens.errors import ConfigError
+from dtlens.files import check_writable, write_files_atomic
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.report.config import ReportConfig
 from dtlens.report.html import render_html
 from dtlens.report.section import Section, write_section
+from dtlens.report.sections import SECTION_MODULES
 
-__all__ = ["SECTIONS", "ReportConfig", "Section", "build_report", "run_sections", "write_section"]
+__all__ = [
+    "REPORT_FILES",
+    "SECTIONS",
+    "ReportConfig",
+    "Section",
+    "build_report",
+    "run_sections",
+    "write_section",
+]
 
-#: The report's sections, in order (modules of dtlens.report.sections).
-SECTIONS: tuple[str, ...] = (
-    "calibration",
-    "set_routine",
-    "look_back",
-    "rtg_entropy",
-    "attention",
-    "congruence",
-    "patching",
-    "path_patching",
-    "dynamics",
-)
+#: The two files :func:`build_report` writes into its output directory.
+REPORT_FILES: tuple[str, str] = ("report.html", "report.json")
+
+#: The report's sections, in order (keys of dtlens.report.sections.SECTION_MODULES).
+SECTIONS: tuple[str, ...] = tuple(SECTION_MODULES)
 
 
 def run_sections(
@@ -53,8 +56,10 @@ def run_sections(
     bar = tqdm(sections, desc="report", unit="section", disable=not show_progress)
     for name in bar:
         bar.set_postfix_str(name)
-        module = importlib.import_module(f"dtlens.report.sections.{name}")
-        results.append(module.run(model, config))
+        if name not in SECTION_MODULES:
+            known = list(SECTION_MODULES)
+            raise ConfigError(f"unknown report section {name!r}; sections: {known}.")
+        results.append(SECTION_MODULES[name].run(model, config))
     return results
 
 
@@ -66,9 +71,17 @@ def build_report(
     model_name: str = "model",
     show_progress: bool = True,
 ) -> Path:
-    """Run every section; write ``out_dir/report.html`` and ``report.json``; return the page."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Run every section; write ``out_dir/report.html`` and ``report.json``; return the page.
+
+    ``out_dir`` is checked to be writable before any section runs. Both files are
+    written when every section is done, atomically and together
+    (:func:`dtlens.files.write_files_atomic`): an interrupted report leaves an earlier
+    report in ``out_dir`` as it was, never half of one.
+
+    Raises:
+        OutputPathError: ``out_dir`` cannot be written (checked before any work).
+    """
+    out = check_writable(out_dir, "dir")
     results = run_sections(model, config, sections, show_progress)
     cfg = model.cfg
     intro = (
@@ -76,8 +89,10 @@ def build_report(
         f"heads, d_mlp {cfg.d_mlp}, context {cfg.n_timesteps} steps. Every number and figure "
         "below was computed live by dtlens on this model."
     )
-    html_path = out / "report.html"
-    html_path.write_text(render_html(results, title="dtlens: the MemoryDT findings", intro=intro))
+    html_path = out / REPORT_FILES[0]
+    html = render_html(results, title="dtlens: the MemoryDT findings", intro=intro)
     numbers = {"model": model_name, "sections": [s.to_json() for s in results]}
-    (out / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    write_files_atomic(
+        {html_path: html, out / REPORT_FILES[1]: json.dumps(numbers, indent=2) + "\n"}
+    )
     return html_path

@@ -11,19 +11,19 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Sequence
 
 from dtlens.model.checkpoint import load
 from dtlens.report.config import ReportConfig
 from dtlens.report.section import write_section
+from dtlens.report.sections import SECTION_MODULES
 
 __all__ = ["run_section_script"]
 
 
 def run_section_script(section: str, argv: Sequence[str] | None = None) -> int:
     """Parse ``--model/--out/--seed``, run one report section, write its outputs."""
-    module = importlib.import_module(f"dtlens.report.sections.{section}")
+    module = SECTION_MODULES[section]
     parser = argparse.ArgumentParser(
         prog=f"analyses/{section}.py", description=(module.__doc__ or "").strip()
     )

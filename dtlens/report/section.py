@@ -24,6 +24,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dtlens.errors import DTLensError
+from dtlens.files import write_text_atomic
 
 __all__ = ["Section", "write_section"]
 
@@ -75,16 +76,19 @@ def write_section(section: Section, out_dir: str | Path) -> list[Path]:
     """Write a section's numbers (``KEY.json``) and figures (``KEY_N.html``) to ``out_dir``.
 
     Figures are standalone HTML files with plotly.js inlined (they open offline).
+    Every file is written atomically (:func:`dtlens.files.write_text_atomic`): an
+    interrupted write leaves the earlier file, never a part.
 
     Examples:
         >>> paths = write_section(section, "out/")  # doctest: +SKIP
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / f"{section.key}.json"]
-    written[0].write_text(json.dumps(section.to_json(), indent=2) + "\n")
+    written = [write_text_atomic(out / f"{section.key}.json", _json_text(section))]
     for index, figure in enumerate(section.figures):
-        path = out / f"{section.key}_{index}.html"
-        figure.write_html(path, include_plotlyjs=True, full_html=True)
-        written.append(path)
+        html = figure.to_html(include_plotlyjs=True, full_html=True)
+        written.append(write_text_atomic(out / f"{section.key}_{index}.html", html))
     return written
+
+
+def _json_text(section: Section) -> str:
+    return json.dumps(section.to_json(), indent=2) + "\n"

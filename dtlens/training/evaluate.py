@@ -103,6 +103,10 @@ class RolloutResult:
         actions: the actions each episode took.
         rows_forwarded: model input rows over all steps (after de-duplication).
         forwards: model forward passes (one per step unless chunked by ``max_batch``).
+        probs: with ``record=True``, each episode's action distribution at every step
+            (``softmax`` of the logits, ``[length, n_actions]``); else None.
+        images: with ``record=True``, each episode's raw ``[7, 7, 3]`` observations
+            before every step plus the last one (``[length + 1, 7, 7, 3]``); else None.
     """
 
     rewards: Float[np.ndarray, " episode"]
@@ -115,6 +119,8 @@ class RolloutResult:
     actions: tuple[tuple[int, ...], ...]
     rows_forwarded: int
     forwards: int
+    probs: tuple[Float[Tensor, "step action"], ...] | None = None
+    images: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_episodes(self) -> int:
@@ -203,6 +209,7 @@ def rollout(
     dedupe: bool = True,
     max_batch: int = 4096,
     show_progress: bool = False,
+    record: bool = False,
 ) -> RolloutResult:
     """Play N episodes of ``env_id`` in lockstep, one model forward for all live ones per step.
 
@@ -222,6 +229,8 @@ def rollout(
         dedupe: forward identical contexts once.
         max_batch: most rows per forward (larger steps are split).
         show_progress: tqdm bar over steps.
+        record: also keep every step's action distribution and every observation
+            (``RolloutResult.probs`` / ``.images``).
 
     Returns:
         A :class:`RolloutResult`.
@@ -263,6 +272,7 @@ def rollout(
         if temperature > 0
         else None
     )
+    step_probs: list[list[Tensor]] = [[] for _ in range(n)]
     rows = forwards = 0
     was_training = model.training
     model.eval()
@@ -291,7 +301,11 @@ def rollout(
             rows += unique.size
             forwards += n_fwd
             uniforms = None if samplers is None else np.array([samplers[i].random() for i in idx])
-            chosen = choose_actions(logits[torch.as_tensor(inverse)], temperature, uniforms)
+            row_logits = logits[torch.as_tensor(inverse)]
+            chosen = choose_actions(row_logits, temperature, uniforms)
+            if record:
+                for i, p in zip(idx, row_logits.softmax(-1), strict=True):
+                    step_probs[i].append(p)
             for i, action in zip(idx, chosen, strict=True):
                 obs, reward, term, trunc, _ = envs[i].step(int(action))
                 actions[i, t] = action
@@ -316,6 +330,8 @@ def rollout(
         actions=tuple(tuple(int(a) for a in actions[i, : lengths[i]]) for i in range(n)),
         rows_forwarded=rows,
         forwards=forwards,
+        probs=tuple(torch.stack(p) for p in step_probs) if record else None,
+        images=tuple(images[i, : lengths[i] + 1] for i in range(n)) if record else None,
     )
 
 

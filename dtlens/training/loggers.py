@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dtlens.errors import ConfigError
+from dtlens.files import append_line
 
 __all__ = ["JsonlLogger", "Logger", "TensorboardLogger", "WandbLogger", "make_logger"]
 
@@ -45,9 +46,9 @@ class JsonlLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        """Append ``{"step": step, **metrics}`` as one line."""
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        """Append ``{"step": step, **metrics}`` as one line (all or nothing: a write that
+        fails half-way leaves no partial line, see :func:`dtlens.files.append_line`)."""
+        append_line(self.path, json.dumps({"step": step, **metrics}))
 
     def close(self) -> None:
         """Nothing to release (every call opens and closes the file)."""

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from dtlens.data.agents.lstm import LSTMAgent, LSTMAgentConfig, save_lstm_agent
 from dtlens.env import MEMORY_ENV_ID
 from dtlens.errors import ConfigError
+from dtlens.files import write_text_atomic
 from dtlens.training.rollout import EnvSource, Segment, SegmentCollector, make_vector_env
 
 __all__ = ["PPOConfig", "UpdateStats", "chunk_forward", "compute_gae", "train_ppo"]
@@ -492,5 +493,5 @@ def train_ppo(
     if out is not None:
         save_lstm_agent(agent, out / "final", {**meta, "update": len(history)})
         rows = [{k: _json_number(v) for k, v in asdict(s).items()} for s in history]
-        (out / "history.json").write_text(json.dumps(rows, indent=1))
+        write_text_atomic(out / "history.json", json.dumps(rows, indent=1) + "\n")
     return agent.eval(), history

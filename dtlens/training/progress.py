@@ -174,7 +174,7 @@ def success_by_layout(
 
 
 def _layout_batches(model: HookedDecisionTransformer, rtg: float):
-    from dtlens.analysis.scenarios import model_instruction_pairs
+    from dtlens.analysis.edits.scenarios import model_instruction_pairs
     from dtlens.model.batch import TrajectoryBatch
 
     pairs = model_instruction_pairs(model, rtg)

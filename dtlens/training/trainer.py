@@ -42,11 +42,14 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dtlens.errors import CheckpointError, ConfigError
+from dtlens.checkpoint_files import check_finite, read_json_file, sha256_hex
+from dtlens.errors import CheckpointError, ConfigError, DTLensError
+from dtlens.files import write_files_atomic
 from dtlens.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from dtlens.model.checkpoint import load as load_model
 from dtlens.model.checkpoint import save as save_model
@@ -336,10 +339,7 @@ class Trainer:
         tensors["rng.torch_cpu"] = torch.random.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.torch_cuda"] = torch.cuda.get_rng_state(self.device)
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-            directory / STATE_TENSORS,
-        )
+        data = save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
         state = {
             "format": _STATE_FORMAT,
             "format_version": _STATE_VERSION,
@@ -349,8 +349,15 @@ class Trainer:
             "param_names": [name for name, _ in self.model.named_parameters()],
             "history": self.history.to_dict(),
             "metadata": self.metadata,
+            "tensors_sha256": sha256_hex(data),
         }
-        (directory / STATE_JSON).write_text(json.dumps(state, indent=1) + "\n")
+        # trainer_state.json last: a step_k without it is not a checkpoint (step_dirs)
+        write_files_atomic(
+            {
+                directory / STATE_TENSORS: data,
+                directory / STATE_JSON: json.dumps(state, indent=1) + "\n",
+            }
+        )
         return directory
 
     @classmethod
@@ -386,37 +393,60 @@ class Trainer:
             >>> trainer.train()  # doctest: +SKIP
         """
         directory = latest_checkpoint(path)
-        try:
-            state = json.loads((directory / STATE_JSON).read_text())
-            tensors = load_file(directory / STATE_TENSORS)
-        except (OSError, json.JSONDecodeError, SafetensorError) as err:
-            raise CheckpointError(f"cannot read the trainer state in {directory}: {err}") from err
-        if state.get("format") != _STATE_FORMAT:
+        state = read_json_file(directory / STATE_JSON, "a dtlens trainer state")
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise CheckpointError(f"{directory / STATE_JSON} is not a dtlens trainer state.")
-        config_dict = dict(state["train_config"])
-        if device is not None:
-            config_dict["device"] = device
-        config = TrainConfig.from_dict(config_dict)
-        model = load_model(directory)
-        if model.cfg != config.model:
+        try:
+            data = (directory / STATE_TENSORS).read_bytes()
+        except OSError as err:
+            raise CheckpointError(f"cannot read the trainer state in {directory}: {err}") from err
+        recorded = state.get("tensors_sha256")
+        if recorded is not None and recorded != sha256_hex(data):
             raise CheckpointError(
-                f"{directory}: the saved model config differs from the saved TrainConfig's."
+                f"{directory / STATE_TENSORS} is not the file {STATE_JSON} was saved with "
+                "(its SHA-256 differs): it was changed or damaged after saving; resume from "
+                "an earlier step_k checkpoint (move this one away) or start again"
             )
-        model.metadata = {}
-        trainer = cls(config, train_sampler, val_sampler, evaluator, checkpoint_fn, logger, model)
-        names = [name for name, _ in trainer.model.named_parameters()]
-        if names != state["param_names"]:
+        try:
+            tensors = load_safetensors(data)
+        except (SafetensorError, ValueError) as err:
+            raise CheckpointError(f"cannot read the trainer state in {directory}: {err}") from err
+        check_finite(tensors, str(directory / STATE_TENSORS))
+        try:
+            config_dict = dict(state["train_config"])
+            if device is not None:
+                config_dict["device"] = device
+            config = TrainConfig.from_dict(config_dict)
+            model = load_model(directory)
+            if model.cfg != config.model:
+                raise CheckpointError(
+                    f"{directory}: the saved model config differs from the saved TrainConfig's."
+                )
+            model.metadata = {}
+            trainer = cls(
+                config, train_sampler, val_sampler, evaluator, checkpoint_fn, logger, model
+            )
+            names = [name for name, _ in trainer.model.named_parameters()]
+            if names != state["param_names"]:
+                raise CheckpointError(
+                    f"{directory}: the model's parameters do not match the saved optimizer state."
+                )
+            trainer.optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
+            trainer.generator.set_state(tensors["rng.generator"])
+            torch.random.set_rng_state(tensors["rng.torch_cpu"])
+            if "rng.torch_cuda" in tensors and trainer.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.torch_cuda"], trainer.device)
+            trainer.step = int(state["step"])
+            trainer.history = TrainHistory(**state["history"])
+            trainer.metadata = dict(state.get("metadata", {}))
+        except DTLensError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(
-                f"{directory}: the model's parameters do not match the saved optimizer state."
-            )
-        trainer.optimizer.load_state_dict(optimizer_from_flat(tensors, state["optimizer"]))
-        trainer.generator.set_state(tensors["rng.generator"])
-        torch.random.set_rng_state(tensors["rng.torch_cpu"])
-        if "rng.torch_cuda" in tensors and trainer.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.torch_cuda"], trainer.device)
-        trainer.step = int(state["step"])
-        trainer.history = TrainHistory(**state["history"])
-        trainer.metadata = dict(state.get("metadata", {}))
+                f"{directory / STATE_JSON} is damaged or was written by another dtlens "
+                f"({type(err).__name__}: {err}); resume from an earlier step_k checkpoint "
+                "(move this one away) or start the run again"
+            ) from err
         return trainer
 
 

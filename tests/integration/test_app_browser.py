@@ -29,7 +29,7 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 import dtlens
-from dtlens.analysis.routine import history_batch
+from dtlens.analysis.edits.routine import history_batch
 from dtlens.app import create_app
 from dtlens.app.tabs import FIGURE_HEIGHT
 from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, make_env

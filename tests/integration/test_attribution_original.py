@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import dtlens
-from dtlens.analysis.attribution import direct_logit_attribution, logit_lens
-from dtlens.analysis.congruence import congruence, per_layer_growth
+from dtlens.analysis.decomposition import direct_logit_attribution, logit_lens
+from dtlens.analysis.weights.congruence import congruence, per_layer_growth
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, make_env, optimal_actions
 from dtlens.model import TrajectoryBatch
 from tests.conftest import ORIGINAL_DT, requires_shared

@@ -147,3 +147,13 @@ def test_verdict_needs_every_layout_and_both_paddings(by_layout, low, masked, pa
     assert verdict["passed"] is passed
     expected = {s.name: float(v) for s, v in zip(SCENARIOS, by_layout, strict=True)}
     assert verdict["high_by_layout"] == expected
+
+
+def test_output_paths_are_checked_before_collecting(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    blocked = str(tmp_path / "file.txt" / "sub")
+    assert main(["build-memorydt", "--run-dir", blocked, "--out", str(tmp_path / "o")]) == 2
+    assert "--run-dir" in capsys.readouterr().err
+    assert main(["build-memorydt", "--run-dir", str(tmp_path / "r"), "--out", blocked]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # nothing started

@@ -1,17 +1,28 @@
-"""Collecting demonstrations: specs, reproducibility, append, the CLI, the real LSTM agent."""
+"""Collecting demonstrations: specs, reproducibility, append, the CLI, the real LSTM agent.
+
+The CLI's safety: ``--out`` is checked before any episode is played (a path under a
+regular file, a directory); Ctrl+C while collecting (injected into the collection, and
+a real SIGINT to a subprocess) or half-way through writing the file exits 130 with one
+line and leaves ``--out`` as it was.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from dtlens.cli import collect as collect_cli
+from dtlens.cli import main
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import SamplingSpec, collect_demonstrations, parse_sampling_spec
 from dtlens.data.demonstrations import Demonstrations
-from dtlens.errors import ConfigError
+from dtlens.errors import ConfigError, OutputPathError
 from tests.conftest import ORIGINAL_LSTM, requires_shared
 
 ENV_ID = "MiniGrid-MemoryS7FixedStart-v0"
@@ -131,3 +142,85 @@ def test_collect_with_the_original_lstm_agent(tmp_path, capsys):
         == 0
     )
     assert same_arrays(demos, Demonstrations.load(again))
+
+
+def test_cli_checks_out_before_collecting(tmp_path, monkeypatch):
+    played = []
+    monkeypatch.setattr(collect_cli, "collect_demonstrations", lambda *a, **k: played.append(1))
+    (tmp_path / "file.txt").write_text("x")
+    for out, message in [
+        (
+            tmp_path / "file.txt" / "sub" / "d.npz",
+            r"--out .*file\.txt/sub/d\.npz cannot be created",
+        ),
+        (tmp_path, "is a directory, but a file is written there"),
+    ]:
+        with pytest.raises(OutputPathError, match=message):
+            run_cli(["--temp", "greedy:2", "--out", str(out), "--no-progress"])
+    assert played == []
+
+
+def test_ctrl_c_while_collecting_says_nothing_was_written(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demos.npz"
+    argv = ["collect", "--temp", "greedy:2", "--out", str(out), "--n-envs", "2", "--no-progress"]
+    assert main(argv) == 0
+    before = out.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(collect_cli, "collect_demonstrations", interrupted)
+    capsys.readouterr()
+    assert main([*argv, "--append"]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"dtlens collect: interrupted; no episode was written and no partial file was left "
+        f"({out} is unchanged); rerun the same command"
+    ]
+    assert out.read_bytes() == before
+
+
+def test_ctrl_c_while_saving_leaves_the_old_file(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demos.npz"
+    argv = ["collect", "--temp", "greedy:2", "--out", str(out), "--n-envs", "2", "--no-progress"]
+    assert main(argv) == 0
+    before = out.read_bytes()
+    real = np.savez_compressed
+
+    def interrupted_half_way(file, **arrays):
+        real(file, **arrays)
+        file.truncate(len(before) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", interrupted_half_way)
+    capsys.readouterr()
+    assert main([*argv, "--append"]) == 130
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "no episode was written" in err, err
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["demos.npz"]
+
+
+def test_real_sigint_exits_130_with_one_line(tmp_path):
+    out = tmp_path / "demos.npz"
+    log = tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "dtlens.cli", "collect", "--temp", "1:100000"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen([*command, "--out", str(out)], stderr=stderr, text=True)
+        deadline = time.monotonic() + 120
+        while "episode" not in log.read_text():  # the progress bar: collection has started
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "collection did not start within 120 s"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    err = log.read_text()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err, err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last == (
+        f"dtlens collect: interrupted; no episode was written and no partial file was left "
+        f"({out} was not created); rerun the same command"
+    )
+    assert list(tmp_path.iterdir()) == [log]

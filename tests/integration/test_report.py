@@ -195,3 +195,42 @@ def test_full_report_on_shipped_memorydt(tmp_path):
     for section in report["sections"]:
         assert all(math.isfinite(v) for _, v in _walk_numbers(section["numbers"], ""))
     assert page.stat().st_size > 0
+
+
+def test_cli_checks_out_first_says_it_replaces_and_ctrl_c_writes_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    import dtlens.report as report
+
+    (tmp_path / "file.txt").write_text("x")
+    absent_model = str(tmp_path / "absent")  # --out is checked before the model is loaded
+    assert cli_main(["report", "--model", absent_model, "--out", str(tmp_path / "file.txt")]) == 2
+    assert "--out" in capsys.readouterr().err
+
+    model_dir = tmp_path / "model"
+    dtlens.save(build_model(n_ctx=26), model_dir)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("earlier page")
+    (out / "report.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "run_sections", interrupted)
+    assert cli_main(["report", "--model", str(model_dir), "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert "report.html and report.json will be replaced" in captured.out
+    assert captured.err.splitlines() == [
+        "dtlens report: interrupted; no file was written (the report is written when every "
+        f"section is done; {out} is unchanged); rerun the same command"
+    ]
+    assert (out / "report.html").read_text() == "earlier page"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "report.json"]
+
+    monkeypatch.setattr(report, "run_sections", lambda *args, **kwargs: [])
+    assert cli_main(["report", "--model", str(model_dir), "--out", str(out)]) == 0
+    assert "(replacing the earlier report)" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["sections"] == []
+    assert (out / "notes.txt").read_text() == "mine"

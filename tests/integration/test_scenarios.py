@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dtlens.analysis.metrics import logit_diff
-from dtlens.analysis.scenarios import (
+from dtlens.analysis.edits.scenarios import (
     PatchingPair,
     all_layouts,
     instruction_swap_pair,
     layout_batch,
     rtg_pair,
 )
+from dtlens.analysis.metrics import logit_diff
 from dtlens.env import OBJECT_NAMES, Scenario
 from dtlens.env.memory import MemoryS7FixedStartEnv
 from dtlens.errors import BatchError, DTLensError, EnvError, ObservationError

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 import dtlens
-from dtlens.analysis.patching import activation_patching
-from dtlens.analysis.scenarios import instruction_swap_pair
+from dtlens.analysis.edits.scenarios import instruction_swap_pair
+from dtlens.analysis.patching.activation import activation_patching
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, encode_observation, make_env, optimal_actions
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.checkpoint import WEIGHTS_FILE

@@ -102,3 +102,28 @@ def test_train_checkpoints_by_default(demos_path, tmp_path):
     assert main(["train", *flags, *TINY_FLAGS]) == 0
     steps = sorted(int(p.name[5:]) for p in run_dir.glob("step_*"))
     assert steps == list(range(0, 21, 2))  # total_steps // 10
+
+
+def test_output_paths_are_checked_before_the_demonstrations_are_read(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    missing_demos = str(tmp_path / "absent.npz")  # reading it would fail: it is never read
+    argv = ["train", "--demos", missing_demos, *TINY_FLAGS, "--total-steps", "2"]
+    assert main([*argv, "--run-dir", str(tmp_path / "file.txt" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--run-dir" in err and "file.txt is a file, not a directory" in err, err
+    assert (
+        main([*argv, "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "file.txt")]) == 2
+    )
+    assert "--out" in capsys.readouterr().err
+
+
+def test_an_out_holding_a_model_needs_overwrite(demos_path, tmp_path, capsys):
+    out = tmp_path / "model"
+    dtlens.save(dtlens.load("memorydt"), out)
+    before = (out / "model.safetensors").read_bytes()
+    flags = ["--demos", str(demos_path), "--out", str(out), *TINY_FLAGS, "--total-steps", "2"]
+    assert main(["train", *flags, "--run-dir", str(tmp_path / "run")]) == 2
+    assert "already holds a model" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == before
+    assert main(["train", *flags, "--run-dir", str(tmp_path / "run"), "--overwrite"]) == 0
+    assert dtlens.load(out).cfg.d_model == 16

@@ -13,10 +13,10 @@ import itertools
 import pytest
 import torch
 
-from dtlens.analysis import patch_sweeps
-from dtlens.analysis.patch_chunks import SUFFIX_MIN_ROWS
-from dtlens.analysis.patch_sweeps import patched_metrics
-from dtlens.analysis.patching import PATCHING_SWEEPS, activation_patching
+from dtlens.analysis.patching import engine as patch_sweeps
+from dtlens.analysis.patching.activation import PATCHING_SWEEPS, activation_patching
+from dtlens.analysis.patching.chunks import SUFFIX_MIN_ROWS
+from dtlens.analysis.patching.engine import patched_metrics
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from tests.conftest import build_batch, build_model
 
@@ -415,9 +415,30 @@ def test_bad_direction_and_max_batch_raise(model, pair):
         activation_patching(model, *pair, metric, max_batch=0)
 
 
-def test_metric_must_return_one_value_per_pair(model, pair):
-    with pytest.raises(DTLensError, match=r"shape \[B\] = \[3\]; got \[\]"):
-        activation_patching(model, *pair, lambda logits: logits[:, -1, 0].mean())
+def test_metric_must_return_one_value_per_pair_or_a_scalar(model, pair):
+    with pytest.raises(DTLensError, match=r"shape \[B\] = \[3\], or to one scalar.*got \[3, 7\]"):
+        activation_patching(model, *pair, lambda logits: logits[:, -1])
+    with pytest.raises(DTLensError, match="non-finite values"):
+        activation_patching(model, *pair, lambda logits: logits[:, -1, 0] / 0)
+
+
+@pytest.mark.parametrize("hook, by", [("resid_pre", ("layer", "pos")), ("z", ("layer", "head"))])
+def test_a_scalar_metric_is_the_scalar_of_each_patch(model, pair, hook, by):
+    """A TransformerLens-style ``.mean()`` metric, evaluated per patch on its B pairs.
+
+    The mean of a per-pair metric is linear, so the raw scalar sweep equals the mean of
+    the per-pair sweep, and its restored fraction is the ratio of the means (not the
+    mean of per-pair ratios), computed here from the per-pair sweep's raw values.
+    """
+    scalar = lambda logits: metric(logits).mean()  # noqa: E731
+    per_pair = activation_patching(model, *pair, metric, hook, by, normalize=False)
+    raw = activation_patching(model, *pair, scalar, hook, by, normalize=False)
+    torch.testing.assert_close(raw.values, per_pair.values, atol=ATOL, rtol=0)
+    assert raw.info["per_pair"] is None and raw.info["clean_metric"].shape == (1,)
+    restored = activation_patching(model, *pair, scalar, hook, by)
+    clean, corrupt = (per_pair.info[k].mean() for k in ("clean_metric", "corrupt_metric"))
+    expected = (per_pair.values - corrupt) / (clean - corrupt)
+    torch.testing.assert_close(restored.values, expected, atol=1e-4, rtol=0)
 
 
 def test_equal_clean_and_corrupt_metrics_cannot_be_normalised(model):

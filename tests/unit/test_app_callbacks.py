@@ -21,8 +21,8 @@ pytest.importorskip("dash")
 from dash import Patch
 
 import dtlens
-from dtlens.analysis.edits import set_rtg
-from dtlens.analysis.routine import history_batch
+from dtlens.analysis.edits.observations import set_rtg
+from dtlens.analysis.edits.routine import history_batch
 from dtlens.app import callbacks, layout, views
 from dtlens.app.callbacks import (
     AppState,

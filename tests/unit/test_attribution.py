@@ -12,7 +12,7 @@ import itertools
 import pytest
 import torch
 
-from dtlens.analysis.attribution import (
+from dtlens.analysis.decomposition import (
     direct_logit_attribution,
     logit_lens,
     residual_decomposition,

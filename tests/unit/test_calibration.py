@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import dtlens
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, encode_observation, make_env
 from dtlens.errors import ConfigError, EnvError
 from dtlens.model import TrajectoryBatch
@@ -261,3 +262,30 @@ def test_argument_errors(model):
         resolve_layouts(["key/top-box"], 1, MEMORY_ENV_ID)
     with pytest.raises(EnvError, match="only be forced"):
         resolve_layouts("balanced", 2, "MiniGrid-DoorKey-5x5-v0")
+
+
+def test_calibrate_cli_checks_its_outputs_first_and_never_replaces_silently(tmp_path, capsys):
+    from dtlens.cli import main
+
+    model_dir = tmp_path / "model"
+    dtlens.save(build_model(max_timestep=MAX_STEPS), model_dir)
+    out, html = tmp_path / "calibration.json", tmp_path / "calibration.html"
+    run = ["calibrate", "--rtgs", "0", "--episodes-per-rtg", "4", "--max-steps", str(MAX_STEPS)]
+    (tmp_path / "file.txt").write_text("x")
+    # checked before the model is loaded: the model path does not exist either
+    bad = ["--model", str(tmp_path / "absent"), "--out", str(tmp_path / "file.txt" / "c.json")]
+    assert main([*run, *bad]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main([*run, "--model", str(model_dir), "--out", str(out), "--html", str(html)]) == 0
+    written = out.read_text(), html.read_text()
+    assert CalibrationResult.from_json(written[0]).n_episodes == 4
+    assert main([*run, "--model", str(model_dir), "--out", str(out), "--seed", "1"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (out.read_text(), html.read_text()) == written
+    assert main([*run, "--model", str(model_dir), "--html", str(html), "--seed", "1"]) == 2
+    again = [*run, "--model", str(model_dir), "--out", str(out), "--seed", "1", "--overwrite"]
+    assert main(again) == 0
+    assert out.read_text() != written[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "calibration.html", "calibration.json", "file.txt", "model"
+    ]  # fmt: skip

@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dtlens.analysis.circuits import head_svd, ov_circuit, qk_circuit, state_embedding_pca
-from dtlens.analysis.embeddings import (
+from dtlens.analysis.weights.embeddings import (
     action_index,
     action_labels,
     effective_unembed,
@@ -19,6 +18,7 @@ from dtlens.analysis.embeddings import (
     fold_layer_norm,
     state_feature_labels,
 )
+from dtlens.analysis.weights.qk_ov import head_svd, ov_circuit, qk_circuit, state_embedding_pca
 from dtlens.errors import ConfigError
 from dtlens.model import TrajectoryBatch
 from tests.conftest import build_model

@@ -11,7 +11,7 @@ import pytest
 import torch
 from einops import einsum
 
-from dtlens.analysis.congruence import (
+from dtlens.analysis.weights.congruence import (
     CongruenceTable,
     congruence,
     embedding_congruence,

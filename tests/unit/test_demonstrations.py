@@ -1,14 +1,30 @@
-"""Demonstrations: derived labels on hand-written episodes, validation, file round trip."""
+"""Demonstrations: derived labels on hand-written episodes, validation, file round trip.
+
+Damaged files are made by hand: truncated at several points, emptied, a byte flipped in
+the compressed data, other kinds of file in its place (a ``.npy`` array, a torch
+checkpoint, text, a directory), and archives whose array headers claim more rows than
+the file holds. A save is made to fail half-way by a writer that writes part of the
+archive and raises (disk full, Ctrl+C).
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from dtlens.data.demonstrations import Demonstrations, merge_headers
-from dtlens.errors import BatchError, CheckpointError, ConfigError, DTLensError
+from dtlens.errors import (
+    BatchError,
+    CheckpointError,
+    ConfigError,
+    DemonstrationsFileError,
+    DTLensError,
+)
 
 HEADER = {
     "env_id": "MiniGrid-MemoryS7FixedStart-v0",
@@ -191,3 +207,124 @@ def test_concatenate_offsets_episodes_and_lists_parts():
 def test_merge_headers_keeps_shared_facts():
     merged = merge_headers([{"env_id": "E", "agent": "x"}, {"env_id": "E", "parts": [{"a": 1}]}])
     assert merged == {"env_id": "E", "parts": [{"agent": "x"}, {"a": 1}]}
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return hand_demos().save(tmp_path / "demos.npz")
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_files_are_named(saved, keep):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: int(len(data) * keep)])
+    expected = "is empty" if keep == 0 else "is truncated or corrupt"
+    with pytest.raises(DemonstrationsFileError, match=expected):
+        Demonstrations.load(saved)
+
+
+def test_a_flipped_byte_in_the_compressed_data_is_named(saved):
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(DemonstrationsFileError, match=r"is corrupt: array '\w+' cannot be read"):
+        Demonstrations.load(saved)
+
+
+def test_files_of_another_kind_are_named(tmp_path):
+    npy = tmp_path / "a.npz"
+    with npy.open("wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(DemonstrationsFileError, match=r"is a single \.npy array"):
+        Demonstrations.load(npy)
+    model = tmp_path / "model.npz"
+    torch.save({"w": torch.zeros(2)}, model)
+    with pytest.raises(DemonstrationsFileError, match="is a torch file"):
+        Demonstrations.load(model)
+    text = tmp_path / "notes.npz"
+    text.write_text("episode 1: success")
+    with pytest.raises(DemonstrationsFileError, match=r"not a readable \.npz archive"):
+        Demonstrations.load(text)
+    with pytest.raises(DemonstrationsFileError, match="is a directory"):
+        Demonstrations.load(tmp_path)
+
+
+def _forge(source, target, field, rows):
+    """Rewrite ``source`` with ``field``'s .npy header claiming ``rows`` rows (data unchanged)."""
+    with np.load(source) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            if name == field:
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(array.dtype),
+                    "fortran_order": False,
+                    "shape": (rows, *array.shape[1:]),
+                }
+                np.lib.format.write_array_header_1_0(buffer, header)
+                buffer.write(array.tobytes())
+            else:
+                np.lib.format.write_array(buffer, array)
+            zf.writestr(f"{name}.npy", buffer.getvalue())
+    return target
+
+
+def test_headers_claiming_more_rows_than_the_file_holds_are_refused(saved, tmp_path):
+    # 10**12 steps of 7x7x3 bytes: 134 TiB claimed by a file of about 2 KB
+    forged = _forge(saved, tmp_path / "forged.npz", "obs", 10**12)
+    assert forged.stat().st_size < 4096
+    with pytest.raises(DemonstrationsFileError) as caught:
+        Demonstrations.load(forged)
+    message = str(caught.value)
+    assert "array 'obs' claims shape [1000000000000, 7, 7, 3]" in message
+    assert "but the file holds 1323 bytes of it" in message
+    forged = _forge(saved, tmp_path / "one_more.npz", "actions", 10)  # 9 steps held
+    with pytest.raises(DemonstrationsFileError, match="array 'actions' claims shape \\[10\\]"):
+        Demonstrations.load(forged)
+    fewer = _forge(saved, tmp_path / "fewer.npz", "actions", 8)  # fits, but disagrees
+    with pytest.raises(DemonstrationsFileError, match="actions has 8 entries but obs has 9"):
+        Demonstrations.load(fewer)
+
+
+def test_errors_are_checkpoint_errors_too(tmp_path):
+    assert issubclass(DemonstrationsFileError, CheckpointError)
+    assert issubclass(DemonstrationsFileError, DTLensError)
+
+
+@pytest.mark.parametrize(
+    "error", [OSError(28, "No space left on device"), KeyboardInterrupt()], ids=["disk", "ctrl-c"]
+)
+def test_a_save_failing_half_way_keeps_the_old_file(saved, monkeypatch, error):
+    before = saved.read_bytes()
+    real = np.savez_compressed
+
+    def write_part_then_fail(file, **arrays):
+        real(file, **arrays)  # the whole archive into the temporary file...
+        file.truncate(len(before) // 2)  # ...cut short, as a full disk would
+        raise error
+
+    monkeypatch.setattr(np, "savez_compressed", write_part_then_fail)
+    with pytest.raises(type(error)):
+        hand_demos(header={"env_id": "other"}).save(saved)
+    monkeypatch.undo()
+    assert saved.read_bytes() == before
+    assert [p.name for p in saved.parent.iterdir()] == ["demos.npz"]
+    assert Demonstrations.load(saved).header == HEADER
+
+
+def test_a_zip_directory_claiming_more_than_it_stores_is_refused(saved, tmp_path):
+    with np.load(saved) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    stored = tmp_path / "stored.npz"
+    np.savez(stored, **arrays)  # uncompressed: each member's size is its stored size
+    data = bytearray(stored.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the zip's central directory
+    while data[entry + 46 : entry + 46 + 7] != b"obs.npy":  # the obs member's entry
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 24 : entry + 28] = (2**31).to_bytes(4, "little")  # uncompressed size
+    stored.write_bytes(bytes(data))
+    with pytest.raises(
+        DemonstrationsFileError, match=r"array 'obs' cannot be read.*claims 2147483648 bytes"
+    ):
+        Demonstrations.load(stored)

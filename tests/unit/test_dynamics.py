@@ -274,3 +274,12 @@ def test_report_text_says_when_a_measure_started_past_its_threshold():
     text = dynamics_section.describe(dyn)
     assert "probe/last at 50, success@0.9 at 75" in text
     assert "was 0.98 in the initial weights already, fell to 0.87 on the plateau" in text
+
+
+def test_cli_checks_out_before_measuring(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    out = str(tmp_path / "file.txt" / "dynamics")
+    # the run directory does not exist either: --out is checked first
+    assert main(["dynamics", "--run-dir", str(tmp_path / "absent"), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} cannot be created" in err, err

@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dtlens.analysis.edits import (
+from dtlens.analysis.edits.observations import (
     compose,
     flip_targets,
     patch_observation,

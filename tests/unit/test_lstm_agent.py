@@ -323,6 +323,11 @@ def test_load_lstm_agent_errors(agent, tmp_path):
         load_lstm_agent(tmp_path)
     path = save_lstm_agent(agent, tmp_path / "a")
     (path / "agent.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match=r"agent\.safetensors is not the file config\.json"):
+        load_lstm_agent(path)  # the SHA-256 recorded at saving no longer matches
+    config = json.loads((path / "config.json").read_text())
+    del config["weights_sha256"]  # as written before dtlens recorded hashes
+    (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         load_lstm_agent(path)
     (path / "config.json").write_text(json.dumps({"format": "something-else"}))

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dtlens.analysis.path_io import receiver_input, receiver_inputs
-from dtlens.analysis.path_nodes import (
+from dtlens.analysis.circuits.node_io import receiver_input, receiver_inputs
+from dtlens.analysis.circuits.nodes import (
     MLP,
     Embed,
     Head,

@@ -20,13 +20,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dtlens.analysis.path_nodes import (
+from dtlens.analysis.circuits.nodes import (
     MLP,
     Embed,
     Head,
     Logits,
 )
-from dtlens.analysis.path_patching import path_patching, path_patching_sweep
+from dtlens.analysis.circuits.path_patching import path_patching, path_patching_sweep
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from tests.conftest import build_batch, build_model
 
@@ -251,7 +251,7 @@ def freeze_reference(model, clean, corrupt, senders, receivers, direction, freez
         if r[0] == "logits":
             return "ln_final.hook_in"
         if r[0] == "mlp":
-            return f"blocks.{r[1]}.hook_resid_mid"  # the MLP's input in the native bridge
+            return f"blocks.{r[1]}.ln2.hook_in"  # the MLP's input only
         return f"blocks.{r[1]}.attn.hook_{r[0]}"
 
     stored = {}
@@ -455,8 +455,8 @@ def test_bad_arguments_raise(setup_ln):
         call(mode="both")
     with pytest.raises(ConfigError, match="direction must be 'denoise' or 'noise'"):
         call(direction="restore")
-    with pytest.raises(ConfigError, match=r"one value per batch row, shape \[2\], got \[\]"):
-        call(metric=lambda logits: logits.sum())
+    with pytest.raises(DTLensError, match=r"shape \[B\] = \[2\], or to one scalar.*got \[2, 7\]"):
+        call(metric=lambda logits: logits[:, -1])
     with pytest.raises(BatchError, match="same shapes"):
         call(corrupt=build_batch(seed=1, n_steps=3))
     with pytest.raises(BatchError, match="same padding_mask"):
@@ -474,3 +474,93 @@ def test_bad_arguments_raise(setup_ln):
         clone = build_model(model_type="clone")
         b0, b1 = build_batch(seed=0).replace(rtg=None), build_batch(seed=1).replace(rtg=None)
         path_patching(clone, b0, b1, "rtg_embed", "logits", logit_diff)
+
+
+@pytest.mark.parametrize("mode", ["direct", "freeze"])
+def test_a_scalar_metric_is_the_scalar_of_each_sender_group(setup_ln, mode):
+    """A ``.mean()`` metric gives the per-pair sweep's mean raw values, and its restored
+    fraction is the ratio of the means (computed here from the per-pair sweep)."""
+    model, clean, corrupt, *_ = setup_ln
+    scalar = lambda logits: logit_diff(logits).mean()  # noqa: E731
+    per_pair = path_patching_sweep(model, clean, corrupt, "logits", logit_diff, mode,
+                                   normalize=False, show_progress=False)  # fmt: skip
+    raw = path_patching_sweep(model, clean, corrupt, "logits", scalar, mode,
+                              normalize=False, show_progress=False)  # fmt: skip
+    torch.testing.assert_close(raw.values, per_pair.values, atol=1e-5, rtol=0)
+    assert raw.info["per_pair"] is None
+    restored = path_patching_sweep(model, clean, corrupt, "logits", scalar, mode,
+                                   show_progress=False)  # fmt: skip
+    c, k = (per_pair.info[n].mean() for n in ("clean_metric", "corrupt_metric"))
+    torch.testing.assert_close(restored.values, (per_pair.values - k) / (c - k), atol=1e-4, rtol=0)
+    one = path_patching(model, clean, corrupt, "L0H1", "logits", scalar, mode, normalize=False)
+    torch.testing.assert_close(one, per_pair.values[0, 1], atol=1e-5, rtol=0)
+
+
+# ------------------------------------------- MLP and embedding senders, resid_pre receivers
+def resid_reference(model, clean, corrupt, senders, layer, direction):
+    """Direct mode into ``resid_pre{layer}``, by hand: the base stream entering the block plus
+    the senders' source-minus-base writes, run on from that block."""
+    base, source = (corrupt, clean) if direction == "denoise" else (clean, corrupt)
+    _, src = model.run_with_cache(source)
+    _, own = model.run_with_cache(base)
+    resid = own[f"blocks.{layer}.hook_resid_pre"].clone()
+    for sender in senders:
+        if sender.startswith("MLP"):
+            name = f"blocks.{int(sender[3:])}.hook_mlp_out"
+            resid += src[name] - own[name]
+        elif sender.startswith("L"):
+            lay, head = (int(x) for x in sender[1:].split("H"))
+            name = f"blocks.{lay}.attn.hook_z"
+            resid += (src[name][:, :, head] - own[name][:, :, head]) @ model.core.blocks[
+                lay
+            ].attn.W_O[head]
+    return model.forward_from_layer(resid, layer, base)
+
+
+@pytest.mark.parametrize("direction", ["denoise", "noise"])
+def test_resid_pre_receiver_matches_a_hand_computation(setup_ln, direction):
+    model, clean, corrupt, *_ = setup_ln
+    senders = ["L0H1", "MLP0"]
+    with torch.no_grad():
+        expected = logit_diff(resid_reference(model, clean, corrupt, senders, 1, direction))
+    for mode in ("direct", "freeze"):
+        got = path_patching(model, clean, corrupt, senders, "resid_pre1", logit_diff, mode,
+                            direction, freeze_mlps=True, normalize=False)  # fmt: skip
+        torch.testing.assert_close(got, expected.mean(), atol=1e-5, rtol=0)
+    # every sender before block 1 into its stream gives the source run's stream there
+    every = ["L0H0", "L0H1", "L0H2", "L0H3", "MLP0", "rtg", "state", "action", "time"]
+    full = path_patching(model, clean, corrupt, every, "blocks.1.hook_resid_pre", logit_diff,
+                         direction=direction)  # fmt: skip
+    assert float(full) == pytest.approx(1.0 if direction == "denoise" else 0.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("senders", ["mlps", "embeddings", "all"])
+def test_sweeps_over_mlp_and_embedding_senders_equal_single_calls(setup_ln, senders):
+    model, clean, corrupt, *_ = setup_ln
+    for receivers in ("logits", "resid_pre1", ["L1H0.q", "MLP1"]):
+        result = path_patching_sweep(model, clean, corrupt, receivers, logit_diff,
+                                     senders=senders, show_progress=False)  # fmt: skip
+        assert result.axes == ("sender",)
+        expected = {
+            "mlps": ["MLP0", "MLP1"],
+            "embeddings": ["rtg_embed", "state_embed", "action_embed", "time_embed"],
+        }.get(senders)
+        if expected is not None:
+            assert result.labels["sender"] == expected
+        else:
+            assert len(result.labels["sender"]) == 4 + 2 * 5
+        for label in result.labels["sender"]:
+            single = path_patching(model, clean, corrupt, label, receivers, logit_diff)
+            assert result.value(sender=label) == pytest.approx(float(single), abs=1e-5)
+
+
+def test_resid_pre_comes_alone_and_sweeps_name_their_senders(setup_ln):
+    model, clean, corrupt, *_ = setup_ln
+    with pytest.raises(ConfigError, match="must be the only receiver"):
+        path_patching(model, clean, corrupt, "L0H1", ["resid_pre1", "logits"], logit_diff)
+    with pytest.raises(ConfigError, match="senders must be 'heads', 'mlps'"):
+        path_patching_sweep(model, clean, corrupt, "logits", logit_diff, senders="neurons")
+    # layer-1 senders cannot reach the stream entering block 1: exactly no effect
+    sweep = path_patching_sweep(model, clean, corrupt, "resid_pre1", logit_diff, senders="all",
+                                show_progress=False)  # fmt: skip
+    assert sweep.value(sender="MLP1") == 0.0 and sweep.value(sender="L1H2") == 0.0

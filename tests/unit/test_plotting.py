@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from dtlens.analysis.results import PatchingResult
+from dtlens.analysis.patching.results import PatchingResult
 from dtlens.errors import BatchError, DTLensError, HookNameError, ObservationError
 from dtlens.plotting import (
     attention_from_cache,

@@ -12,7 +12,7 @@ import torch
 
 from dtlens.cli import train_ppo as cli
 from dtlens.data.agents import LSTMAgent, LSTMAgentConfig, load_lstm_agent
-from dtlens.errors import ConfigError, EnvError
+from dtlens.errors import ConfigError, EnvError, OutputPathError
 from dtlens.training.ppo import PPOConfig, chunk_forward, compute_gae, train_ppo
 from dtlens.training.probe_envs import CueRecallEnv
 from dtlens.training.rollout import (
@@ -294,36 +294,42 @@ def test_train_ppo_rejects_mismatched_agent_and_bad_config():
         train_ppo({"total_steps": 64})
 
 
-def test_cli_trains_on_memory_env(tmp_path, capsys):
+_CLI_FLAGS = [
+    "--total-steps", "16", "--n-envs", "2", "--n-steps", "8", "--recurrence", "4",
+    "--n-minibatches", "1", "--update-epochs", "1", "--image-dim", "8", "--memory-dim", "8",
+    "--threads", "1", "--no-progress",
+]  # fmt: skip
+
+
+def _cli_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    sub = cli.add_parser(parser.add_subparsers())
-    args = sub.parse_args(
-        [
-            "--out",
-            str(tmp_path),
-            "--total-steps",
-            "16",
-            "--n-envs",
-            "2",
-            "--n-steps",
-            "8",
-            "--recurrence",
-            "4",
-            "--n-minibatches",
-            "1",
-            "--update-epochs",
-            "1",
-            "--image-dim",
-            "8",
-            "--memory-dim",
-            "8",
-            "--threads",
-            "1",
-            "--no-progress",
-        ]
-    )
-    assert cli.run(args) == 0
+    return cli.add_parser(parser.add_subparsers()).parse_args([*argv, *_CLI_FLAGS])
+
+
+def test_cli_trains_on_memory_env(tmp_path, capsys):
+    assert cli.run(_cli_args("--out", str(tmp_path))) == 0
     assert "trained 1 updates (16 steps)" in capsys.readouterr().out
     agent = load_lstm_agent(tmp_path / "final")
     assert agent.metadata["env"] == "MiniGrid-MemoryS7FixedStart-v0"
     assert agent.config.memory_dim == 8
+
+
+def test_cli_never_replaces_an_earlier_run_silently(tmp_path):
+    out = tmp_path / "ppo"
+    assert cli.run(_cli_args("--out", str(out), "--checkpoint-every", "1")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["final", "history.json", "update_000001"]
+    weights = (out / "final" / "agent.safetensors").read_bytes()
+    assert cli.resume_hint(argparse.Namespace(out=out)).startswith(
+        f"last agent checkpoint {out / 'update_000001'}; continue from it with --init"
+    )
+    with pytest.raises(OutputPathError, match=r"already holds a run \(final, update_000001, "):
+        cli.run(_cli_args("--out", str(out), "--seed", "1"))
+    assert (out / "final" / "agent.safetensors").read_bytes() == weights
+    # --overwrite replaces the whole run: the old update_ checkpoint is gone
+    assert cli.run(_cli_args("--out", str(out), "--seed", "1", "--overwrite")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["final", "history.json"]
+    assert (out / "final" / "agent.safetensors").read_bytes() != weights
+    assert cli.resume_hint(argparse.Namespace(out=out)) == "no agent checkpoint was written yet"
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(OutputPathError, match="cannot be created"):
+        cli.run(_cli_args("--out", str(tmp_path / "file.txt" / "ppo")))

@@ -16,7 +16,7 @@ import torch
 
 import dtlens
 import dtlens.env
-from dtlens.analysis.scenarios import instruction_swap_pair, layout_batch
+from dtlens.analysis.edits.scenarios import instruction_swap_pair, layout_batch
 from dtlens.data.decision import decision_steps, decision_views, episode_instructions
 from dtlens.data.demonstrations import Demonstrations
 from dtlens.data.windows import WindowSampler

@@ -21,13 +21,19 @@ EXPECTED = {
     "PatchingResult",
     "TrajectoryBatch",
     "__version__",
+    "acdc",
     "activation_patching",
+    "attribution_patching",
     "congruence",
     "convert_original",
     "decode_observation",
     "direct_logit_attribution",
+    "edge_attribution_patching",
+    "edge_patching",
     "encode_observation",
+    "faithfulness_curve",
     "flip_targets",
+    "from_hf",
     "load",
     "logit_diff",
     "logit_lens",
@@ -56,12 +62,14 @@ def test_lazy_names_are_the_subpackages_objects():
     """The analysis/plotting names at the top level are the very objects of their modules."""
     import dtlens.analysis
     import dtlens.env.encoding
+    import dtlens.model.hf.convert
     import dtlens.plotting
 
     for name in dtlens._LAZY:
         module = {
             "dtlens.analysis": dtlens.analysis,
             "dtlens.env.encoding": dtlens.env.encoding,
+            "dtlens.model.hf.convert": dtlens.model.hf.convert,
             "dtlens.plotting": dtlens.plotting,
         }[dtlens._LAZY[name]]
         assert getattr(dtlens, name) is getattr(module, name), name

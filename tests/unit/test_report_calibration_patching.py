@@ -27,10 +27,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 import dtlens
-from dtlens.analysis.edits import set_rtg
+from dtlens.analysis.edits.observations import set_rtg
+from dtlens.analysis.edits.scenarios import instruction_swap_pair
 from dtlens.analysis.metrics import logit_diff, make_logit_diff_metric
-from dtlens.analysis.patching import activation_patching
-from dtlens.analysis.scenarios import instruction_swap_pair
+from dtlens.analysis.patching.activation import activation_patching
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import collect_demonstrations
 from dtlens.env import ACTION_INDEX, MEMORY_ENV_ID, SCENARIOS, optimal_actions

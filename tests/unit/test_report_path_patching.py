@@ -14,10 +14,10 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+from dtlens.analysis.circuits.nodes import Embed, Head
+from dtlens.analysis.circuits.path_patching import path_patching
+from dtlens.analysis.edits.scenarios import instruction_swap_pair
 from dtlens.analysis.metrics import logit_diff, make_logit_diff_metric
-from dtlens.analysis.path_nodes import Embed, Head
-from dtlens.analysis.path_patching import path_patching
-from dtlens.analysis.scenarios import instruction_swap_pair
 from dtlens.env import SCENARIOS
 from dtlens.errors import ObservationError
 from dtlens.model import TrajectoryBatch

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dtlens
-from dtlens.analysis.routine import history_batch, play_greedy
+from dtlens.analysis.edits.routine import history_batch, play_greedy
 from dtlens.cli import main
 from dtlens.env import SCENARIOS, Scenario, make_env
 from dtlens.errors import EnvError

@@ -284,6 +284,61 @@ def test_resume_is_bit_identical(demos, tmp_path):
     assert torch.equal(loaded.state_dict()["time_embed.weight"], a["time_embed.weight"])
 
 
+def test_a_checkpoint_save_failing_half_way_leaves_the_last_one_resumable(
+    demos, tmp_path, monkeypatch
+):
+    import os
+
+    sampler = WindowSampler(demos, n_steps=6)
+    cfg = _config(total_steps=4, warmup_steps=1, batch_size=4, checkpoint_every=2,
+                  run_dir=str(tmp_path / "run"))  # fmt: skip
+    trainer = Trainer(cfg, sampler)
+    trainer.train(show_progress=False, stop_at=2)
+    step2 = tmp_path / "run" / "step_2"
+    before = {p.name: p.read_bytes() for p in step2.iterdir()}
+    # saving step_2 again: the model files are written, then the disk fills up while the
+    # trainer state is written
+    calls = []
+    real_fsync = os.fsync
+
+    def disk_full_at_the_trainer_state(fd):
+        calls.append(fd)
+        # model.safetensors, config.json, their directory, then trainer_state.safetensors
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_full_at_the_trainer_state)
+    with pytest.raises(OSError, match="No space"):
+        trainer.save_checkpoint(step2)
+    monkeypatch.undo()
+    after = {p.name: p.read_bytes() for p in step2.iterdir()}
+    assert after.keys() == before.keys()  # no temporary file left
+    assert after[STATE_JSON] == before[STATE_JSON]
+    assert after[STATE_TENSORS] == before[STATE_TENSORS]
+    assert Trainer.resume(step2, sampler).step == 2
+
+
+def test_a_damaged_trainer_state_is_named(demos, tmp_path):
+    sampler = WindowSampler(demos, n_steps=6)
+    cfg = _config(total_steps=2, warmup_steps=1, batch_size=4, checkpoint_every=2,
+                  run_dir=str(tmp_path / "run"))  # fmt: skip
+    Trainer(cfg, sampler).train(show_progress=False)
+    step2 = tmp_path / "run" / "step_2"
+    tensors = step2 / STATE_TENSORS
+    data = bytearray(tensors.read_bytes())
+    data[-1] ^= 0x01
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"trainer_state\.safetensors is not the file"):
+        Trainer.resume(step2, sampler)
+    state = json.loads((step2 / STATE_JSON).read_text())
+    state["history"] = "lost"
+    state.pop("tensors_sha256")
+    (step2 / STATE_JSON).write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"trainer_state\.json is damaged"):
+        Trainer.resume(step2, sampler)
+
+
 def test_checkpoint_steps_add_dense_checkpoints(demos, tmp_path):
     cfg = _config(
         total_steps=9,

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from dtlens.checkpoint_files import read_checkpoint_dir, write_checkpoint_dir
+from dtlens.checkpoint_files import read_checkpoint_dir, resolve_device, write_checkpoint_dir
 from dtlens.errors import BatchError, CheckpointError, ConfigError, ObservationError
 
 __all__ = [
@@ -463,4 +463,4 @@ def load_lstm_agent(directory: str | Path, device: torch.device | str = "cpu") -
         agent.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"weights in {weights_path} do not match its config: {err}") from err
-    return agent.to(device).eval()
+    return agent.to(resolve_device(device)).eval()

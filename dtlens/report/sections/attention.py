@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.scenarios import layout_batch
+from dtlens.analysis.edits.scenarios import layout_batch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_attention_comparison, plot_attention_heads
 from dtlens.report.config import ReportConfig

@@ -11,7 +11,7 @@ variant is in the numbers), its strip plot, and its per-layer growth.
 
 from __future__ import annotations
 
-from dtlens.analysis.congruence import congruence, per_layer_growth
+from dtlens.analysis.weights.congruence import congruence, per_layer_growth
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_congruence, plot_congruence_growth
 from dtlens.report.config import ReportConfig

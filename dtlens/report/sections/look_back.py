@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from dtlens.analysis.edits.routine import play_greedy
+from dtlens.analysis.edits.scenarios import layout_batch
 from dtlens.analysis.metrics import action_probability, logit_diff
-from dtlens.analysis.routine import play_greedy
-from dtlens.analysis.scenarios import layout_batch
 from dtlens.env import SCENARIOS
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer

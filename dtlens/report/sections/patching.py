@@ -13,9 +13,9 @@ layer 1 restoring 0.87 of the metric and MLP 2 nothing; the seed found RTG patch
 Here, with the same metric (``logit(left) - logit(right)`` at the last state token,
 the decision square; :func:`~dtlens.analysis.metrics.make_logit_diff_metric`) and
 denoising (run the corrupt input, patch in one clean activation;
-:func:`~dtlens.analysis.patching.activation_patching`, batched):
+:func:`~dtlens.analysis.patching.activation.activation_patching`, batched):
 
-- the instruction swap (:func:`~dtlens.analysis.scenarios.instruction_swap_pair`) in
+- the instruction swap (:func:`~dtlens.analysis.edits.scenarios.instruction_swap_pair`) in
   each of the four layouts, at the low RTG (the seed's setting) and at the high RTG
   (the path-patching section's), over the model's full window padded the way the model
   expects (the seed's window: four padding steps, then five real ones, so S_instr = S5,
@@ -30,7 +30,7 @@ denoising (run the corrupt input, patch in one clean activation;
   at any token strictly between them. The text calls it the seed's picture when, in
   the mean over layouts, the hand-off is at layer 1, S_final holds the peak in every
   later layer and no token between restores :data:`ONE_TOKEN` or more.
-- the RTG change (:func:`~dtlens.analysis.scenarios.rtg_pair`: clean RTG ``low``,
+- the RTG change (:func:`~dtlens.analysis.edits.scenarios.rtg_pair`: clean RTG ``low``,
   corrupt RTG ``high`` at every position, as the seed) on each layout's clean
   trajectory: ``resid_pre`` and ``mlp_out`` by layer x position. The text calls it a
   collection when no single RTG token restores :data:`ONE_TOKEN` at layer 0 while
@@ -51,10 +51,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from dtlens.analysis.edits.scenarios import (
+    PatchingPair,
+    all_layouts,
+    model_instruction_pairs,
+    rtg_pair,
+)
 from dtlens.analysis.metrics import Metric, make_logit_diff_metric
-from dtlens.analysis.patching import activation_patching
-from dtlens.analysis.results import PatchingResult
-from dtlens.analysis.scenarios import PatchingPair, all_layouts, model_instruction_pairs, rtg_pair
+from dtlens.analysis.patching.activation import activation_patching
+from dtlens.analysis.patching.results import PatchingResult
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching

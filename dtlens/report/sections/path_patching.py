@@ -5,7 +5,7 @@ only observation where you can see the instruction token) is moved immediately t
 (from which we will predict our action)". In the seed's 9-step window S1-S4 are
 padding, S5 is the first real observation (the start position, the only view showing
 the instruction) and S9 is the decision square, where the turn is predicted. Our
-layouts have the same window (:func:`~dtlens.analysis.scenarios.instruction_swap_pair`:
+layouts have the same window (:func:`~dtlens.analysis.edits.scenarios.instruction_swap_pair`:
 four padding steps, then five real ones), so S_instr = S5 and S_final = S9 here too.
 
 Here: path patching (denoising; values are the restored fraction, 1 = the path alone
@@ -44,11 +44,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from dtlens.analysis.circuits.nodes import Embed, Head
+from dtlens.analysis.circuits.path_patching import path_patching, path_patching_sweep
+from dtlens.analysis.edits.scenarios import model_instruction_pairs
 from dtlens.analysis.metrics import make_logit_diff_metric
-from dtlens.analysis.path_nodes import Embed, Head
-from dtlens.analysis.path_patching import path_patching, path_patching_sweep
-from dtlens.analysis.results import PatchingResult
-from dtlens.analysis.scenarios import model_instruction_pairs
+from dtlens.analysis.patching.results import PatchingResult
 from dtlens.env import SCENARIOS
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dtlens.analysis.edits.scenarios import layout_batch
 from dtlens.analysis.metrics import action_entropy
-from dtlens.analysis.scenarios import layout_batch
 from dtlens.env import N_ACTIONS, SCENARIOS, optimal_actions
 from dtlens.errors import EnvError
 from dtlens.model.batch import TrajectoryBatch

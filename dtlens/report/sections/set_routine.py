@@ -11,7 +11,7 @@ with the probability of each action at every step.
 
 from __future__ import annotations
 
-from dtlens.analysis.routine import GreedyRun, play_greedy
+from dtlens.analysis.edits.routine import GreedyRun, play_greedy
 from dtlens.env import ACTION_NAMES, SCENARIOS
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_action_probabilities

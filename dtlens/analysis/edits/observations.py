@@ -15,7 +15,7 @@ returns a new batch (the input's tensors are never written to). Edits:
 
 The instruction and the targets are told apart by the Memory layout's geometry, not
 by fixed view cells (the view is egocentric): see
-:func:`dtlens.analysis.scenarios.locate_memory_objects`. Padding steps
+:func:`dtlens.env.views.locate_memory_objects`. Padding steps
 (``padding_mask`` False, or all-zero views) are never edited by those two edits.
 
 Examples:
@@ -42,7 +42,6 @@ from torch import Tensor
 
 from dtlens.env.channels import (
     COLOUR_CHANNELS,
-    N_CHANNELS,
     OBJECT_CHANNELS,
     STATE_CHANNELS,
     VIEW_SIZE,
@@ -50,6 +49,7 @@ from dtlens.env.channels import (
     object_channel,
     state_channel,
 )
+from dtlens.env.views import check_views, locate_memory_objects
 from dtlens.errors import BatchError, ObservationError
 from dtlens.model.batch import TrajectoryBatch
 
@@ -106,7 +106,7 @@ class SetCell(ObservationEdit):
 
     def apply(self, obs: Obs, real: StepMask) -> Obs:
         """Write the named attributes, then check the cell is still valid one-hot."""
-        _check_obs(obs)
+        check_views(obs)
         n_steps = obs.shape[1]
         out = obs.clone()
         if self.timestep == "all":
@@ -142,7 +142,6 @@ class SwapInstruction(ObservationEdit):
     def apply(self, obs: Obs, real: StepMask) -> Obs:
         """Swap the key and ball channels where :func:`locate_memory_objects` finds the
         instruction."""
-        from dtlens.analysis.scenarios import locate_memory_objects  # (scenarios imports us)
 
         instruction, _ = locate_memory_objects(obs, real)
         return _swap_key_ball(obs, instruction)
@@ -154,7 +153,6 @@ class FlipTargets(ObservationEdit):
 
     def apply(self, obs: Obs, real: StepMask) -> Obs:
         """Swap the key and ball channels where :func:`locate_memory_objects` finds targets."""
-        from dtlens.analysis.scenarios import locate_memory_objects  # (scenarios imports us)
 
         _, targets = locate_memory_objects(obs, real)
         return _swap_key_ball(obs, targets)
@@ -366,24 +364,6 @@ def _swap_key_ball(obs: Obs, mask: Bool[Tensor, "batch step x y"]) -> Obs:
 def _real_steps(batch: TrajectoryBatch) -> StepMask:
     real = batch.obs.flatten(2).any(-1)
     return real if batch.padding_mask is None else real & batch.padding_mask
-
-
-def _check_obs(obs: Tensor) -> None:
-    if (
-        not isinstance(obs, Tensor)
-        or obs.ndim != 5
-        or tuple(obs.shape[2:])
-        != (
-            VIEW_SIZE,
-            VIEW_SIZE,
-            N_CHANNELS,
-        )
-    ):
-        shape = list(obs.shape) if isinstance(obs, Tensor) else type(obs).__name__
-        raise ObservationError(
-            f"observation edits need one-hot views [batch, step, {VIEW_SIZE}, {VIEW_SIZE}, "
-            f"{N_CHANNELS}], got {shape}"
-        )
 
 
 def _apply_one(edit: ObservationEdit | Callable[[Obs], Obs], obs: Obs, real: StepMask) -> Obs:

@@ -24,7 +24,7 @@ at 1 and a location that breaks the behaviour scores near 0. (For the noising
 With ``normalize=False`` each value is ``mean_i patched_i``, the raw metric.
 Per-pair values and both baselines are in the result's ``info``.
 
-Every sweep runs batched (see :mod:`dtlens.analysis.patch_sweeps`): all patches x
+Every sweep runs batched (see :mod:`dtlens.analysis.patching.engine`): all patches x
 pairs are stacked along the batch dimension, chunked to ``max_batch`` rows, and
 patches inside block L start from the cached ``blocks.L.hook_resid_pre`` instead of
 recomputing layers < L.
@@ -65,27 +65,24 @@ Examples:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
-from dtlens.analysis.metrics import restored_logit_diff
-from dtlens.analysis.patch_sweeps import (
-    DEFAULT_MAX_BATCH,
-    HookPatch,
-    Metric,
-    PatchGroup,
-    ResidPatch,
-    check_metric_output,
-    check_pair,
-    run_patch_groups,
-)
-from dtlens.analysis.results import PatchingResult
+from dtlens.analysis.metrics import MetricFn, metric_name, metric_values, restored_logit_diff
+from dtlens.analysis.patching.engine import DEFAULT_MAX_BATCH, check_pair, run_patch_groups
+from dtlens.analysis.patching.groups import HookPatch, PatchGroup, ResidPatch
+from dtlens.analysis.patching.results import PatchingResult
+from dtlens.analysis.patching.sweeps import PATCHING_SWEEPS
+from dtlens.analysis.patching.sweeps import SWEEPS as _SWEEPS
+from dtlens.analysis.patching.sweeps import location_masks as _location_masks
+from dtlens.analysis.patching.sweeps import resolve_sweep as _resolve
+from dtlens.analysis.patching.sweeps import sweep_labels as _labels
+from dtlens.analysis.patching.sweeps import sweep_layers as _layers
 from dtlens.errors import ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -93,59 +90,11 @@ from dtlens.model.hooked_dt import HookedDecisionTransformer
 __all__ = ["PATCHING_SWEEPS", "activation_patching"]
 
 
-@dataclass(frozen=True)
-class _Sweep:
-    """How to patch one kind of activation.
-
-    Attributes:
-        template: the hook name, with ``{layer}`` for hooks inside blocks.
-        dims: names of the activation's dimensions after the batch dimension.
-        bys: the valid sets of sweep axes, each in canonical order.
-        pos_prefix: label prefix of an embedding hook's timestep axis ("R", "S" ...),
-            or None for token positions.
-    """
-
-    template: str
-    dims: tuple[str, ...]
-    bys: tuple[tuple[str, ...], ...]
-    pos_prefix: str | None = None
-
-    @property
-    def per_layer(self) -> bool:
-        return "{layer}" in self.template
-
-
-_RESID = (("layer", "pos"),)
-_HEAD = (("layer", "head"), ("layer", "head", "pos"))
-_SWEEPS: dict[str, _Sweep] = {
-    "resid_pre": _Sweep("blocks.{layer}.hook_resid_pre", ("pos", "d_model"), _RESID),
-    "resid_mid": _Sweep("blocks.{layer}.hook_resid_mid", ("pos", "d_model"), _RESID),
-    "resid_post": _Sweep("blocks.{layer}.hook_resid_post", ("pos", "d_model"), _RESID),
-    "attn_out": _Sweep("blocks.{layer}.hook_attn_out", ("pos", "d_model"), _RESID),
-    "mlp_out": _Sweep("blocks.{layer}.hook_mlp_out", ("pos", "d_model"), _RESID),
-    "z": _Sweep("blocks.{layer}.attn.hook_z", ("pos", "head", "d_head"), _HEAD),
-    "q": _Sweep("blocks.{layer}.attn.hook_q", ("pos", "head", "d_head"), _HEAD),
-    "k": _Sweep("blocks.{layer}.attn.hook_k", ("pos", "head", "d_head"), _HEAD),
-    "v": _Sweep("blocks.{layer}.attn.hook_v", ("pos", "head", "d_head"), _HEAD),
-    "pattern": _Sweep("blocks.{layer}.attn.hook_pattern", ("head", "pos", "key_pos"), _HEAD),
-    "mlp_post": _Sweep(
-        "blocks.{layer}.mlp.hook_post", ("pos", "neuron"), (("neuron",), ("neuron", "pos"))
-    ),
-    "rtg_embed": _Sweep("hook_rtg_embed", ("pos", "d_model"), (("pos",),), "R"),
-    "state_embed": _Sweep("hook_state_embed", ("pos", "d_model"), (("pos",),), "S"),
-    "action_embed": _Sweep("hook_action_embed", ("pos", "d_model"), (("pos",),), "A"),
-    "time_embed": _Sweep("hook_time_embed", ("pos", "d_model"), (("pos",),), "t"),
-}
-
-#: Every sweep :func:`activation_patching` runs: hook -> the valid ``by`` axes.
-PATCHING_SWEEPS: dict[str, tuple[tuple[str, ...], ...]] = {k: s.bys for k, s in _SWEEPS.items()}
-
-
 def activation_patching(
     model: HookedDecisionTransformer,
     clean: TrajectoryBatch,
     corrupt: TrajectoryBatch,
-    metric: Metric,
+    metric: MetricFn,
     hook: str = "resid_pre",
     by: tuple[str, ...] = ("layer", "pos"),
     direction: Literal["denoise", "noise"] = "denoise",
@@ -169,9 +118,12 @@ def activation_patching(
             with row i of ``clean``. Padding masks are honoured (each run uses its
             own batch's mask).
         metric: ``logits [B, n_tokens, n_actions] -> [B]``, e.g.
-            ``dtlens.analysis.metrics.make_logit_diff_metric("left", "right")``;
-            called once per patch on that patch's B pairs. Its ``name`` attribute,
-            if any, becomes the result's ``metric_name``.
+            ``dtlens.analysis.metrics.make_logit_diff_metric("left", "right")``, or
+            a scalar such as ``lambda logits: (logits[:, -1, 0] - logits[:, -1,
+            1]).mean()`` (:data:`~dtlens.analysis.metrics.MetricFn`); called once per
+            patch on that patch's B pairs. With a scalar metric the restored fraction
+            is that of the scalar. Its ``name`` attribute, if any, becomes the
+            result's ``metric_name``.
         hook: which activation (a key of :data:`PATCHING_SWEEPS`).
         by: the sweep axes: ``"layer"``, ``"pos"``, ``"head"``, ``"neuron"``.
         direction: ``"denoise"`` (corrupt run, clean activations) or ``"noise"``
@@ -186,8 +138,9 @@ def activation_patching(
         ``"R1", "S1", ...`` (token positions; an embedding hook's timesteps are
         ``"R1".."RT"``, ``"S1"..``, ``"A1"..``, ``"t1"..``), ``"H0"..`` (heads) and
         ``"N0"..`` (neurons). ``info`` holds ``hook``, ``hook_names``, ``direction``,
-        ``normalize``, ``layer``, ``clean_metric`` and ``corrupt_metric`` (``[B]``)
-        and ``per_pair`` (the values before averaging, ``[*axes, B]``).
+        ``normalize``, ``layer``, ``clean_metric`` and ``corrupt_metric`` (``[B]``,
+        or ``[1]`` for a scalar metric) and ``per_pair`` (the values before averaging,
+        ``[*axes, B]``; None for a scalar metric).
 
     Raises:
         DTLensError: an unknown ``hook`` or ``by`` (the message lists the valid
@@ -219,8 +172,8 @@ def activation_patching(
         clean_logits, clean_cache = model.run_with_cache(clean, names_filter=names)
         corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=names)
     n_pairs = clean.batch_size
-    clean_metric = check_metric_output(metric(clean_logits), n_pairs).detach()
-    corrupt_metric = check_metric_output(metric(corrupt_logits), n_pairs).detach()
+    clean_metric = metric_values(metric, clean_logits, n_pairs)
+    corrupt_metric = metric_values(metric, corrupt_logits, n_pairs)
     base, base_cache, source_cache = (
         (corrupt, corrupt_cache, clean_cache)
         if direction == "denoise"
@@ -243,7 +196,7 @@ def activation_patching(
 
     canonical = (("layer",) if "layer" in by else ()) + axes
     lead = [len(layers)] if "layer" in by else []
-    per_pair = torch.stack(per_group).reshape(*lead, *sizes, n_pairs)
+    per_pair = torch.stack(per_group).reshape(*lead, *sizes, len(clean_metric))
     if normalize:
         try:
             per_pair = restored_logit_diff(per_pair, clean_metric, corrupt_metric)
@@ -255,7 +208,7 @@ def activation_patching(
         values=per_pair.mean(-1),
         axes=tuple(by),
         labels={a: labels[a] for a in by},
-        metric_name=_metric_name(metric, normalize),
+        metric_name=metric_name(metric, normalize),
         info={
             "hook": hook,
             "hook_names": hook_names,
@@ -264,7 +217,7 @@ def activation_patching(
             "layer": layer,
             "clean_metric": clean_metric,
             "corrupt_metric": corrupt_metric,
-            "per_pair": per_pair,
+            "per_pair": per_pair if len(clean_metric) == n_pairs else None,
         },
     )
 
@@ -330,103 +283,3 @@ def _projected(
     pair: Tensor,
 ) -> Float[Tensor, "row pos d_model"]:
     return resid[pair] + (act @ weight + bias)
-
-
-def _resolve(hook: str, by: tuple[str, ...]) -> tuple[_Sweep, tuple[str, ...]]:
-    """The sweep of ``hook`` and its non-layer axes in canonical order; raise if invalid."""
-    if hook not in _SWEEPS:
-        raise DTLensError(
-            f"unknown patching hook {hook!r}; valid hooks and their 'by' axes: "
-            f"{_describe(PATCHING_SWEEPS)}."
-        )
-    sweep = _SWEEPS[hook]
-    if isinstance(by, str):
-        raise DTLensError(
-            f"by must be a tuple of axis names, e.g. ('pos',), got the string {by!r}."
-        )
-    by = tuple(by)
-    for valid in sweep.bys:
-        if len(by) == len(valid) and set(by) == set(valid):
-            return sweep, tuple(a for a in valid if a != "layer")
-    raise DTLensError(
-        f"hook {hook!r} cannot be swept by {by}; valid: {_describe({hook: sweep.bys})} "
-        "(axes in any order)."
-    )
-
-
-def _describe(sweeps: dict[str, tuple[tuple[str, ...], ...]]) -> str:
-    return "; ".join(f"{h}: {' or '.join(map(str, bys))}" for h, bys in sweeps.items())
-
-
-def _layers(
-    model: HookedDecisionTransformer,
-    hook: str,
-    sweep: _Sweep,
-    axes: tuple[str, ...],
-    layer: int | None,
-) -> list[int | None]:
-    """The layers a sweep covers: all, the one ``layer=`` names, or [None] (embeddings)."""
-    n_layers = model.cfg.n_layers
-    if not sweep.per_layer or "layer" in sweep.bys[0]:
-        if layer is not None:
-            raise ConfigError(
-                f"layer= applies only to the one-layer 'mlp_post' sweep, not to {hook!r} "
-                f"(got layer={layer})."
-            )
-        return list(range(n_layers)) if sweep.per_layer else [None]
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-        raise ConfigError(
-            f"a {hook!r} sweep by {axes} patches one layer: pass layer= an int in "
-            f"0..{n_layers - 1}, got {layer!r}."
-        )
-    return [layer]
-
-
-def _location_masks(
-    patches: Int[Tensor, " row"],
-    dims: tuple[str, ...],
-    axes: tuple[str, ...],
-    sizes: list[int],
-) -> Bool[Tensor, "row ..."]:
-    """Row r's mask marks the location ``unravel(patches[r], sizes)`` along ``axes``.
-
-    The mask has the activation's dims (size 1 where not swept), so it broadcasts.
-    Locations are numbered C-order over ``axes`` (the last axis varies fastest).
-    """
-    n_rows = len(patches)
-    mask = torch.ones((n_rows,) + (1,) * len(dims), dtype=torch.bool, device=patches.device)
-    rest = patches
-    for axis, size in reversed(list(zip(axes, sizes, strict=True))):
-        index, rest = rest % size, rest // size
-        shape = [n_rows] + [1] * len(dims)
-        shape[1 + dims.index(axis)] = size
-        hot = torch.arange(size, device=patches.device) == index[:, None]
-        mask = mask & hot.view(shape)
-    return mask
-
-
-def _labels(
-    model: HookedDecisionTransformer,
-    batch: TrajectoryBatch,
-    sweep: _Sweep,
-    sizes: dict[str, int],
-    n_layers: int,
-) -> dict[str, list[str]]:
-    labels = {"layer": [str(i) for i in range(n_layers)]}
-    if "pos" in sizes:
-        if sweep.pos_prefix is None:
-            labels["pos"] = model.token_labels(batch)
-        else:
-            labels["pos"] = [f"{sweep.pos_prefix}{t + 1}" for t in range(sizes["pos"])]
-    if "head" in sizes:
-        labels["head"] = [f"H{h}" for h in range(sizes["head"])]
-    if "neuron" in sizes:
-        labels["neuron"] = [f"N{n}" for n in range(sizes["neuron"])]
-    return labels
-
-
-def _metric_name(metric: Metric, normalize: bool) -> str:
-    name = getattr(metric, "name", None) or getattr(metric, "__name__", "metric")
-    if name == "<lambda>":
-        name = "metric"
-    return f"restored fraction of {name}" if normalize else str(name)

@@ -4,7 +4,7 @@ Activation patching asks "does this component matter?"; path patching asks "does
 these *senders* write into the residual stream matter *as read by* these
 *receivers*?" (Wang et al. 2022, IOI; Goldowsky-Dill et al. 2023). Senders are heads,
 MLPs and embeddings; receivers are heads' q/k/v inputs, MLP inputs or the logits (the
-node types and shorthands are in :mod:`dtlens.analysis.path_nodes`).
+node types and shorthands are in :mod:`dtlens.analysis.circuits.nodes`).
 
 Roles. ``direction="denoise"`` (default) runs the *corrupt* input (the *base* run) and
 moves the senders' *clean* writes (the *source* run) into the receivers; ``"noise"``
@@ -32,12 +32,12 @@ Modes:
 
 In both modes a receiver's input is *replaced*, so with several receivers one
 receiver's changed output does not reach another receiver's input, and a
-:class:`~dtlens.analysis.path_nodes.Logits` receiver replaces the final residual,
+:class:`~dtlens.analysis.circuits.nodes.Logits` receiver replaces the final residual,
 hiding every other receiver's effect. A sender that reaches no receiver (a head at or
 after a receiver head's layer) changes nothing: its value is the base run's metric.
 
 Values. ``metric(logits [B, pos, action]) -> [B]`` is computed per pair. With
-``normalize=True`` (as :func:`dtlens.analysis.patching.activation_patching`) each
+``normalize=True`` (as :func:`dtlens.analysis.patching.activation.activation_patching`) each
 pair's value is the **restored fraction** ``(patched - corrupt) / (clean - corrupt)``
 (:func:`~dtlens.analysis.metrics.restored_logit_diff`), then averaged over the pairs.
 It is the same formula in both directions: denoising starts at 0 (senders that
@@ -53,8 +53,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -63,27 +62,28 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dtlens.analysis.metrics import restored_logit_diff
-from dtlens.analysis.path_io import receiver_hook, receiver_inputs
-from dtlens.analysis.path_nodes import (
+from dtlens.analysis.circuits.node_io import receiver_inputs
+from dtlens.analysis.circuits.nodes import (
+    MLP,
     Embed,
     Head,
-    HeadInput,
     Logits,
     MLPInput,
     Position,
     Receiver,
+    ResidPre,
     Sender,
     parse_receivers,
     parse_senders,
     reaches,
 )
-from dtlens.analysis.path_runs import MetricFn, PathRuns, metric_per_pair
-from dtlens.analysis.results import PatchingResult
+from dtlens.analysis.circuits.path_steps import freeze_values, run_receivers
+from dtlens.analysis.circuits.runs import PathRuns, metric_per_pair
+from dtlens.analysis.metrics import MetricFn, metric_name, restored_logit_diff
+from dtlens.analysis.patching.results import PatchingResult
 from dtlens.errors import ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.model.suffix import forward_suffix
 
 __all__ = ["DEFAULT_MAX_BATCH", "path_patching", "path_patching_sweep"]
 
@@ -91,6 +91,7 @@ __all__ = ["DEFAULT_MAX_BATCH", "path_patching", "path_patching_sweep"]
 DEFAULT_MAX_BATCH = 1024
 
 Mode = Literal["direct", "freeze"]
+SenderKinds = Literal["heads", "mlps", "embeddings", "all"]
 Direction = Literal["denoise", "noise"]
 Resid = Float[Tensor, "row pos d_model"]
 
@@ -115,8 +116,10 @@ def path_patching(
         corrupt: B corrupt windows, the same shapes and padding as ``clean``.
         senders: heads / MLPs / embeddings (nodes or shorthands such as ``"L0H3"``,
             ``"MLP0@S9"``, ``"state_embed"``), patched together.
-        receivers: ``"L1H2.q"``-style head inputs, MLP inputs, ``"logits"``.
-        metric: ``logits [B, pos, action] -> [B]``, averaged over the pairs.
+        receivers: ``"L1H2.q"``-style head inputs, MLP inputs, ``"logits"``, or one
+            ``"resid_pre1"`` (the whole stream entering block 1; given alone).
+        metric: ``logits [B, pos, action] -> [B]`` (averaged over the pairs) or a scalar
+            (:data:`~dtlens.analysis.metrics.MetricFn`).
         mode: ``"direct"`` (exact edge patching) or ``"freeze"`` (IOI's three steps).
         direction: ``"denoise"`` (corrupt run, clean writes) or ``"noise"`` (the reverse).
         freeze_mlps: in ``"freeze"`` mode, also freeze every MLP but the senders.
@@ -138,7 +141,7 @@ def path_patching(
         tensor(0.0312)
     """
     nodes = parse_senders(senders)
-    targets = parse_receivers(receivers)
+    targets = _checked_receivers(receivers)
     runs = PathRuns(model, clean, corrupt, metric, direction, mode, normalize, nodes + targets)
     per_pair = _group_values(runs, [nodes], targets, metric, mode, freeze_mlps)
     return _finish(runs, per_pair, normalize)[0].mean()
@@ -156,15 +159,16 @@ def path_patching_sweep(
     normalize: bool = True,
     sender_pos: Sequence[Position] | None = None,
     *,
+    senders: SenderKinds = "heads",
     max_batch: int = DEFAULT_MAX_BATCH,
     show_progress: bool = True,
 ) -> PatchingResult:
-    """:func:`path_patching` with every head, one at a time, as the sender, batched.
+    """:func:`path_patching` with every head (or MLP, or embedding), one at a time, as the sender.
 
     Each (sender head, pair) is one row of a batched forward; rows are chunked to at
     most ``max_batch`` (whole senders: at least the B pairs of one). Patched runs start at the
     first receiver's layer from the cached base residual (``forward_from_layer``), a
-    :class:`~dtlens.analysis.path_nodes.Logits` receiver in ``"direct"`` mode needs no
+    :class:`~dtlens.analysis.circuits.nodes.Logits` receiver in ``"direct"`` mode needs no
     block at all, and heads that reach no receiver are not run (their value is the
     base metric, effect 0). With no hook attached to the model, ``"freeze"`` step 2
     runs no attention (every head's ``z`` is fixed) and head-input receivers are
@@ -175,44 +179,55 @@ def path_patching_sweep(
     ``freeze_mlps`` and ``normalize`` are as for :func:`path_patching`.
 
     Args:
-        sender_pos: restrict every sender head to these positions (ints or labels).
+        sender_pos: restrict every sender to these positions (ints or labels).
+        senders: which senders to sweep: ``"heads"`` (default), ``"mlps"``,
+            ``"embeddings"`` (the four DT embeddings) or ``"all"`` (every sender).
         max_batch: rows per batched forward (the memory budget).
         show_progress: show a tqdm bar when there is more than one chunk.
 
     Returns:
-        ``PatchingResult`` with ``values [n_layers, n_heads]``, axes ``("layer", "head")``,
-        labels ``"0".."n-1"``; ``info`` holds ``mode``, ``direction``, ``freeze_mlps``,
-        ``normalize``, ``receivers``, ``sender_pos``, ``clean_metric`` and
-        ``corrupt_metric`` (``[B]``) and ``per_pair`` (``[n_layers, n_heads, B]``).
+        For ``senders="heads"``: a ``PatchingResult`` with ``values [n_layers, n_heads]``,
+        axes ``("layer", "head")``, labels ``"0".."n-1"``. Otherwise one axis,
+        ``("sender",)``, labelled by the senders' shorthands (``"MLP0"``,
+        ``"state_embed"``, ``"L1H2"``). ``info`` holds ``mode``, ``direction``,
+        ``freeze_mlps``, ``normalize``, ``receivers``, ``sender_pos``, ``clean_metric``
+        and ``corrupt_metric`` (``[B]``; ``[1]`` for a scalar metric) and ``per_pair``
+        (``[*axes, B]``; None for a scalar metric).
 
     Example:
         >>> result = path_patching_sweep(model, clean, corrupt, ["L2H0.q", "L2H1.q"], metric)
         >>> result.value(layer="1", head="4"), result.values.shape
         (0.21, torch.Size([3, 8]))
+        >>> path_patching_sweep(model, clean, corrupt, "resid_pre2", metric, senders="all").axes
+        ('sender',)
     """
     cfg = model.cfg
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ConfigError(f"max_batch must be a positive int, got {max_batch!r}.")
     pos = None if sender_pos is None else tuple(sender_pos)
-    heads = [Head(layer, head, pos) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
-    targets = parse_receivers(receivers)
-    runs = PathRuns(model, clean, corrupt, metric, direction, mode, normalize, (*heads, *targets))
-    groups = [(h,) for h in heads]
+    nodes = _sweep_senders(model, senders, pos)
+    targets = _checked_receivers(receivers)
+    runs = PathRuns(model, clean, corrupt, metric, direction, mode, normalize, (*nodes, *targets))
+    groups = [(s,) for s in nodes]
     size = max(1, max_batch // runs.n_pairs)
     chunks = [groups[i : i + size] for i in range(0, len(groups), size)]
     bar = tqdm(chunks, desc="path patching", disable=not show_progress or len(chunks) <= 1)
     per_pair = torch.cat([_group_values(runs, c, targets, metric, mode, freeze_mlps) for c in bar])
-    per_pair = _finish(runs, per_pair, normalize).reshape(cfg.n_layers, cfg.n_heads, -1)
-    name = getattr(metric, "name", None) or getattr(metric, "__name__", "metric")
-    name = "metric" if name == "<lambda>" else str(name)
-    return PatchingResult(
-        values=per_pair.mean(-1),
-        axes=("layer", "head"),
-        labels={
+    per_pair = _finish(runs, per_pair, normalize)
+    if senders == "heads":
+        per_pair = per_pair.reshape(cfg.n_layers, cfg.n_heads, -1)
+        axes = ("layer", "head")
+        labels = {
             "layer": [str(i) for i in range(cfg.n_layers)],
             "head": [str(i) for i in range(cfg.n_heads)],
-        },
-        metric_name=f"restored fraction of {name}" if normalize else name,
+        }
+    else:
+        axes, labels = ("sender",), {"sender": [str(_whole(s)) for s in nodes]}
+    return PatchingResult(
+        values=per_pair.mean(-1),
+        axes=axes,
+        labels=labels,
+        metric_name=metric_name(metric, normalize),
         info={
             "mode": mode,
             "direction": direction,
@@ -222,9 +237,47 @@ def path_patching_sweep(
             "sender_pos": pos,
             "clean_metric": runs.clean_metric,
             "corrupt_metric": runs.corrupt_metric,
-            "per_pair": per_pair,
+            "per_pair": per_pair if len(runs.clean_metric) == runs.n_pairs else None,
         },
     )
+
+
+def _sweep_senders(
+    model: HookedDecisionTransformer, kinds: str, pos: tuple[Position, ...] | None
+) -> list[Sender]:
+    """The senders a sweep visits, in graph order (embeddings, then each layer's heads, MLP)."""
+    if kinds not in ("heads", "mlps", "embeddings", "all"):
+        raise ConfigError(f"senders must be 'heads', 'mlps', 'embeddings' or 'all', got {kinds!r}.")
+    cfg = model.cfg
+    out: list[Sender] = []
+    if kinds in ("embeddings", "all"):
+        has_rtg = cfg.model_type == "decision_transformer"
+        out += [Embed(k, pos) for k in ("rtg", "state", "action", "time") if has_rtg or k != "rtg"]
+    has_mlp = not getattr(model.core.cfg, "attn_only", False)
+    for layer in range(cfg.n_layers):
+        if kinds in ("heads", "all"):
+            out += [Head(layer, head, pos) for head in range(cfg.n_heads)]
+        if kinds in ("mlps", "all") and has_mlp:
+            out.append(MLP(layer, pos))
+    return out
+
+
+def _whole(sender: Sender) -> Sender:
+    """The sender without its positions (for labels: every sweep entry has the same ones)."""
+    return type(sender)(*[getattr(sender, f) for f in sender.__dataclass_fields__ if f != "pos"])
+
+
+def _checked_receivers(
+    receivers: Receiver | str | Sequence[Receiver | str],
+) -> tuple[Receiver, ...]:
+    """Parsed receivers; a ``resid_pre`` receiver replaces the whole stream, so it comes alone."""
+    targets = parse_receivers(receivers)
+    if any(isinstance(r, ResidPre) for r in targets) and len(targets) > 1:
+        raise ConfigError(
+            f"a resid_pre receiver replaces the whole residual stream entering its block, so "
+            f"it must be the only receiver; got {[str(r) for r in targets]}."
+        )
+    return targets
 
 
 def _finish(runs: PathRuns, per_pair: Tensor, normalize: bool) -> Float[Tensor, "group pair"]:
@@ -255,17 +308,10 @@ def _group_values(
         if mode == "direct":
             values = _direct_values(runs, live, receivers)
         else:
-            values = _freeze_values(runs, live, receivers, freeze_mlps)
-        logits = _run_receivers(runs, len(live), values)
+            values = freeze_values(runs, live, receivers, freeze_mlps)
+        logits = run_receivers(runs, len(live), values)
         out[active] = metric_per_pair(metric, logits, runs.n_pairs)
     return out
-
-
-def _layer(node: Sender | Receiver, n_layers: int) -> int:
-    """The layer whose ``hook_resid_pre`` a patched run must start from to cover ``node``."""
-    if isinstance(node, Embed):
-        return 0
-    return n_layers if isinstance(node, Logits) else node.layer
 
 
 def _direct_values(
@@ -296,155 +342,3 @@ def _direct_values(
         delta = rearrange(torch.stack(sums), "g b p d -> (b g) p d")
         values |= receiver_inputs(runs.model, readers, runs.base_act(read, n) + delta)
     return values
-
-
-def _freeze_values(
-    runs: PathRuns,
-    groups: Sequence[tuple[Sender, ...]],
-    receivers: tuple[Receiver, ...],
-    freeze_mlps: bool,
-) -> dict[Receiver, Tensor]:
-    """Step 2 of IOI path patching: receiver inputs with everything but the senders frozen."""
-    model, cfg, n = runs.model, runs.model.cfg, len(groups)
-    n_pos = runs.n_tokens
-    nodes = [s for g in groups for s in g] + list(receivers)
-    start = min(_layer(node, cfg.n_layers) for node in nodes)
-    resid = runs.base_act(f"blocks.{start}.hook_resid_pre", n)
-    if any(isinstance(s, Embed) for g in groups for s in g):
-        zero = torch.zeros_like(runs.base_cache["blocks.0.hook_resid_pre"])
-        sums = [sum((runs.write(s) for s in g if isinstance(s, Embed)), zero) for g in groups]
-        resid = resid + rearrange(torch.stack(sums), "g b p d -> (b g) p d")
-    hooks = []
-    for layer in range(start, cfg.n_layers):
-        z_mask = torch.zeros(n, n_pos, cfg.n_heads, 1, dtype=torch.bool, device=model.device)
-        mlp_mask = torch.zeros(n, n_pos, 1, dtype=torch.bool, device=model.device)
-        for i, group in enumerate(groups):
-            for s in group:
-                if isinstance(s, Embed) or s.layer != layer:
-                    continue
-                where = runs.positions[s]
-                where = slice(None) if where is None else where
-                if isinstance(s, Head):
-                    z_mask[i, where, s.head] = True
-                else:
-                    mlp_mask[i, where] = True
-        z_mask, mlp_mask = z_mask.repeat(runs.n_pairs, 1, 1, 1), mlp_mask.repeat(runs.n_pairs, 1, 1)
-        z_name, mlp_name = f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"
-        hooks.append(
-            (z_name, partial(_mix, z_mask, runs.base_act(z_name, n), runs.src_act(z_name, n)))
-        )
-        if freeze_mlps:
-            base_mlp = runs.base_act(mlp_name, n)
-            hooks.append((mlp_name, partial(_mix, mlp_mask, base_mlp, runs.src_act(mlp_name, n))))
-        elif bool(mlp_mask.any()):
-            hooks.append((mlp_name, partial(_mix_live, mlp_mask, runs.src_act(mlp_name, n))))
-    if runs.prefix is not None:
-        return _frozen_inputs(runs, resid, start, dict(hooks), receivers, freeze_mlps)
-    store: dict[Receiver, Tensor] = {}
-    for name, at_hook in _by_hook(receivers).items():
-        hooks.append((name, partial(_capture, store, at_hook)))
-    with model.hooks(hooks):
-        model.forward_from_layer(resid, start, runs.base.repeat(n))
-    return store
-
-
-def _frozen_inputs(
-    runs: PathRuns,
-    resid: Float[Tensor, "row pos d_model"],
-    start: int,
-    mixers: dict[str, Callable],
-    receivers: tuple[Receiver, ...],
-    freeze_mlps: bool,
-) -> dict[Receiver, Tensor]:
-    """Step 2 without running attention: every head's ``z`` is fixed, so only MLPs compute.
-
-    ``mixers`` are the step's hook functions by hook name: every layer's ``hook_z``
-    mixer, and the ``hook_mlp_out`` mixers (every layer's fixed output with
-    ``freeze_mlps``, else the live output with the senders' at their positions, where
-    an MLP sends). Each layer adds ``z W_O + b_O`` of the mixed ``z`` and its MLP's
-    output. Receivers read the residual stream where their hooks would: ``resid_pre``
-    (q/k/v, through :func:`receiver_inputs`), ``resid_mid`` (MLP input), the final
-    residual (logits).
-    """
-    model, blocks = runs.model, runs.prefix.blocks
-    store: dict[Receiver, Tensor] = {}
-    for layer in range(start, model.cfg.n_layers):
-        readers = [r for r in receivers if isinstance(r, HeadInput) and r.layer == layer]
-        store |= receiver_inputs(model, readers, resid)
-        z = mixers[f"blocks.{layer}.attn.hook_z"](None, None)
-        attn = model.core.blocks[layer].attn
-        resid = resid + torch.einsum("bphe,hed->bpd", z, attn.W_O) + attn.b_O
-        store |= {r: resid for r in receivers if isinstance(r, MLPInput) and r.layer == layer}
-        block = blocks[layer]
-        if block.mlp is None:
-            continue
-        mixer = mixers.get(f"blocks.{layer}.hook_mlp_out")
-        if freeze_mlps:  # a frozen MLP's output is fixed: nothing to compute
-            resid = resid + mixer(None, None)
-            continue
-        mlp_out = block.mlp(block.ln2(resid))
-        resid = resid + (mlp_out if mixer is None else mixer(mlp_out, None))
-    store |= {r: resid for r in receivers if isinstance(r, Logits)}
-    return store
-
-
-def _run_receivers(runs: PathRuns, n: int, values: dict[Receiver, Tensor]) -> Tensor:
-    """Step 3: the base run (n rows per pair) with every receiver's input replaced."""
-    model, n_layers = runs.model, runs.model.cfg.n_layers
-    rows = runs.base.repeat(n)
-    if Logits() in values:  # the final residual is replaced: nothing upstream matters
-        return model.forward_from_layer(values[Logits()], n_layers, rows)
-    start = min(_layer(r, n_layers) for r in values)
-    if all(isinstance(r, HeadInput) for r in values) and runs.prefix is not None:
-        return _run_head_receivers(runs, n, values, start)
-    hooks = [(name, partial(_replace, rs, values)) for name, rs in _by_hook(list(values)).items()]
-    with model.hooks(hooks):
-        return model.forward_from_layer(
-            runs.base_act(f"blocks.{start}.hook_resid_pre", n), start, rows
-        )
-
-
-def _run_head_receivers(
-    runs: PathRuns, n: int, values: dict[Receiver, Tensor], start: int
-) -> Float[Tensor, "row pos action"]:
-    """Step 3 for head-input receivers only, without hooks (same numbers, less overhead)."""
-    by_input: dict[tuple[int, str], list[HeadInput]] = {}
-    for r in values:
-        by_input.setdefault((r.layer, r.kind), []).append(r)
-    head_inputs = {
-        key: ([r.head for r in rs], torch.stack([values[r] for r in rs], dim=2))
-        for key, rs in by_input.items()
-    }
-    pair = torch.arange(runs.n_pairs, device=runs.base_logits.device).repeat_interleave(n)
-    resid = runs.base_act(f"blocks.{start}.hook_resid_pre", n)
-    return forward_suffix(runs.model, runs.prefix, resid, start, 0, pair, head_inputs=head_inputs)
-
-
-def _mix(mask: Tensor, base: Tensor, src: Tensor, act: Tensor, hook: object) -> Tensor:
-    return torch.where(mask, src, base)
-
-
-def _mix_live(mask: Tensor, src: Tensor, act: Tensor, hook: object) -> Tensor:
-    return torch.where(mask, src, act)
-
-
-def _by_hook(receivers: Sequence[Receiver]) -> dict[str, list[Receiver]]:
-    """Receivers grouped by the hook holding their input (one hook per point is cheaper)."""
-    out: dict[str, list[Receiver]] = {}
-    for r in receivers:
-        out.setdefault(receiver_hook(r), []).append(r)
-    return out
-
-
-def _capture(store: dict, receivers: list[Receiver], act: Tensor, hook: object) -> None:
-    for r in receivers:
-        store[r] = (act[:, :, r.head] if isinstance(r, HeadInput) else act).clone()
-
-
-def _replace(receivers: list[Receiver], values: dict, act: Tensor, hook: object) -> Tensor:
-    if not isinstance(receivers[0], HeadInput):
-        return values[receivers[0]]
-    act = act.clone()
-    for r in receivers:
-        act[:, :, r.head] = values[r]
-    return act

@@ -15,7 +15,7 @@ labelled ``"object:key@(3,6)"``), ``"rtg"`` (one row: RTG = 1), ``"action"`` (``
 gives ``"time (per step)"`` [and ``"time bias"``]) and ``"pos"`` (``W_pos``, labelled
 ``"R1"``, ``"S1"``...). ``pos=p`` adds ``W_pos[p]`` to every row of another source.
 
-LayerNorm (the convention of this module and :mod:`dtlens.analysis.congruence`):
+LayerNorm (the convention of this module and :mod:`dtlens.analysis.weights.congruence`):
     ``fold_ln=True`` (default) reads every residual vector ``v`` through the LayerNorm
     that reads it (``ln1`` for QK/OV inputs, ``ln2`` for MLP inputs, ``ln_final``
     before ``W_U``) as ``(v - mean(v)) * w`` (centring only for ``LNPre``; nothing
@@ -48,7 +48,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import FactoredMatrix
 
-from dtlens.analysis.embeddings import (
+from dtlens.analysis.weights.embeddings import (
     Source,
     _check_head,
     action_labels,

@@ -31,7 +31,7 @@ locations. Done naively that is one forward per patch. This engine instead
 
 :func:`patched_metrics` is the general entry point (any hook, any set of masks, a
 batch or a fixed tensor as the source, so it also does zero/mean ablations);
-:func:`dtlens.analysis.patching.activation_patching` builds the standard sweeps on
+:func:`dtlens.analysis.patching.activation.activation_patching` builds the standard sweeps on
 top of :func:`run_patch_groups`.
 
 Example:
@@ -52,17 +52,17 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dtlens.analysis.patch_chunks import plan_chunks
-from dtlens.errors import BatchError, ConfigError, DTLensError
+from dtlens.analysis.metrics import MetricFn, metric_values
+from dtlens.analysis.patching.chunks import plan_chunks
+from dtlens.analysis.patching.groups import HookPatch, PatchGroup, ResidPatch
+from dtlens.errors import BatchError, ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.model.suffix import PrefixCache, build_prefix_cache, forward_suffix, model_has_hooks
@@ -71,10 +71,8 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "PROGRESS_MIN_CHUNKS",
     "HookPatch",
-    "Metric",
     "PatchGroup",
     "ResidPatch",
-    "check_metric_output",
     "check_pair",
     "forward_from_mid",
     "patched_metrics",
@@ -87,67 +85,9 @@ DEFAULT_MAX_BATCH = 1024
 #: A progress bar is shown (with ``show_progress=True``) once a sweep has this many chunks.
 PROGRESS_MIN_CHUNKS = 4
 
-#: ``metric(logits [B, n_tokens, n_actions]) -> [B]``, one value per clean/corrupt pair.
-Metric = Callable[[Float[Tensor, "batch pos action"]], Float[Tensor, " batch"]]
-#: ``patch indices [R] -> Bool [R, *mask_shape]``: True where a row's patch writes.
-MaskFn = Callable[[Int[Tensor, " row"]], Bool[Tensor, "row ..."]]
 
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.")
 _RESID_MID = re.compile(r"^blocks\.(\d+)\.hook_resid_mid$")
-
-
-@dataclass(frozen=True)
-class HookPatch:
-    """Patch with a hook where the activation fires.
-
-    Args:
-        hook_name: the full hook name, e.g. ``"blocks.1.attn.hook_q"``.
-        start_layer: block whose cached ``hook_resid_pre`` the run starts from, or
-            None to rerun the whole model (hooks outside the blocks).
-        source: the replacement activation of every pair, ``[B, *act_shape]``.
-    """
-
-    hook_name: str
-    start_layer: int | None
-    source: Float[Tensor, "batch ..."]
-
-
-@dataclass(frozen=True)
-class ResidPatch:
-    """Patch an activation that fixes the residual stream at a later point; start there.
-
-    Args:
-        layer: the block to start at.
-        point: ``"pre"`` (start block ``layer`` from its input) or ``"mid"`` (start
-            at block ``layer``'s MLP, after its attention).
-        source: the replacement activation of every pair, ``[B, *act_shape]``.
-        base: the base run's own activation, ``[B, *act_shape]``.
-        to_resid: ``(patched activation [R, *act_shape], pair index [R]) ->
-            residual stream [R, pos, d_model]`` at the start point.
-    """
-
-    layer: int
-    point: Literal["pre", "mid"]
-    source: Float[Tensor, "batch ..."]
-    base: Float[Tensor, "batch ..."]
-    to_resid: Callable[[Tensor, Tensor], Float[Tensor, "row pos d_model"]]
-
-
-@dataclass(frozen=True)
-class PatchGroup:
-    """``n_patches`` patches of one activation, described without materialising them.
-
-    Args:
-        n_patches: how many patches the group holds.
-        masks: ``patch indices [R] -> Bool [R, *mask_shape]``, True where patch n
-            writes; ``mask_shape`` broadcasts against the activation without its
-            batch dimension.
-        patch: how the activation is patched and where the run starts.
-    """
-
-    n_patches: int
-    masks: MaskFn
-    patch: HookPatch | ResidPatch
 
 
 def start_layer_of(model: HookedDecisionTransformer, hook_name: str) -> int | None:
@@ -189,29 +129,12 @@ def forward_from_mid(
     return model.forward_from_layer(resid_post, layer + 1, batch)
 
 
-def check_metric_output(values: object, batch_size: int) -> Float[Tensor, " batch"]:
-    """Return ``values`` if it is a ``[batch_size]`` tensor, else raise DTLensError.
-
-    Example:
-        >>> check_metric_output(torch.zeros(3), 3).shape
-        torch.Size([3])
-    """
-    if not isinstance(values, Tensor) or tuple(values.shape) != (batch_size,):
-        got = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise DTLensError(
-            f"a patching metric must map logits [B, n_tokens, n_actions] to one value per "
-            f"pair, a tensor of shape [B] = [{batch_size}]; got {got}. Reduce over positions "
-            "and actions but not over the batch (e.g. logits[:, -1, 0] - logits[:, -1, 1])."
-        )
-    return values
-
-
 def run_patch_groups(
     model: HookedDecisionTransformer,
     base: TrajectoryBatch,
     base_resid: dict[int, Float[Tensor, "batch pos d_model"]],
     groups: Sequence[PatchGroup],
-    metric: Metric,
+    metric: MetricFn,
     max_batch: int = DEFAULT_MAX_BATCH,
     show_progress: bool = True,
     desc: str = "patching",
@@ -224,7 +147,7 @@ def run_patch_groups(
     a single patch (B rows) is already larger. When the model has no hooks attached,
     :class:`ResidPatch` groups run sorted by the first position each patch writes, in
     chunks that close at a new first position once they hold ``SUFFIX_MIN_ROWS`` rows
-    (:mod:`dtlens.analysis.patch_chunks`), and each chunk recomputes only the positions
+    (:mod:`dtlens.analysis.patching.chunks`), and each chunk recomputes only the positions
     from its first one. The metric
     is called once per patch on that patch's ``[B, n_tokens, n_actions]`` logits,
     exactly as a one-forward-per-patch loop would call it, so metrics with per-pair
@@ -236,7 +159,8 @@ def run_patch_groups(
         base_resid: ``{L: blocks.L.hook_resid_pre of base}`` for the start layer of
             every :class:`HookPatch` inside a block.
         groups: the patches.
-        metric: ``logits [B, n_tokens, n_actions] -> [B]``.
+        metric: ``logits [B, n_tokens, n_actions] -> [B]`` or a scalar
+            (:data:`~dtlens.analysis.metrics.MetricFn`).
         max_batch: rows per forward (a larger batch is faster until memory runs out).
         show_progress: show a tqdm bar when there are at least
             :data:`PROGRESS_MIN_CHUNKS` chunks.
@@ -246,11 +170,12 @@ def run_patch_groups(
             suffixes needs.
 
     Returns:
-        One ``[n_patches, B]`` tensor of metric values per group.
+        One ``[n_patches, B]`` tensor of metric values per group (``[n_patches, 1]``
+        for a scalar metric).
 
     Raises:
         ConfigError: ``max_batch`` is not a positive int.
-        DTLensError: the metric does not return ``[B]`` values.
+        DTLensError: the metric returns neither ``[B]`` values nor a scalar.
 
     Example:
         >>> name = "blocks.1.hook_resid_pre"
@@ -295,7 +220,7 @@ def run_patch_groups(
                     model, base, base_resid, group.patch, pair, mask, prefix, chunk.first_pos
                 )
                 for patch_logits in logits.split(n_pairs):
-                    out.append(check_metric_output(metric(patch_logits), n_pairs))
+                    out.append(metric_values(metric, patch_logits, n_pairs))
                 bar.update()
             if not out:
                 results.append(torch.zeros(0, n_pairs, device=device))
@@ -350,7 +275,7 @@ def patched_metrics(
     model: HookedDecisionTransformer,
     base: TrajectoryBatch,
     source: TrajectoryBatch | Float[Tensor, "batch ..."],
-    metric: Metric,
+    metric: MetricFn,
     hook_name: str,
     masks: Bool[Tensor, "patch ..."],
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -375,7 +300,7 @@ def patched_metrics(
         source: B inputs whose activations are patched in, or the replacement
             activation itself, broadcastable to ``[B, *act_shape]`` (zeros or a
             mean activation make an ablation).
-        metric: ``logits [B, n_tokens, n_actions] -> [B]``.
+        metric: ``logits [B, n_tokens, n_actions] -> [B]`` or a scalar.
         hook_name: a full hook name (``"blocks.0.attn.hook_z"``, ``"hook_state_embed"``).
         masks: ``[n_patches, *mask_shape]`` bool, each mask broadcastable to the
             activation without its batch dimension (e.g. ``[n, pos, 1]`` for
@@ -384,12 +309,13 @@ def patched_metrics(
         show_progress: show a tqdm bar for sweeps of many chunks.
 
     Returns:
-        ``[n_patches, B]``: the metric of each pair under each patch.
+        ``[n_patches, B]``: the metric of each pair under each patch (``[n_patches, 1]``
+        for a scalar metric).
 
     Raises:
         HookNameError: ``hook_name`` is not a hook of the model.
         BatchError: ``source`` or ``masks`` do not fit the activation (shapes named).
-        DTLensError: the metric does not return ``[B]`` values.
+        DTLensError: the metric returns neither ``[B]`` values nor a scalar.
 
     Example:
         >>> masks = torch.eye(4, dtype=torch.bool)[:, None, :, None]  # one head each

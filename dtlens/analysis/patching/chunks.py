@@ -1,7 +1,7 @@
 """How a patch group is split into batched forwards (chunks), for :mod:`patch_sweeps`.
 
 Plain chunks are consecutive ranges of at most ``per_chunk`` patches. Residual-stream
-patches (:class:`~dtlens.analysis.patch_sweeps.ResidPatch`) change nothing before the
+patches (:class:`~dtlens.analysis.patching.engine.ResidPatch`) change nothing before the
 first token position they write, so given the window length they are sorted by that
 position and each chunk records where its recomputation may start (see
 :func:`dtlens.model.suffix.forward_suffix`).
@@ -16,14 +16,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from dtlens.analysis.patch_sweeps import PatchGroup
+from dtlens.analysis.patching.groups import PatchGroup
 
 __all__ = ["SUFFIX_MIN_ROWS", "Chunk", "plan_chunks"]
 

@@ -27,10 +27,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, Scenario, encode_observation, make_env
+from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, Scenario, encode_observation
 from dtlens.errors import EnvError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.training.evaluate import rollout
 
 __all__ = ["GreedyRun", "history_batch", "play_greedy"]
 
@@ -99,7 +100,6 @@ def history_batch(
     )
 
 
-@torch.no_grad()
 def play_greedy(
     model: HookedDecisionTransformer,
     scenario: Scenario,
@@ -110,9 +110,11 @@ def play_greedy(
 ) -> GreedyRun:
     """Play ``model`` greedily in one layout, recording its distribution at every step.
 
-    The RTG token of each step is the initial ``rtg`` minus the rewards received so
-    far (rewards only arrive at the end in Memory, so it stays constant). Short
-    histories are padded the way the model expects (``model.pad_context``).
+    One episode of :func:`dtlens.training.evaluate.rollout` (the one play loop of
+    dtlens) with ``record=True``: the RTG token of each step is the initial ``rtg``
+    minus the rewards received so far (rewards only arrive at the end in Memory, so
+    it stays constant), and short histories are given the way the model expects
+    (``model.context_padding``).
 
     Examples:
         >>> run = play_greedy(model, Scenario("ball", "ball"), rtg=0.0)  # doctest: +SKIP
@@ -124,30 +126,16 @@ def play_greedy(
             f"max_steps={max_steps} exceeds the model's time embedding "
             f"(max_timestep={model.cfg.max_timestep}); play at most that many steps."
         )
-    env = make_env(env_id, max_steps=max_steps, one_hot=False)
-    obs, _ = env.reset(seed=seed, options=scenario.options)
-    images, actions, rtgs, probs = [obs["image"]], [], [float(rtg)], []
-    reward_so_far, terminated = 0.0, False
-    for _ in range(max_steps):
-        history = history_batch(np.stack(images), actions, rtgs, model.cfg.n_timesteps)
-        batch = model.pad_context(history)
-        step_probs = model.action_logits(batch.to(model.device))[0, -1].softmax(-1).cpu()
-        action = int(step_probs.argmax())
-        obs, reward, terminated, truncated, _ = env.step(action)
-        probs.append(step_probs)
-        actions.append(action)
-        images.append(obs["image"])
-        reward_so_far += float(reward)
-        rtgs.append(float(rtg) - reward_so_far)
-        if terminated or truncated:
-            break
-    env.close()
+    result = rollout(
+        model, env_id, initial_rtg=[float(rtg)], seeds=[seed], layouts=[scenario],
+        max_steps=max_steps, record=True,
+    )  # fmt: skip
     return GreedyRun(
         scenario=scenario,
         rtg=float(rtg),
-        actions=actions,
-        probs=torch.stack(probs),
-        images=np.stack(images),
-        reward=reward_so_far,
-        terminated=bool(terminated),
+        actions=list(result.actions[0]),
+        probs=result.probs[0],
+        images=result.images[0],
+        reward=float(result.rewards[0]),
+        terminated=bool(result.terminated[0]),
     )

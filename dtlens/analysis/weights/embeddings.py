@@ -1,10 +1,10 @@
 """The DT's embeddings as labelled matrices, and reading vectors through LayerNorm.
 
-Shared by :mod:`dtlens.analysis.circuits`, :mod:`dtlens.analysis.congruence` and
-:mod:`dtlens.analysis.attribution`. Sources of :func:`embedding_matrix`: ``"state"``
+Shared by :mod:`dtlens.analysis.weights.qk_ov`, :mod:`dtlens.analysis.weights.congruence` and
+:mod:`dtlens.analysis.decomposition`. Sources of :func:`embedding_matrix`: ``"state"``
 (``state_embed.weight.T``, one row per one-hot feature in the model's ``(c x y)``
 order, labelled ``"object:key@(3,6)"``), ``"rtg"``, ``"action"``, ``"time"`` and
-``"pos"`` (``W_pos``); see :mod:`dtlens.analysis.circuits` for the LayerNorm convention.
+``"pos"`` (``W_pos``); see :mod:`dtlens.analysis.weights.qk_ov` for the LayerNorm convention.
 
 Examples:
     >>> from tests.conftest import build_model
@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.env.actions import ACTION_INDEX, ACTION_NAMES
+from dtlens.env.actions import ACTION_NAMES
 from dtlens.env.channels import N_CHANNELS, channel_names
 from dtlens.errors import ConfigError
 
@@ -46,33 +46,38 @@ SOURCES: tuple[str, ...] = ("state", "rtg", "action", "time", "pos")
 
 
 # --------------------------------------------------------------------- labels
-def action_labels(n_actions: int) -> tuple[str, ...]:
+def action_labels(n_actions: int, continuous: bool = False) -> tuple[str, ...]:
     """Names of a model's actions: MiniGrid's names, ``"action7"``... beyond them.
 
+    A model with continuous actions (``cfg.continuous_actions``, e.g. a HuggingFace
+    decision transformer) has action dimensions ``"a0"``, ``"a1"``, ...
+
     Examples:
-        >>> action_labels(3)
-        ('left', 'right', 'forward')
+        >>> action_labels(3), action_labels(3, continuous=True)
+        (('left', 'right', 'forward'), ('a0', 'a1', 'a2'))
     """
+    if continuous:
+        return tuple(f"a{i}" for i in range(n_actions))
     return tuple(
         ACTION_NAMES[i] if i < len(ACTION_NAMES) else f"action{i}" for i in range(n_actions)
     )
 
 
-def action_index(action: int | str, n_actions: int) -> int:
-    """Index of an action given by index or MiniGrid name, checked against ``n_actions``.
+def action_index(action: int | str, n_actions: int, continuous: bool = False) -> int:
+    """Index of an action given by index or name (:func:`action_labels`), checked.
 
     Raises:
         ConfigError: for an unknown name or an index outside ``0..n_actions-1``.
 
     Examples:
-        >>> action_index("forward", 7), action_index(6, 7)
-        (2, 6)
+        >>> action_index("forward", 7), action_index(6, 7), action_index("a1", 3, continuous=True)
+        (2, 6, 1)
     """
     if isinstance(action, str):
-        if action not in ACTION_INDEX or ACTION_INDEX[action] >= n_actions:
-            valid = ", ".join(action_labels(n_actions))
-            raise ConfigError(f"unknown action {action!r}; valid names: {valid}.")
-        return ACTION_INDEX[action]
+        names = action_labels(n_actions, continuous)
+        if action not in names:
+            raise ConfigError(f"unknown action {action!r}; valid names: {', '.join(names)}.")
+        return names.index(action)
     if isinstance(action, bool) or not isinstance(action, int) or not 0 <= action < n_actions:
         raise ConfigError(
             f"action {action!r} must be a name or an int in 0..{n_actions - 1} "

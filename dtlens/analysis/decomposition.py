@@ -56,8 +56,8 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
-from dtlens.analysis.embeddings import action_index, action_labels
 from dtlens.analysis.metrics import state_token_position
+from dtlens.analysis.weights.embeddings import action_index, action_labels
 from dtlens.errors import ConfigError, HookNameError
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ def logit_lens(
     return LogitAttribution(
         logits,
         tuple(labels),
-        action_labels(model.cfg.n_actions),
+        action_labels(model.cfg.n_actions, model.cfg.continuous_actions),
         position,
         timestep,
         "logit lens (probabilities)" if probs else "logit lens",
@@ -370,16 +370,16 @@ def _direction(
     model: HookedDecisionTransformer, actions: Actions
 ) -> tuple[Float[Tensor, "action out"], tuple[str, ...] | str]:
     """Action-space read-out: identity (all), a one-hot column, or ``e_a - e_b``."""
-    n_actions = model.cfg.n_actions
-    names = action_labels(n_actions)
+    n_actions, continuous = model.cfg.n_actions, model.cfg.continuous_actions
+    names = action_labels(n_actions, continuous)
     eye = torch.eye(n_actions, dtype=model.W_U.dtype, device=model.W_U.device)
     if actions is None:
         return eye, names
     if isinstance(actions, int | str):
-        a = action_index(actions, n_actions)
+        a = action_index(actions, n_actions, continuous)
         return eye[:, a : a + 1], names[a]
     if isinstance(actions, Sequence) and len(actions) == 2:
-        a, b = (action_index(x, n_actions) for x in actions)
+        a, b = (action_index(x, n_actions, continuous) for x in actions)
         return (eye[:, a] - eye[:, b])[:, None], f"{names[a]} - {names[b]}"
     raise ConfigError(
         f"actions={actions!r} must be None, one action (name or index) or a pair (a, b) "
@@ -388,7 +388,12 @@ def _direction(
 
 
 def _split_embedding(cache: ActivationCache) -> dict[str, Tensor]:
-    """``hook_embed`` as the DT embeddings at their token positions (sums to it)."""
+    """``hook_embed`` as the DT embeddings at their token positions (sums to it).
+
+    Raises:
+        ConfigError: the parts do not sum to ``hook_embed``, as in a model whose tokens
+            pass a LayerNorm after the embeddings are summed (HuggingFace's ``embed_ln``).
+    """
     embed = _get(cache, "hook_embed")
     n_tokens = embed.shape[1]
     has_rtg = "hook_rtg_embed" in cache.model.hook_dict  # a clone's core has no RTG hook
@@ -410,6 +415,12 @@ def _split_embedding(cache: ActivationCache) -> dict[str, Tensor]:
         time_part = time_part.clone()
         time_part[:, missing] = 0
     out["time_embed"] = time_part
+    if not torch.allclose(sum(out.values()), embed, atol=1e-4, rtol=1e-4):
+        raise ConfigError(
+            "split_embed=True splits hook_embed into the DT embeddings, but in this model they "
+            "do not sum to it (a HuggingFace decision transformer normalises their sum with "
+            "embed_ln), so no such split exists; pass split_embed=False (one 'embed' component)."
+        )
     return out
 
 

@@ -1,6 +1,6 @@
 """The nodes of path patching: which component sends, which input receives.
 
-Path patching (:mod:`dtlens.analysis.path_patching`) changes what a *receiver* reads
+Path patching (:mod:`dtlens.analysis.circuits.path_patching`) changes what a *receiver* reads
 from the residual stream by what chosen *senders* wrote there. This module names both
 ends as small frozen dataclasses, parses their string shorthands, checks them against
 a model and says which sender can reach which receiver.
@@ -22,10 +22,12 @@ Receivers (an input read from the residual stream):
 - :class:`HeadInput` ``(layer, head, "q"|"k"|"v")``: one head's query, key or value
   input (``"L2H1.q"``);
 - :class:`MLPInput` ``(layer)``: an MLP's input (``"MLP1"`` or ``"MLP1.in"``);
-- :class:`Logits`: the final residual stream, before ``ln_final`` (``"logits"``).
+- :class:`Logits`: the final residual stream, before ``ln_final`` (``"logits"``);
+- :class:`ResidPre` ``(layer)``: the whole residual stream entering a block
+  (``"resid_pre1"``), read by everything from that block on.
 
 What the nodes compute in a forward pass (a sender's write, a receiver's input) is in
-:mod:`dtlens.analysis.path_io`.
+:mod:`dtlens.analysis.circuits.node_io`.
 
 Example:
     >>> parse_sender("L1H3@S9"), parse_receiver("L2H1.q")
@@ -52,6 +54,7 @@ __all__ = [
     "Logits",
     "MLPInput",
     "Receiver",
+    "ResidPre",
     "Sender",
     "parse_receiver",
     "parse_receivers",
@@ -167,14 +170,29 @@ class Logits:
         return "logits"
 
 
+@dataclass(frozen=True)
+class ResidPre:
+    """Receiver: the residual stream entering block ``layer`` (``blocks.L.hook_resid_pre``).
+
+    Everything from that block on reads it, so it replaces the whole stream there: it is
+    given alone, as the only receiver of a path-patching call.
+    """
+
+    layer: int
+
+    def __str__(self) -> str:
+        return f"resid_pre{self.layer}"
+
+
 Sender = Union[Head, MLP, Embed]  # noqa: UP007 (a runtime alias used in isinstance checks)
-Receiver = Union[HeadInput, MLPInput, Logits]  # noqa: UP007
+Receiver = Union[HeadInput, MLPInput, Logits, ResidPre]  # noqa: UP007
 
 _HEAD = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 _MLP = re.compile(r"^MLP(\d+)$", re.IGNORECASE)
 _EMBED = re.compile(r"^(?:hook_)?(rtg|state|action|time)(?:_embed)?$", re.IGNORECASE)
 _HEAD_INPUT = re.compile(r"^L(\d+)H(\d+)\.(q|k|v)$", re.IGNORECASE)
 _MLP_INPUT = re.compile(r"^MLP(\d+)(?:\.in)?$", re.IGNORECASE)
+_RESID_PRE = re.compile(r"^(?:blocks\.)?(?:resid_pre|(\d+)\.hook_resid_pre)(\d*)$", re.IGNORECASE)
 
 
 def _parse_pos(text: str) -> tuple[Position, ...]:
@@ -218,7 +236,8 @@ def parse_sender(spec: Sender | str) -> Sender:
 def parse_receiver(spec: Receiver | str) -> Receiver:
     """A receiver node from its shorthand (nodes pass through unchanged).
 
-    Shorthands: ``"L2H1.q"`` (or ``.k``, ``.v``), ``"MLP1"`` / ``"MLP1.in"``, ``"logits"``.
+    Shorthands: ``"L2H1.q"`` (or ``.k``, ``.v``), ``"MLP1"`` / ``"MLP1.in"``, ``"logits"``,
+    ``"resid_pre1"`` (or ``"blocks.1.hook_resid_pre"``).
 
     Raises:
         ConfigError: for text matching none of the shorthands.
@@ -227,7 +246,7 @@ def parse_receiver(spec: Receiver | str) -> Receiver:
         >>> parse_receiver("logits"), parse_receiver("MLP1")
         (Logits(), MLPInput(layer=1))
     """
-    if isinstance(spec, HeadInput | MLPInput | Logits):
+    if isinstance(spec, HeadInput | MLPInput | Logits | ResidPre):
         return spec
     if not isinstance(spec, str):
         raise ConfigError(
@@ -240,9 +259,11 @@ def parse_receiver(spec: Receiver | str) -> Receiver:
         return MLPInput(int(m[1]))
     if text.lower() == "logits":
         return Logits()
+    if (m := _RESID_PRE.match(text)) and (m[1] or m[2]) and not (m[1] and m[2]):
+        return ResidPre(int(m[1] or m[2]))
     raise ConfigError(
         f"cannot parse receiver {spec!r}; expected e.g. 'L2H1.q', 'L2H1.k', 'L2H1.v', "
-        "'MLP1' (or 'MLP1.in') or 'logits'."
+        "'MLP1' (or 'MLP1.in'), 'resid_pre1' or 'logits'."
     )
 
 
@@ -316,7 +337,8 @@ def reaches(sender: Sender, receiver: Receiver) -> bool:
 
     Embeddings reach everything; a head reaches the heads of later layers and the MLP
     of its own and later layers; an MLP reaches later layers. Every sender reaches
-    :class:`Logits`. Path patching gives 0 for a sender that reaches no receiver.
+    :class:`Logits`; a :class:`ResidPre` of layer L is reached by the heads and MLPs of
+    layers before L. Path patching gives 0 for a sender that reaches no receiver.
 
     Example:
         >>> reaches(Head(1, 0), HeadInput(1, 2, "q")), reaches(MLP(0), HeadInput(1, 2, "k"))

@@ -2,7 +2,7 @@
 
 :class:`PathRuns` caches both runs in one forward, assigns the base/source roles of a
 direction, resolves every node's positions and computes senders' writes; it is the
-state :mod:`dtlens.analysis.path_patching`'s engine reads. :func:`metric_per_pair`
+state :mod:`dtlens.analysis.circuits.path_patching`'s engine reads. :func:`metric_per_pair`
 applies and checks a metric on rows grouped per pair.
 
 Example:
@@ -12,23 +12,22 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.path_io import sender_write
-from dtlens.analysis.path_nodes import Receiver, Sender, resolve_positions, validate_node
+from dtlens.analysis.circuits.node_io import sender_write
+from dtlens.analysis.circuits.nodes import Receiver, Sender, resolve_positions, validate_node
+from dtlens.analysis.metrics import MetricFn, metric_values
 from dtlens.errors import BatchError, ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.model.suffix import PrefixCache, build_prefix_cache, model_has_hooks
 
-__all__ = ["MetricFn", "PathRuns", "check_path_pair", "metric_per_pair"]
-
-MetricFn = Callable[[Float[Tensor, "batch pos action"]], Float[Tensor, " batch"]]
+__all__ = ["PathRuns", "check_path_pair", "metric_per_pair"]
 
 
 class PathRuns:
@@ -76,8 +75,8 @@ class PathRuns:
                 TrajectoryBatch.cat([clean, corrupt]), names_filter=names
             )
             clean_logits, corrupt_logits = logits[:n], logits[n:]
-            self.clean_metric = metric_per_pair(metric, clean_logits, n)[0]
-            self.corrupt_metric = metric_per_pair(metric, corrupt_logits, n)[0]
+            self.clean_metric = metric_values(metric, clean_logits, n)
+            self.corrupt_metric = metric_values(metric, corrupt_logits, n)
         clean_cache = {name: cache[name][:n] for name in names}
         corrupt_cache = {name: cache[name][n:] for name in names}
         denoise = direction == "denoise"
@@ -146,13 +145,19 @@ def check_path_pair(
         )
 
 
-def metric_per_pair(metric: MetricFn, logits: Tensor, n_pairs: int) -> Float[Tensor, "group pair"]:
-    """``metric(logits)`` of rows ``b * n_groups + g``, checked, as ``[group, pair]``."""
-    values = metric(logits)
-    if not isinstance(values, Tensor) or tuple(values.shape) != (logits.shape[0],):
-        shape = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise ConfigError(
-            f"metric must return one value per batch row, shape [{logits.shape[0]}], got "
-            f"{shape}; reduce over positions and actions, not over the batch."
-        )
-    return values.detach().float().reshape(n_pairs, -1).T
+def metric_per_pair(
+    metric: MetricFn, logits: Float[Tensor, "row pos action"], n_pairs: int
+) -> Float[Tensor, "group value"]:
+    """The metric of each group of rows ``b * n_groups + g``, as ``[group, B]`` (or ``[group, 1]``).
+
+    The metric is called once per group on that group's B rows, as a one-forward-per-
+    patch loop would call it, so scalar metrics and metrics with per-pair targets work.
+
+    Example:
+        >>> logits = torch.zeros(6, 5, 7)  # 3 pairs x 2 groups
+        >>> metric_per_pair(lambda x: x[:, -1, 0], logits, 3).shape
+        torch.Size([2, 3])
+    """
+    n_groups = logits.shape[0] // n_pairs
+    by_pair = logits.reshape(n_pairs, n_groups, *logits.shape[1:])
+    return torch.stack([metric_values(metric, by_pair[:, g], n_pairs) for g in range(n_groups)])

@@ -1,10 +1,10 @@
 """What path-patching nodes are in a forward pass: a sender's write, a receiver's input.
 
-:mod:`dtlens.analysis.path_nodes` names the nodes; this module computes with them.
+:mod:`dtlens.analysis.circuits.nodes` names the nodes; this module computes with them.
 :func:`sender_write` is a sender's write to the residual stream, source run minus base
 run, from two caches; :func:`receiver_hook` is the hook whose value is a receiver's
 input, and :func:`receiver_input` / :func:`receiver_inputs` compute that input from an
-edited residual stream. :mod:`dtlens.analysis.path_patching` combines them.
+edited residual stream. :mod:`dtlens.analysis.circuits.path_patching` combines them.
 
 Example:
     >>> _, src = model.run_with_cache(clean)
@@ -23,7 +23,15 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.path_nodes import MLP, Head, HeadInput, MLPInput, Receiver, Sender
+from dtlens.analysis.circuits.nodes import (
+    MLP,
+    Head,
+    HeadInput,
+    MLPInput,
+    Receiver,
+    ResidPre,
+    Sender,
+)
 from dtlens.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,6 +76,12 @@ def sender_write(
         name = f"blocks.{sender.layer}.hook_mlp_out"
         delta = source[name] - base[name]
     else:
+        if model.cfg.token_embedding == "huggingface":
+            raise ConfigError(
+                f"{sender}: this model (token_embedding='huggingface') normalises the sum of "
+                "its embeddings with embed_ln, so one embedding's write to the residual stream "
+                "is not defined; use heads and MLPs as senders."
+            )
         n_tokens = base["blocks.0.hook_resid_pre"].shape[1]
         step_delta = source[sender.hook_name] - base[sender.hook_name]
         delta = _embed_tokens(model.cfg.tokens_per_step, sender.kind, step_delta)[:, :n_tokens]
@@ -106,6 +120,8 @@ def receiver_hook(receiver: Receiver) -> str:
         return f"blocks.{receiver.layer}.attn.hook_{receiver.kind}"
     if isinstance(receiver, MLPInput):
         return f"blocks.{receiver.layer}.ln2.hook_in"
+    if isinstance(receiver, ResidPre):
+        return f"blocks.{receiver.layer}.hook_resid_pre"
     return "ln_final.hook_in"
 
 

@@ -14,9 +14,9 @@ LayerNorm:
     ``fold_ln=True`` (default) reads every residual vector through the centring and
     weight of the LayerNorm that reads it (``ln_final`` before ``W_U``, ``ln2`` of layer
     l before ``W_in[l]``, ``ln1`` before ``W_V``), i.e. ``W_U`` is replaced by
-    :func:`dtlens.analysis.embeddings.effective_unembed`; the data-dependent ``1/σ``
+    :func:`dtlens.analysis.weights.embeddings.effective_unembed`; the data-dependent ``1/σ``
     scale and all biases are ignored. ``fold_ln=False`` is the seed's raw
-    ``W_out @ W_U``. The same convention holds in :mod:`dtlens.analysis.circuits`.
+    ``W_out @ W_U``. The same convention holds in :mod:`dtlens.analysis.weights.qk_ov`.
 
 Examples:
     >>> from tests.conftest import build_model
@@ -46,8 +46,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.circuits import ov_circuit
-from dtlens.analysis.embeddings import (
+from dtlens.analysis.weights.embeddings import (
     Source,
     action_index,
     action_labels,
@@ -55,6 +54,7 @@ from dtlens.analysis.embeddings import (
     embedding_matrix,
     fold_layer_norm,
 )
+from dtlens.analysis.weights.qk_ov import ov_circuit
 from dtlens.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def embedding_congruence(
     Each table has axes ``("input", "action")``: one row per embedding input
     (state features in ``(c x y)`` order labelled ``"object:key@(3,6)"``, the RTG
     weight, action rows, time rows, ...; see
-    :func:`dtlens.analysis.embeddings.embedding_matrix`) and ``fixed={"source": ...}``.
+    :func:`dtlens.analysis.weights.embeddings.embedding_matrix`) and ``fixed={"source": ...}``.
     A behavioural clone has no ``"rtg"``; it is skipped when left in the default.
 
     Raises:
@@ -228,7 +228,7 @@ def embedding_neuron_congruence(
 
     Args:
         model: the decision transformer.
-        source: which embedding (:data:`dtlens.analysis.embeddings.SOURCES`).
+        source: which embedding (:data:`dtlens.analysis.weights.embeddings.SOURCES`).
         layer: one layer (axes ``("input", "neuron")``) or all
             (``("layer", "input", "neuron")``).
         weight: ``"in"`` (``W_in``, the linear branch) or, for gated MLPs
@@ -280,7 +280,7 @@ def head_congruence(
 ) -> CongruenceTable:
     """Head OV -> action congruence ``E W_V[l,h] W_O[l,h] W_U`` for every head.
 
-    Computed per head with :func:`dtlens.analysis.circuits.ov_circuit` (a
+    Computed per head with :func:`dtlens.analysis.weights.qk_ov.ov_circuit` (a
     ``FactoredMatrix``); axes ``("layer", "head", "input", "action")``, or
     ``("head", "input", "action")`` for one layer.
 

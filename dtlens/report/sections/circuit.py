@@ -1,0 +1,188 @@
+"""Finding: the instruction-swap circuit, found by EAP-IG, checked by ACDC, judged by faithfulness.
+
+The seed located the memory circuit by activation and path patching (the instruction
+at S5 moves to the decision at S9 through attention). Circuit discovery asks for the
+whole subgraph: which edges of the model's graph (:class:`~dtlens.analysis.circuits.DTGraph`:
+the four DT embeddings, every head and MLP as senders; every head's q/k/v, every MLP's
+input and the logits as receivers) carry the instruction's effect on the decision.
+
+On the instruction-swap pairs of the four layouts at the high RTG (the same pairs and
+metric as the path-patching section: the left - right logit difference at the decision
+square; layouts whose clean - corrupt gap is too small to normalise are left out):
+
+1. every edge is scored by EAP-IG (:func:`~dtlens.analysis.circuits.edge_attribution_patching`,
+   5 steps), and the top-k edges are evaluated *exactly* for k from 0 to every edge: the
+   faithfulness curve (:func:`~dtlens.analysis.circuits.faithfulness_curve`), the share
+   of the clean - corrupt gap the circuit alone keeps with every other edge carrying the
+   corrupt run's value. The circuit is the smallest top-k reaching :data:`TARGET`;
+2. ACDC (:func:`~dtlens.analysis.circuits.acdc`, exact greedy pruning at threshold
+   :data:`ACDC_THRESHOLD`) prunes the graph independently; the two circuits are compared
+   by size, faithfulness and shared edges (Hanna et al. 2024: judge circuits by
+   faithfulness, not by overlap);
+3. the heads each method implicates are set beside the heads activation patching
+   (``z``, by head) and path patching (head -> logits) single out.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dtlens.analysis.circuits import (
+    DTGraph,
+    Head,
+    acdc,
+    circuit_faithfulness,
+    edge_attribution_patching,
+    faithfulness_curve,
+)
+from dtlens.analysis.circuits.path_patching import path_patching_sweep
+from dtlens.analysis.patching.activation import activation_patching
+from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.plotting.circuits import plot_circuit, plot_faithfulness
+from dtlens.report.config import ReportConfig
+from dtlens.report.section import Section
+from dtlens.report.sections.path_patching import MIN_GAP, _Pairs
+
+__all__ = ["ACDC_THRESHOLD", "FALLBACK_EDGES", "IG_STEPS", "TARGET", "run"]
+
+#: The faithfulness a circuit must reach to be called the circuit.
+TARGET = 0.9
+#: ACDC's threshold: how much one edge's removal may move the faithfulness away from 1.
+ACDC_THRESHOLD = 0.02
+#: EAP-IG's integration steps.
+IG_STEPS = 5
+#: Edges drawn when no top-k circuit reaches :data:`TARGET`.
+FALLBACK_EDGES = 15
+SEED_SAW = (
+    "The seed located the memory circuit with activation and path patching: the instruction, "
+    "visible only in the first real observation (S5), moves to the decision square's state "
+    "token (S9) through attention; it did not extract the circuit as a whole."
+)
+
+
+def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
+    """Compute the section: EAP-IG scores and their faithfulness curve, ACDC, heads compared.
+
+    Examples:
+        >>> section = run(dtlens.load("memorydt"), ReportConfig())  # doctest: +SKIP
+        >>> section.numbers["n_edges"], section.numbers["faithfulness"]  # doctest: +SKIP
+        (46, 0.92)
+    """
+    p = _Pairs(model, config)
+    graph = DTGraph(model)
+    numbers: dict = {
+        "rtg": config.high_rtg,
+        "layouts": p.layouts,
+        "left_out_layouts": [name for name in p.all_layouts if name not in p.layouts],
+        "target": TARGET,
+        "n_edges_total": len(graph.edges),
+    }
+    title = "The instruction-swap circuit: EAP-IG, checked by ACDC and by exact faithfulness"
+    if not p.layouts:
+        text = (
+            f"Swapping the instruction changes the decision at {p.final} by less than "
+            f"{MIN_GAP} logits in every layout: there is no circuit to find (this model "
+            "ignores the instruction), so nothing is drawn."
+        )
+        return Section("circuit", title, [], numbers, SEED_SAW, text)
+    args = (model, p.clean, p.corrupt, p.metric)
+    scores = edge_attribution_patching(*args, "eap-ig", steps=IG_STEPS, graph=graph)
+    curve = faithfulness_curve(*args, scores)
+    n_edges = curve.smallest(TARGET)
+    found = acdc(*args, threshold=ACDC_THRESHOLD, graph=graph)
+    eap_edges = scores.top(n_edges if n_edges is not None else FALLBACK_EDGES)
+    eap_faith = float(circuit_faithfulness(*args, [eap_edges], graph=graph)[0])
+    shared = {str(e) for e in eap_edges} & {str(e) for e in found.edges}
+    numbers |= {
+        "n_edges": n_edges,
+        "faithfulness": _round(eap_faith) if n_edges is not None else None,
+        "curve": {
+            "sizes": curve.sizes.tolist(),
+            "faithfulness": [_round(v) for v in curve.faithfulness],
+        },
+        "eap_ig_edges": {str(e): _round(scores.score(e)) for e in eap_edges},
+        "acdc": {
+            "threshold": ACDC_THRESHOLD,
+            "n_edges": len(found.edges),
+            "faithfulness": _round(found.faithfulness),
+            "edges": [str(e) for e in found.edges],
+        },
+        "shared_edges": sorted(shared),
+        "heads": _heads(model, p, eap_edges, found.edges),
+    }
+    label = f"EAP-IG top {len(eap_edges)}" + ("" if n_edges is not None else " (below target)")
+    figures = [
+        plot_faithfulness(
+            curve,
+            target=TARGET,
+            title=f"Faithfulness of EAP-IG's top-k edges (exact; {len(graph.edges)} edges in "
+            "all): the share of the clean - corrupt logit difference the circuit alone keeps",
+        ),
+        plot_circuit(scores, eap_edges, title=f"{label} edges, faithfulness {eap_faith:.2f}"),
+        plot_circuit(
+            found.scores,
+            found.edges,
+            title=f"ACDC (threshold {ACDC_THRESHOLD}): {len(found.edges)} edges, faithfulness "
+            f"{found.faithfulness:.2f} (width: how far removing the edge moved it)",
+        ),
+    ]
+    return Section("circuit", title, figures, numbers, SEED_SAW, _describe(numbers, p.final))
+
+
+def _heads(model: HookedDecisionTransformer, p: _Pairs, eap_edges: list, acdc_edges: list) -> dict:
+    """The heads each method implicates: circuit senders, and the top heads by patching."""
+    z = activation_patching(model, p.clean, p.corrupt, p.metric, "z", ("layer", "head"),
+                            show_progress=False)  # fmt: skip
+    direct = path_patching_sweep(model, p.clean, p.corrupt, "logits", p.metric,
+                                 show_progress=False)  # fmt: skip
+
+    def top(values: torch.Tensor) -> dict[str, float]:
+        flat = [(f"L{lay}H{h}", float(values[lay, h])) for lay in range(values.shape[0])
+                for h in range(values.shape[1])]  # fmt: skip
+        best = sorted(flat, key=lambda kv: -abs(kv[1]))[:3]
+        return {name: _round(value) for name, value in best}
+
+    def senders(edges: list) -> list[str]:
+        return sorted({str(e.sender) for e in edges if isinstance(e.sender, Head)})
+
+    return {
+        "eap_ig_circuit": senders(eap_edges),
+        "acdc_circuit": senders(acdc_edges),
+        "activation_patching_z": top(z.values),
+        "path_patching_to_logits": top(direct.values),
+    }
+
+
+def _round(value: torch.Tensor | float) -> float:
+    return round(float(value), 4) + 0.0
+
+
+def _describe(n: dict, final: str) -> str:
+    """The section's summary, written from its numbers."""
+    a, heads = n["acdc"], n["heads"]
+    if n["n_edges"] is None:
+        best = max(n["curve"]["faithfulness"][:-1], default=0.0)
+        text = (
+            f"No top-k set of EAP-IG's edges short of the whole graph keeps {n['target']:.0%} of "
+            f"the clean - corrupt logit difference at {final} (best {best:.2f}): EAP-IG's ranking "
+            "does not isolate a circuit here. "
+        )
+    else:
+        text = (
+            f"EAP-IG's top {n['n_edges']} of {n['n_edges_total']} edges keep "
+            f"{n['faithfulness']:.2f} of the clean - corrupt logit difference at {final} "
+            f"(exact faithfulness, mean over {len(n['layouts'])} layouts). "
+        )
+    text += (
+        f"ACDC keeps {a['n_edges']} edges with faithfulness {a['faithfulness']:.2f}; "
+        f"{len(n['shared_edges'])} edges are in both circuits. Heads in the EAP-IG circuit: "
+        f"{', '.join(heads['eap_ig_circuit']) or 'none'}; in ACDC's: "
+        f"{', '.join(heads['acdc_circuit']) or 'none'}. Activation patching (z) singles out "
+        f"{_list(heads['activation_patching_z'])}; path patching (head -> logits) "
+        f"{_list(heads['path_patching_to_logits'])}."
+    )
+    return text
+
+
+def _list(table: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:+.2f}" for k, v in table.items())

@@ -1,0 +1,760 @@
+"""The calls a TransformerLens user makes, on a decision transformer (issue 14, section 1).
+
+Each check is written from TransformerLens' documentation (HookedTransformer /
+HookedRootModule / ActivationCache / ``transformer_lens.patching``) with an
+expectation computed independently of the call: weights against the core's and the
+raw ``nn.Linear`` weights, caches against a plain run, ``logit_attrs`` against a hand
+computation with the final LayerNorm's scale and weight, a ``hook_resid_mid`` write
+against a hand-computed forward, TransformerLens' patching sweeps against dtlens' own.
+
+:data:`CALLS` lists every call checked and what it does ("works", or "raises" a
+DTLensError naming what to call instead); docs/tl_compat.md tabulates the same
+calls (checked by ``test_the_docs_table_lists_every_call``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformer_lens import patching
+from transformer_lens.ActivationCache import ActivationCache
+from transformer_lens.FactoredMatrix import FactoredMatrix
+
+import dtlens
+from dtlens.analysis.patching.engine import forward_from_mid, patched_metrics
+from dtlens.compat import TLPatchingModel, tl_patching_inputs
+from dtlens.errors import BatchError, DTLensError, HookNameError
+from dtlens.model.tl_compat import action_loss
+from tests.conftest import build_batch, build_model
+
+ATOL = 1e-5
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "tl_compat.md"
+
+#: Every call this module checks -> "works" or "raises" (a DTLensError naming the fix).
+CALLS = {
+    # weights and components
+    **{
+        f"model.{w}": "works"
+        for w in ["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "W_out"]
+    },
+    **{
+        f"model.{w}": "works"
+        for w in ["b_in", "b_out", "W_pos", "W_U", "b_U", "QK", "OV", "W_gate"]
+    },
+    "model.b_in (gated MLP)": "raises",
+    "model.W_gate (plain MLP)": "raises",
+    "model.W_E": "raises",
+    "model.blocks / ln_final / unembed / pos_embed": "works",
+    "model.tokens_to_residual_directions(action)": "works",
+    # hooks
+    "model.hook_dict[name].name": "works",
+    "hook.name inside a hook function": "works",
+    "model.run_with_hooks(batch, fwd_hooks=..., return_type=...)": "works",
+    "model.hooks(fwd_hooks=...)": "works",
+    "model.add_hook(name or filter, fn) / model.reset_hooks()": "works",
+    # run_with_cache
+    "model.run_with_cache(batch)": "works",
+    "run_with_cache(names_filter=str, list or callable)": "works",
+    "run_with_cache(names_filter=unknown name)": "raises",
+    "run_with_cache(device=)": "works",
+    "run_with_cache(remove_batch_dim=True), one window": "works",
+    "run_with_cache(remove_batch_dim=True), several windows": "raises",
+    "run_with_cache(return_cache_object=False)": "works",
+    "run_with_cache(pos_slice=)": "works",
+    "run_with_cache(incl_bwd=True, return_type='loss')": "works",
+    "run_with_cache(incl_bwd=True), non-scalar output": "raises",
+    "run_with_cache(reset_hooks_end=False)": "works",
+    # forward
+    "model(batch, return_type='logits' or None)": "works",
+    "model(batch, return_type='loss' or 'both')": "works",
+    "model(batch, return_type='loss', loss_per_token=True)": "works",
+    "model(batch, return_type=other)": "raises",
+    "model(batch, stop_at_layer=L)": "works",
+    "model(x, start_at_layer=L)": "raises",
+    "model(batch, attention_mask=...)": "raises",
+    "model(tokens tensor)": "raises",
+    # cache
+    "cache['resid_pre', 0] (get_act_name shorthand)": "works",
+    "cache['blocks.L.attn.hook_attn_scores']": "works",
+    "cache['blocks.L.hook_resid_mid']": "works",
+    "cache.accumulated_resid(...)": "works",
+    "cache.decompose_resid(...)": "works",
+    "cache.stack_head_results(...)": "works",
+    "cache.get_full_resid_decomposition(...)": "works",
+    "cache.apply_ln_to_stack(...)": "works",
+    "cache.logit_attrs(...)": "works",
+    "cache.apply_slice_to_batch_dim(...)": "works",
+    # interventions
+    "writing blocks.L.hook_resid_mid": "works",
+    "writing blocks.L.attn.hook_attn_scores": "works",
+    # text-model calls
+    "model.to_str_tokens(batch)": "works",
+    "model.to_tokens / to_string / to_single_token": "raises",
+    "model.generate(...)": "raises",
+    "model.set_use_attn_result(True)": "raises",
+    "model.set_use_split_qkv_input(True) / set_use_attn_in(True)": "raises",
+    # transformer_lens.patching through dtlens.compat
+    **{
+        f"patching.{name}": "works"
+        for name in (
+            "get_act_patch_resid_pre",
+            "get_act_patch_resid_mid",
+            "get_act_patch_attn_out",
+            "get_act_patch_mlp_out",
+            "get_act_patch_attn_head_out_by_pos",
+            "get_act_patch_attn_head_q_by_pos",
+            "get_act_patch_attn_head_k_by_pos",
+            "get_act_patch_attn_head_v_by_pos",
+            "get_act_patch_attn_head_pattern_by_pos",
+            "get_act_patch_attn_head_pattern_dest_src_pos",
+            "get_act_patch_attn_head_out_all_pos",
+            "get_act_patch_attn_head_q_all_pos",
+            "get_act_patch_attn_head_k_all_pos",
+            "get_act_patch_attn_head_v_all_pos",
+            "get_act_patch_attn_head_pattern_all_pos",
+            "get_act_patch_block_every",
+            "get_act_patch_attn_head_all_pos_every",
+            "get_act_patch_attn_head_by_pos_every",
+            "generic_activation_patch(reduce='mean' or 'none', baseline=True)",
+        )
+    },
+    "patching.get_act_patch_direct_path": "raises",
+}
+
+#: HookedTransformer's hook names for a 2-layer LayerNorm model with a plain MLP.
+HT_NAMES = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale", "ln_final.hook_normalized"] + [
+    f"blocks.{layer}.{name}"
+    for layer in range(2)
+    for name in (
+        "hook_resid_pre",
+        "ln1.hook_scale",
+        "ln1.hook_normalized",
+        "attn.hook_q",
+        "attn.hook_k",
+        "attn.hook_v",
+        "attn.hook_attn_scores",
+        "attn.hook_pattern",
+        "attn.hook_z",
+        "hook_attn_out",
+        "hook_resid_mid",
+        "ln2.hook_scale",
+        "ln2.hook_normalized",
+        "mlp.hook_pre",
+        "mlp.hook_post",
+        "hook_mlp_out",
+        "hook_resid_post",
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return build_batch()
+
+
+def hand_ln(x, ln, eps=1e-5):
+    """LayerNorm by hand, with the module's weight and bias."""
+    x = x - x.mean(-1, keepdim=True)
+    return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * ln.weight + ln.bias
+
+
+def hand_mlp(model, layer, x):
+    """``gelu(x W_in + b_in) W_out + b_out`` from the model's weights."""
+    return (
+        F.gelu(x @ model.W_in[layer] + model.b_in[layer]) @ model.W_out[layer] + model.b_out[layer]
+    )
+
+
+def test_the_docs_table_lists_every_call():
+    text = DOCS.read_text()
+    missing = [call for call in CALLS if f"`{call}`" not in text]
+    assert not missing, f"docs/tl_compat.md does not list {missing}"
+
+
+# ------------------------------------------------------------------ weights
+WEIGHTS = [
+    "W_Q",
+    "W_K",
+    "W_V",
+    "W_O",
+    "b_Q",
+    "b_K",
+    "b_V",
+    "b_O",
+    "W_in",
+    "W_out",
+    "b_in",
+    "b_out",
+    "W_pos",
+    "W_U",
+    "b_U",
+]
+
+
+@pytest.mark.parametrize("name", WEIGHTS)
+def test_weight_properties_equal_the_cores(model, name):
+    assert torch.equal(getattr(model, name), getattr(model.core, name))
+
+
+@pytest.mark.parametrize("name", ["QK", "OV"])
+def test_factored_weights_equal_the_cores(model, name):
+    ours = getattr(model, name)
+    assert isinstance(ours, FactoredMatrix)
+    torch.testing.assert_close(ours.AB, getattr(model.core, name).AB)
+
+
+def test_weights_are_the_linear_layers_weights(model):
+    """Independent of TransformerLens' views: W_Q[l, h] is head h's rows of q.weight, transposed."""
+    d_head = model.cfg.d_head
+    for layer in range(model.cfg.n_layers):
+        attn = model.core.original_model.layers[layer].attn
+        q, o = attn.q.original_component, attn.o.original_component
+        for head in range(model.cfg.n_heads):
+            rows = slice(head * d_head, (head + 1) * d_head)
+            assert torch.equal(model.W_Q[layer, head], q.weight[rows].T)
+            assert torch.equal(model.b_Q[layer, head], q.bias[rows])
+            assert torch.equal(model.W_O[layer, head], o.weight[:, rows].T)
+        torch.testing.assert_close(model.OV.AB[layer, 0], model.W_V[layer, 0] @ model.W_O[layer, 0])
+    head = model.core.original_model.head
+    assert torch.equal(model.W_U, head.weight.T) and torch.equal(model.b_U, head.bias)
+    assert model.W_pos.shape == (model.cfg.n_ctx, model.cfg.d_model)
+
+
+def test_gated_mlp_weights():
+    gated = build_model(gated_mlp=True)
+    assert torch.equal(gated.W_gate, gated.core.W_gate)
+    assert torch.equal(gated.W_in, gated.core.W_in)
+    with pytest.raises(DTLensError, match="b_out"):
+        gated.b_in  # noqa: B018
+    with pytest.raises(DTLensError, match="W_in"):
+        build_model().W_gate  # noqa: B018
+
+
+def test_w_e_raises_naming_the_embeddings(model):
+    with pytest.raises(DTLensError, match="state_embed"):
+        model.W_E  # noqa: B018
+
+
+def test_components_are_the_cores(model):
+    assert model.blocks is model.core.blocks
+    assert model.ln_final is model.core.ln_final
+    assert model.unembed is model.core.unembed
+    assert model.pos_embed is model.core.pos_embed
+    assert torch.equal(model.blocks[1].attn.W_Q, model.W_Q[1])
+
+
+def test_tokens_to_residual_directions_include_the_final_norm_weight(model):
+    w = model.core.ln_final.original_component.weight
+    torch.testing.assert_close(model.tokens_to_residual_directions(3), w * model.W_U[:, 3])
+    many = model.tokens_to_residual_directions(torch.tensor([[0, 2], [1, 1]]))
+    assert many.shape == (2, 2, model.cfg.d_model)
+    torch.testing.assert_close(many[0, 1], w * model.W_U[:, 2])
+
+
+# -------------------------------------------------------------------- hooks
+def test_every_hook_is_named_as_in_transformer_lens(model):
+    hook_dict = model.hook_dict
+    for name in HT_NAMES:
+        assert name in hook_dict, name
+        assert hook_dict[name].name == name, (name, hook_dict[name].name)
+    for key, hook in hook_dict.items():  # every spelling leads to a hook named as above
+        assert hook_dict[hook.name] is hook, key
+    assert hook_dict["blocks.0.hook_in"].name == "blocks.0.hook_resid_pre"
+    assert hook_dict["blocks.1.attn.o.hook_in"].name == "blocks.1.attn.hook_z"
+
+
+def test_a_hook_function_sees_the_transformer_lens_name(model, batch):
+    seen = []
+
+    def record(act, hook):
+        seen.append(hook.name)
+
+    model.run_with_hooks(
+        batch,
+        fwd_hooks=[("blocks.0.hook_in", record), (lambda n: n.endswith("mlp.out.hook_in"), record)],
+    )
+    assert seen == ["blocks.0.hook_resid_pre", "blocks.0.mlp.hook_post", "blocks.1.mlp.hook_post"]
+
+
+def test_cache_keys_are_the_names_asked_for(model, batch):
+    _, cache = model.run_with_cache(batch, names_filter=HT_NAMES)
+    assert sorted(cache.keys()) == sorted(HT_NAMES)
+    _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("hook_resid_pre"))
+    assert sorted(cache.keys()) == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]
+    _, full = model.run_with_cache(batch)
+    assert set(HT_NAMES) <= set(full.keys())
+    assert torch.equal(full["blocks.0.hook_in"], full["blocks.0.hook_resid_pre"])
+    with pytest.raises(HookNameError, match="hook_resid_pre"):
+        model.run_with_cache(batch, names_filter="blocks.0.hook_resid_pr")
+
+
+def test_run_with_hooks_and_hooks_context_and_add_hook(model, batch):
+    def zero(act, hook):
+        return torch.zeros_like(act)
+
+    expected = model.run_with_hooks(batch, fwd_hooks=[("blocks.1.attn.hook_z", zero)])
+    with model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", zero)]):
+        in_context = model(batch)
+    model.add_hook(lambda n: n == "blocks.1.attn.hook_z", zero)
+    try:
+        added = model(batch)
+    finally:
+        model.reset_hooks()
+    torch.testing.assert_close(in_context, expected, atol=0, rtol=0)
+    torch.testing.assert_close(added, expected, atol=0, rtol=0)
+    assert not torch.allclose(model(batch), expected)
+    loss = model.run_with_hooks(batch, [("blocks.1.attn.hook_z", zero)], return_type="loss")
+    torch.testing.assert_close(loss, action_loss(model, batch, expected))
+
+
+# ------------------------------------------------------------ run_with_cache
+def test_remove_batch_dim_equals_the_first_row(model, batch):
+    one = batch[:1]
+    _, cache = model.run_with_cache(one)
+    _, squeezed = model.run_with_cache(one, remove_batch_dim=True)
+    assert not squeezed.has_batch_dim
+    for name in ("blocks.0.hook_resid_pre", "blocks.1.attn.hook_pattern", "hook_rtg_embed"):
+        assert torch.equal(squeezed[name], cache[name][0])
+    assert squeezed.accumulated_resid().shape == (model.cfg.n_layers + 1, 11, model.cfg.d_model)
+    with pytest.raises(BatchError, match=r"batch\[i:i \+ 1\]"):
+        model.run_with_cache(batch, remove_batch_dim=True)
+
+
+def test_return_cache_object_false_gives_the_dict(model, batch):
+    logits, cache = model.run_with_cache(batch)
+    out, store = model.run_with_cache(batch, return_cache_object=False)
+    assert isinstance(store, dict) and not isinstance(store, ActivationCache)
+    assert torch.equal(out, logits) and set(store) == set(cache.keys())
+    assert torch.equal(store["blocks.1.hook_mlp_out"], cache["blocks.1.hook_mlp_out"])
+
+
+def test_device_stores_the_cache_there(model, batch):
+    _, cache = model.run_with_cache(batch, device="meta", names_filter="blocks.0.hook_resid_pre")
+    assert cache["blocks.0.hook_resid_pre"].device.type == "meta"
+
+
+def test_pos_slice_keeps_the_positions(model, batch):
+    names = ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_pattern"]
+    _, full = model.run_with_cache(batch, names_filter=names)
+    _, last = model.run_with_cache(batch, names_filter=names, pos_slice=-1)
+    assert torch.equal(last[names[0]], full[names[0]][:, -1:])
+    assert torch.equal(last[names[1]], full[names[1]][:, :, -1:])
+
+
+def test_incl_bwd_caches_the_gradients_of_the_loss(model, batch):
+    name = "blocks.1.hook_resid_pre"
+    loss, cache = model.run_with_cache(batch, incl_bwd=True, return_type="loss")
+    model.zero_grad(set_to_none=True)
+    delta = torch.zeros(2, 11, model.cfg.d_model, requires_grad=True)
+    hooked = model.run_with_hooks(
+        batch, [(name, lambda act, hook: act + delta)], return_type="loss"
+    )
+    (expected,) = torch.autograd.grad(hooked, delta)
+    torch.testing.assert_close(cache[name + "_grad"], expected)
+    assert torch.equal(cache["blocks.1.hook_in_grad"], cache[name + "_grad"])
+    torch.testing.assert_close(loss.detach(), hooked.detach())
+    with pytest.raises(DTLensError, match='return_type="loss"'):
+        model.run_with_cache(batch, incl_bwd=True)
+
+
+def test_reset_hooks_end_false_keeps_the_caching_hooks(model, batch):
+    name = "blocks.0.hook_resid_pre"
+    try:
+        model.run_with_cache(batch, names_filter=name, reset_hooks_end=False)
+        assert model.hook_dict[name].has_hooks()
+    finally:
+        model.reset_hooks()
+    assert not model.hook_dict[name].has_hooks()
+
+
+# ------------------------------------------------------------------ forward
+def hand_loss(model, batch, logits):
+    """Cross-entropy of batch.actions[:, t] against the logits at S_t, per step."""
+    n_act = batch.actions.shape[1]
+    at_states = logits[:, [3 * t + 1 for t in range(n_act)]]
+    return F.cross_entropy(at_states.transpose(1, 2), batch.actions, reduction="none")
+
+
+def test_return_types(model, batch):
+    logits = model(batch)
+    assert torch.equal(model(batch, return_type="logits"), logits)
+    assert model(batch, return_type=None) is None
+    expected = hand_loss(model, batch, logits)
+    torch.testing.assert_close(model(batch, return_type="loss"), expected.mean())
+    both = model(batch, return_type="both")
+    assert torch.equal(both[0], logits)
+    torch.testing.assert_close(both[1], expected.mean())
+    per_step = model(batch, return_type="loss", loss_per_token=True)
+    torch.testing.assert_close(per_step, expected)
+    with pytest.raises(DTLensError, match="'logits', 'loss', 'both', None"):
+        model(batch, return_type="probs")
+
+
+def test_loss_skips_padding_and_the_padding_action(model):
+    short = build_batch(batch_size=2, n_steps=3, seed=3)
+    padded = model.pad_context(short)  # 4 steps, the first one padding
+    assert padded.n_steps == 4 and padded.padding_mask is not None
+    torch.testing.assert_close(
+        model(padded, return_type="loss"), model(short, return_type="loss"), atol=ATOL, rtol=0
+    )
+    per_step = model(padded, return_type="loss", loss_per_token=True)
+    assert bool((per_step[:, 0] == 0).all())
+    one_step = build_batch(batch_size=1, n_steps=1)
+    with pytest.raises(BatchError, match="no step"):
+        model(one_step, return_type="loss")
+
+
+def test_stop_at_layer_returns_the_residual_stream(model, batch):
+    _, cache = model.run_with_cache(batch)
+    torch.testing.assert_close(model(batch, stop_at_layer=0), cache["blocks.0.hook_resid_pre"])
+    torch.testing.assert_close(model(batch, stop_at_layer=-1), cache["blocks.1.hook_resid_pre"])
+    torch.testing.assert_close(model(batch, stop_at_layer=2), cache["blocks.1.hook_resid_post"])
+    with pytest.raises(BatchError, match="stop_at_layer=3"):
+        model(batch, stop_at_layer=3)
+
+
+@pytest.mark.parametrize(
+    ("kwarg", "fix"),
+    [
+        ("start_at_layer", "forward_from_layer"),
+        ("attention_mask", "padding_mask"),
+        ("tokens", "TrajectoryBatch"),
+        ("past_kv_cache", "suffix"),
+        ("colour", "return_type="),
+    ],
+)
+def test_forward_keywords_of_text_models_raise_naming_the_fix(model, batch, kwarg, fix):
+    with pytest.raises(DTLensError, match=fix):
+        model(batch, **{kwarg: 1})
+
+
+def test_a_token_tensor_raises_naming_the_batch(model):
+    with pytest.raises(BatchError, match="TrajectoryBatch"):
+        model(torch.zeros(1, 11, dtype=torch.long))
+
+
+# -------------------------------------------------------------------- cache
+def test_cache_shorthand_and_resid_mid(model, batch):
+    _, cache = model.run_with_cache(batch)
+    assert torch.equal(cache["resid_pre", 1], cache["blocks.1.hook_resid_pre"])
+    assert torch.equal(cache["pattern", -1], cache["blocks.1.attn.hook_pattern"])
+    assert torch.equal(cache["scale"], cache["ln_final.hook_scale"])
+    mid = cache["blocks.0.hook_resid_pre"] + cache["blocks.0.hook_attn_out"]
+    torch.testing.assert_close(cache["resid_mid", 0], mid)
+    torch.testing.assert_close(cache["blocks.0.ln2.hook_in"], mid)
+
+
+def test_attn_scores_are_the_masked_pre_softmax_scores(model, batch):
+    _, cache = model.run_with_cache(batch)
+    q, k = cache["blocks.1.attn.hook_q"], cache["blocks.1.attn.hook_k"]
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / model.cfg.d_head**0.5
+    scores = scores.masked_fill(torch.ones(11, 11).triu(1).bool(), float("-inf"))
+    torch.testing.assert_close(cache["attn_scores", 1], scores)
+    torch.testing.assert_close(cache["pattern", 1], scores.softmax(-1))
+
+
+def test_writing_attn_scores_changes_the_pattern(model, batch):
+    def flat(act, hook):
+        return torch.where(act.isinf(), act, torch.zeros_like(act))
+
+    _, cache = model.run_with_cache(batch)
+    with model.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", flat)]):
+        _, hooked = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_pattern")
+    uniform = torch.ones(11, 11).tril() / torch.arange(1, 12)[:, None]
+    torch.testing.assert_close(hooked["pattern", 0], uniform.expand(2, 4, 11, 11))
+    assert not torch.allclose(cache["pattern", 0], hooked["pattern", 0])
+
+
+def test_decompositions_sum_to_the_residual_stream(model, batch):
+    _, cache = model.run_with_cache(batch)
+    final = cache["blocks.1.hook_resid_post"]
+    components, labels = cache.decompose_resid(return_labels=True)
+    assert labels[:2] == ["embed", "pos_embed"]
+    torch.testing.assert_close(components.sum(0), final, atol=ATOL, rtol=0)
+    full = cache.get_full_resid_decomposition(expand_neurons=False)
+    torch.testing.assert_close(full.sum(0), final, atol=ATOL, rtol=0)
+    heads = cache.stack_head_results(layer=1)  # the heads of layer 0
+    attn_out = cache["blocks.0.hook_attn_out"] - model.b_O[0]
+    torch.testing.assert_close(heads.sum(0), attn_out, atol=ATOL, rtol=0)
+    accumulated = cache.accumulated_resid(incl_mid=True)
+    torch.testing.assert_close(accumulated[1], cache["blocks.0.hook_resid_mid"])
+    scaled = cache.apply_ln_to_stack(final[None], layer=-1)[0]
+    centred = final - final.mean(-1, keepdim=True)
+    torch.testing.assert_close(scaled, centred / cache["ln_final.hook_scale"])
+
+
+def hand_logit_attrs(model, cache, stack, direction):
+    """(centred component / final scale * ln_final.w) . direction, per component."""
+    w = model.core.ln_final.original_component.weight
+    centred = stack - stack.mean(-1, keepdim=True)
+    return ((centred / cache["ln_final.hook_scale"]) * w) @ direction
+
+
+def test_logit_attrs_apply_the_final_layer_norm(model, batch):
+    logits, cache = model.run_with_cache(batch)
+    stack = cache.decompose_resid()
+    attrs = cache.logit_attrs(stack, tokens=2)
+    expected = hand_logit_attrs(model, cache, stack, model.W_U[:, 2])
+    torch.testing.assert_close(attrs, expected, atol=ATOL, rtol=0)
+    ln_b = model.core.ln_final.original_component.bias
+    logit_from_resid = logits[..., 2] - model.b_U[2] - ln_b @ model.W_U[:, 2]
+    torch.testing.assert_close(attrs.sum(0), logit_from_resid, atol=ATOL, rtol=0)
+    plain = ActivationCache(cache.cache_dict, model.core).logit_attrs(stack, tokens=2)
+    assert (plain - attrs).abs().max() > 1e-2  # TransformerLens' own, without ln_final.w
+
+
+def test_logit_attrs_of_a_logit_difference_per_example(model, batch):
+    logits, cache = model.run_with_cache(batch)
+    good, bad = torch.tensor([1, 4]), torch.tensor([0, 0])
+    attrs = cache.logit_attrs(
+        cache.decompose_resid(pos_slice=-1), tokens=good, incorrect_tokens=bad, pos_slice=-1
+    )
+    direction = model.W_U[:, good] - model.W_U[:, bad]  # [d_model, batch]
+    stack = cache.decompose_resid()
+    every = hand_logit_attrs(model, cache, stack, direction)  # [component, batch, pos, batch]
+    expected = every[:, torch.arange(2), -1, torch.arange(2)].squeeze(-1)
+    torch.testing.assert_close(attrs.reshape(expected.shape), expected, atol=ATOL, rtol=0)
+    rows = torch.arange(2)
+    diff = logits[rows, -1, good] - logits[rows, -1, bad]
+    ln_b = model.core.ln_final.original_component.bias
+    from_resid = diff - (model.b_U[good] - model.b_U[bad]) - ln_b @ direction
+    torch.testing.assert_close(attrs.sum(0).flatten(), from_resid, atol=ATOL, rtol=0)
+
+
+def test_a_sliced_cache_keeps_the_corrected_logit_attrs(model, batch):
+    _, cache = model.run_with_cache(batch)
+    first = cache.apply_slice_to_batch_dim(0)
+    stack = first.decompose_resid(pos_slice=-1)
+    torch.testing.assert_close(
+        first.logit_attrs(stack, tokens=2, pos_slice=-1, has_batch_dim=False),
+        cache.logit_attrs(cache.decompose_resid(pos_slice=-1), tokens=2, pos_slice=-1)[:, 0],
+    )
+
+
+def test_logit_attrs_without_a_final_norm_weight_are_transformer_lens_own(batch):
+    pre = build_model(normalization="LNPre")
+    _, cache = pre.run_with_cache(batch)
+    stack = cache.decompose_resid()
+    ours = cache.logit_attrs(stack, tokens=1)
+    torch.testing.assert_close(
+        ours, ActivationCache(cache.cache_dict, pre.core).logit_attrs(stack, 1)
+    )
+
+
+# ------------------------------------------------------------- interventions
+def test_writing_resid_mid_changes_the_residual_stream(model, batch):
+    """A write to hook_resid_mid feeds both the MLP and the skip connection (TL's meaning)."""
+    d = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    _, cache = model.run_with_cache(batch)
+    ln2 = model.core.blocks[0].ln2.original_component
+    mid = cache["blocks.0.hook_resid_mid"] + d
+    resid_post = mid + hand_mlp(model, 0, hand_ln(mid, ln2))
+    expected = model.forward_from_layer(resid_post, 1, batch)
+    patched = model.run_with_hooks(batch, [("blocks.0.hook_resid_mid", lambda act, hook: act + d)])
+    torch.testing.assert_close(patched, expected, atol=ATOL, rtol=0)
+    # ln2.hook_in remains the MLP's input only (what HookedTransformer calls hook_mlp_in)
+    mlp_only = cache["blocks.0.hook_resid_mid"] + hand_mlp(model, 0, hand_ln(mid, ln2))
+    expected = model.forward_from_layer(mlp_only, 1, batch)
+    patched = model.run_with_hooks(batch, [("blocks.0.ln2.hook_in", lambda act, hook: act + d)])
+    torch.testing.assert_close(patched, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        forward_from_mid(model, mid, 0, batch),
+        model.run_with_hooks(batch, [("blocks.0.hook_resid_mid", lambda act, hook: act + d)]),
+        atol=ATOL,
+        rtol=0,
+    )
+
+
+# ------------------------------------------------------------ text-model calls
+def test_to_str_tokens_are_the_token_labels(model, batch):
+    assert model.to_str_tokens(batch) == model.token_labels(batch)
+    assert model.to_str_tokens(batch)[:4] == ["R1", "S1", "A1", "R2"]
+
+
+@pytest.mark.parametrize(
+    ("call", "fix"),
+    [
+        (lambda m: m.to_tokens("hello"), "TrajectoryBatch"),
+        (lambda m: m.to_string(torch.zeros(3)), "token_labels"),
+        (lambda m: m.to_single_token("left"), "n_actions"),
+        (lambda m: m.generate("hello"), "rollout"),
+        (lambda m: m.set_use_attn_result(True), "stack_head_results"),
+        (lambda m: m.set_use_split_qkv_input(True), "path_patching"),
+        (lambda m: m.set_use_attn_in(True), "path_patching"),
+    ],
+)
+def test_text_model_calls_raise_naming_the_fix(model, call, fix):
+    with pytest.raises(DTLensError, match=fix):
+        call(model)
+
+
+# ---------------------------------------------- transformer_lens.patching sweeps
+@pytest.fixture(scope="module")
+def sweep_setup():
+    """A 2-head model, 3-step windows (8 tokens), two pairs, the clean cache."""
+    model = build_model(n_heads=2)
+    clean, corrupt = build_batch(n_steps=3, seed=0), build_batch(n_steps=3, seed=1)
+    tl_model, tokens = tl_patching_inputs(model, corrupt)
+    _, clean_cache = model.run_with_cache(clean)
+    return model, clean, corrupt, tl_model, tokens, clean_cache
+
+
+def scalar_metric(logits):
+    return (logits[:, -1, 0] - logits[:, -1, 1]).mean()
+
+
+def pair_metric(logits):
+    return logits[:, -1, 0] - logits[:, -1, 1]
+
+
+def run_tl(fn, *args, **kwargs):
+    with contextlib.redirect_stderr(io.StringIO()):  # TransformerLens' tqdm bars
+        return fn(*args, **kwargs)
+
+
+def ours(sweep_setup, hook, by, metric=scalar_metric):
+    model, clean, corrupt, *_ = sweep_setup
+    return dtlens.activation_patching(
+        model, clean, corrupt, metric, hook, by, normalize=False, show_progress=False
+    )
+
+
+SWEEP_PAIRS = [
+    ("get_act_patch_resid_pre", "resid_pre", ("layer", "pos")),
+    ("get_act_patch_resid_mid", "resid_mid", ("layer", "pos")),
+    ("get_act_patch_attn_out", "attn_out", ("layer", "pos")),
+    ("get_act_patch_mlp_out", "mlp_out", ("layer", "pos")),
+    ("get_act_patch_attn_head_out_by_pos", "z", ("layer", "pos", "head")),
+    ("get_act_patch_attn_head_q_by_pos", "q", ("layer", "pos", "head")),
+    ("get_act_patch_attn_head_k_by_pos", "k", ("layer", "pos", "head")),
+    ("get_act_patch_attn_head_v_by_pos", "v", ("layer", "pos", "head")),
+    ("get_act_patch_attn_head_pattern_by_pos", "pattern", ("layer", "head", "pos")),
+    ("get_act_patch_attn_head_out_all_pos", "z", ("layer", "head")),
+    ("get_act_patch_attn_head_q_all_pos", "q", ("layer", "head")),
+    ("get_act_patch_attn_head_k_all_pos", "k", ("layer", "head")),
+    ("get_act_patch_attn_head_v_all_pos", "v", ("layer", "head")),
+    ("get_act_patch_attn_head_pattern_all_pos", "pattern", ("layer", "head")),
+]
+
+
+@pytest.mark.parametrize(("tl_name", "hook", "by"), SWEEP_PAIRS, ids=[p[0] for p in SWEEP_PAIRS])
+def test_transformer_lens_sweeps_equal_dtlens_sweeps(sweep_setup, tl_name, hook, by):
+    *_, tl_model, tokens, clean_cache = sweep_setup
+    theirs = run_tl(getattr(patching, tl_name), tl_model, tokens, clean_cache, scalar_metric)
+    expected = ours(sweep_setup, hook, by).values
+    assert theirs.shape == expected.shape
+    torch.testing.assert_close(theirs, expected, atol=ATOL, rtol=1e-5)
+
+
+def test_the_every_helpers_equal_dtlens_sweeps(sweep_setup):
+    *_, tl_model, tokens, clean_cache = sweep_setup
+    blocks = run_tl(
+        patching.get_act_patch_block_every, tl_model, tokens, clean_cache, scalar_metric
+    )
+    expected = torch.stack(
+        [
+            ours(sweep_setup, h, ("layer", "pos")).values
+            for h in ("resid_pre", "attn_out", "mlp_out")
+        ]
+    )
+    torch.testing.assert_close(blocks, expected, atol=ATOL, rtol=1e-5)
+    kinds = ("z", "q", "k", "v", "pattern")
+    all_pos = run_tl(
+        patching.get_act_patch_attn_head_all_pos_every, tl_model, tokens, clean_cache, scalar_metric
+    )
+    expected = torch.stack([ours(sweep_setup, h, ("layer", "head")).values for h in kinds])
+    torch.testing.assert_close(all_pos, expected, atol=ATOL, rtol=1e-5)
+    by_pos = run_tl(
+        patching.get_act_patch_attn_head_by_pos_every, tl_model, tokens, clean_cache, scalar_metric
+    )
+    expected = torch.stack([ours(sweep_setup, h, ("layer", "pos", "head")).values for h in kinds])
+    torch.testing.assert_close(by_pos, expected, atol=ATOL, rtol=1e-5)
+
+
+def test_dest_src_pattern_sweep_equals_dtlens_patched_metrics(sweep_setup):
+    model = sweep_setup[0]
+    clean, corrupt = build_batch(n_steps=2, seed=0), build_batch(n_steps=2, seed=1)  # 5 tokens
+    tl_model, tokens = tl_patching_inputs(model, corrupt)
+    _, clean_cache = model.run_with_cache(clean)
+    theirs = run_tl(
+        patching.get_act_patch_attn_head_pattern_dest_src_pos,
+        tl_model,
+        tokens,
+        clean_cache,
+        scalar_metric,
+    )
+    n_heads, n = model.cfg.n_heads, tokens.shape[1]
+    assert theirs.shape == (2, n_heads, n, n)
+    masks = torch.eye(n_heads * n * n, dtype=torch.bool).view(-1, n_heads, n, n)
+    for layer in range(2):
+        name = f"blocks.{layer}.attn.hook_pattern"
+        values = patched_metrics(model, corrupt, clean, scalar_metric, name, masks)
+        torch.testing.assert_close(theirs[layer], values.view(n_heads, n, n), atol=ATOL, rtol=1e-5)
+
+
+def test_per_pair_reductions_and_baseline(sweep_setup):
+    model, _, corrupt, tl_model, tokens, clean_cache = sweep_setup
+    result = ours(sweep_setup, "resid_pre", ("layer", "pos"), pair_metric)
+    mean = run_tl(
+        patching.get_act_patch_resid_pre, tl_model, tokens, clean_cache, pair_metric, reduce="mean"
+    )
+    torch.testing.assert_close(mean, result.values, atol=ATOL, rtol=1e-5)
+    per_pair = run_tl(
+        patching.get_act_patch_resid_pre,
+        tl_model,
+        tokens,
+        clean_cache,
+        pair_metric,
+        reduce="none",
+        baseline=True,
+    )
+    torch.testing.assert_close(per_pair.values, result.info["per_pair"], atol=ATOL, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(per_pair.baseline, pair_metric(model(corrupt)))
+
+
+def test_the_adapter_reads_rows_of_its_tokens_and_rejects_others(sweep_setup):
+    model, _, corrupt, tl_model, tokens, _ = sweep_setup
+    with torch.no_grad():
+        torch.testing.assert_close(tl_model(tokens[1:]), model(corrupt[1:]))
+        torch.testing.assert_close(tl_model.run_with_hooks(tokens), model(corrupt))
+    with pytest.raises(BatchError, match="tl_patching_inputs"):
+        tl_model.run_with_hooks(torch.zeros(2, 5, dtype=torch.long))
+    with pytest.raises(BatchError, match="tl_patching_inputs"):
+        tl_model(corrupt.obs)
+    with pytest.raises(DTLensError, match="HookedDecisionTransformer"):
+        TLPatchingModel(model.core, corrupt)
+
+
+def test_direct_path_patching_raises_naming_dtlens_path_patching(sweep_setup):
+    model, _, corrupt, tl_model, tokens, clean_cache = sweep_setup
+    _, corrupt_cache = model.run_with_cache(corrupt)
+    with pytest.raises(DTLensError, match=r"dtlens\.path_patching"):
+        run_tl(
+            patching.get_act_patch_direct_path,
+            tl_model,
+            tokens,
+            clean_cache,
+            corrupt_cache,
+            scalar_metric,
+            src_layer=0,
+            src_head=0,
+        )
+
+
+def test_transformer_lens_checks_the_model_is_in_eval_mode(sweep_setup):
+    _, _, corrupt, _, _, clean_cache = sweep_setup
+    training = build_model(n_heads=2).train()
+    tl_model, tokens = tl_patching_inputs(training, corrupt)
+    with pytest.raises(ValueError, match="eval"):
+        run_tl(patching.get_act_patch_resid_pre, tl_model, tokens, clean_cache, scalar_metric)
