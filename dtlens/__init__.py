@@ -6,9 +6,12 @@ transformers), the observation encoding, and the analysis API of
 DESIGN.md with its main plots. The subpackages (``dtlens.analysis``,
 ``dtlens.plotting``, ``dtlens.env``, ``dtlens.data``, ``dtlens.training``) hold the rest.
 
-Importing dtlens has no side effects: the analysis and plotting names are imported on
-first use (PEP 562 ``__getattr__``), and only ``import dtlens.env`` (which the analysis
-API needs, for its scenarios) registers the MiniGrid environments with gymnasium.
+Importing dtlens is light and has no side effects: only the errors and ``DTConfig``
+are imported with it; the model, its checkpoints, the analysis and plotting names are
+imported on first use (PEP 562 ``__getattr__``), so ``import dtlens`` loads neither
+torch nor TransformerLens, plotly or dash. Only ``import dtlens.env`` (which the
+analysis API needs, for its scenarios) registers the MiniGrid environments with
+gymnasium.
 
 Examples:
     >>> import dtlens
@@ -30,9 +33,7 @@ from dtlens.errors import (
     HookNameError,
     ObservationError,
 )
-from dtlens.model import DTConfig, HookedDecisionTransformer, TrajectoryBatch
-from dtlens.model.checkpoint import load, save
-from dtlens.model.convert import convert_original
+from dtlens.model.config import DTConfig
 
 if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentation tools
     from dtlens.analysis import (
@@ -56,7 +57,11 @@ if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentat
         swap_instruction,
     )
     from dtlens.env.encoding import decode_observation, encode_observation
+    from dtlens.model.batch import TrajectoryBatch
+    from dtlens.model.checkpoint import load, save
+    from dtlens.model.convert import convert_original
     from dtlens.model.hf.convert import from_hf
+    from dtlens.model.hooked_dt import HookedDecisionTransformer
     from dtlens.plotting import plot_attention, plot_calibration, plot_congruence, plot_patching
 
 __version__ = "0.1.0"
@@ -88,6 +93,10 @@ _LAZY: dict[str, str] = {
         "dtlens.analysis",
     ),
     **dict.fromkeys(("decode_observation", "encode_observation"), "dtlens.env.encoding"),
+    "HookedDecisionTransformer": "dtlens.model.hooked_dt",
+    "TrajectoryBatch": "dtlens.model.batch",
+    **dict.fromkeys(("load", "save"), "dtlens.model.checkpoint"),
+    "convert_original": "dtlens.model.convert",
     "from_hf": "dtlens.model.hf.convert",
     **dict.fromkeys(
         ("plot_attention", "plot_calibration", "plot_congruence", "plot_patching"),
@@ -97,7 +106,7 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import an analysis/plotting/encoding name on first access (keeps ``import dtlens`` light)."""
+    """Import a model/analysis/plotting name on first access (keeps ``import dtlens`` light)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dtlens' has no attribute {name!r}")

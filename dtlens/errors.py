@@ -22,6 +22,7 @@ __all__ = [
     "DeviceError",
     "EnvError",
     "HookNameError",
+    "HypothesisError",
     "ObservationError",
     "OutputPathError",
 ]
@@ -45,6 +46,12 @@ class OutputPathError(ConfigError):
 class DeviceError(ConfigError):
     """A device string torch does not know (``"gpu"``), or a device this machine does
     not have (``"cuda"`` without CUDA, ``"cuda:7"`` with one GPU)."""
+
+
+class HypothesisError(ConfigError):
+    """A causal-scrubbing hypothesis that cannot be applied: an unknown feature, an edge
+    or node the model's graph lacks, a child claim that does not feed its parent, or two
+    claims giving one edge different values (the message names the claim and the fix)."""
 
 
 class BatchError(DTLensError, ValueError):

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from dtlens.env import N_ACTIONS, N_CHANNELS, VIEW_SIZE
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.checkpoint import CONFIG_FILE, SHIPPED_MODELS, WEIGHTS_FILE, load
 from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.model.locks import hooks_lock
 
 __all__ = [
     "ORIGINAL_SUFFIXES",
@@ -163,8 +163,6 @@ class ModelCatalog:
         self._cache_size = cache_size
         self._cache: OrderedDict[str, HookedDecisionTransformer] = OrderedDict()
         self._lock = threading.Lock()
-        self._forward_locks: weakref.WeakKeyDictionary[HookedDecisionTransformer, threading.Lock]
-        self._forward_locks = weakref.WeakKeyDictionary()
 
     def _folder_entry(self, initial: str) -> str:
         """``initial``, or the models folder's entry it names (see the class docstring)."""
@@ -249,21 +247,19 @@ class ModelCatalog:
                 self._cache.popitem(last=False)
             return model
 
-    def forward_lock(self, model: HookedDecisionTransformer) -> threading.Lock:
-        """The lock to hold while running ``model`` (one per model).
+    def forward_lock(self, model: HookedDecisionTransformer) -> threading.RLock:
+        """The lock to hold while running ``model``: :func:`dtlens.model.hooks_lock`.
 
         TransformerLens hooks live on the model's modules, so two forwards with hooks
         (``run_with_cache``, patching) on one model in two threads at once would see
-        each other's hooks. Dash calls callbacks in parallel (and two pages may share a
-        model), so every forward the app runs holds this lock; take it innermost, after
-        any session lock.
+        each other's hooks. The server answers requests in parallel threads (and two
+        pages may share a model), so every forward the app runs holds this lock; take
+        it innermost, after any session lock. It is the model's own lock, so code
+        outside the app that runs the same model object from another thread (holding
+        ``hooks_lock(model)``) is serialised with the app too.
 
         Example:
             >>> with catalog.forward_lock(model):  # doctest: +SKIP
             ...     logits, cache = model.run_with_cache(batch)
         """
-        with self._lock:
-            lock = self._forward_locks.get(model)
-            if lock is None:
-                lock = self._forward_locks[model] = threading.Lock()
-            return lock
+        return hooks_lock(model)

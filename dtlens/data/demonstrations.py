@@ -213,6 +213,8 @@ class Demonstrations:
     @property
     def episode_ends(self) -> np.ndarray:
         """int64 ``[E]``: one past each episode's last step."""
+        if self.n_episodes == 0:
+            return np.zeros(0, dtype=np.int64)
         return np.append(self.episode_starts[1:], self.n_steps).astype(np.int64)
 
     @property

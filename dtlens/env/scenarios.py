@@ -19,7 +19,7 @@ from typing import Any
 
 from dtlens.errors import EnvError
 
-__all__ = ["OBJECT_TYPES", "OPTION_NAMES", "SCENARIOS", "Scenario", "parse_options"]
+__all__ = ["OBJECT_TYPES", "OPTION_NAMES", "SCENARIOS", "Scenario", "as_scenario", "parse_options"]
 
 #: The object types that can be the instruction or a target, in scenario order.
 OBJECT_TYPES: tuple[str, ...] = ("key", "ball")
@@ -127,3 +127,27 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, str]:
             f"each one of {list(OBJECT_TYPES)}"
         )
     return {k: _check_choice(k, v) for k, v in options.items() if v is not None}
+
+
+def as_scenario(layout: Scenario | str | tuple[str, str]) -> Scenario:
+    """A layout given as a :class:`Scenario`, its name (``"key/top-ball"``) or
+    ``(instruction, top)``, as a :class:`Scenario`.
+
+    Raises:
+        EnvError: for an unknown name or bad object types.
+
+    Examples:
+        >>> as_scenario("ball/top-key") == as_scenario(("ball", "key")) == Scenario("ball", "key")
+        True
+    """
+    if isinstance(layout, Scenario):
+        return layout
+    if isinstance(layout, tuple) and len(layout) == 2:
+        return Scenario(*layout)  # validates, raising EnvError
+    for scenario in SCENARIOS:
+        if layout == scenario.name:
+            return scenario
+    raise EnvError(
+        f"unknown layout {layout!r}; expected a Scenario, (instruction, top) or one of "
+        f"{[s.name for s in SCENARIOS]}"
+    )

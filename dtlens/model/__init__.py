@@ -1,8 +1,51 @@
-"""Decision transformer models: config, input batch, the hooked model, conversion, checkpoints."""
+"""Decision transformer models: config, input batch, the hooked model, conversion, checkpoints.
 
-from dtlens.model.batch import TrajectoryBatch
+Only :class:`DTConfig` is imported with the package; the model, the batch and the
+HuggingFace converter (torch, TransformerLens) are imported on first use (PEP 562
+``__getattr__``), so reading a config costs no torch import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dtlens.model.config import DTConfig
-from dtlens.model.hf.convert import from_hf
-from dtlens.model.hooked_dt import EMBEDDING_HOOKS, HookedDecisionTransformer
 
-__all__ = ["EMBEDDING_HOOKS", "DTConfig", "HookedDecisionTransformer", "TrajectoryBatch", "from_hf"]
+if TYPE_CHECKING:
+    from dtlens.model.batch import TrajectoryBatch
+    from dtlens.model.hf.convert import from_hf
+    from dtlens.model.hooked_dt import EMBEDDING_HOOKS, HookedDecisionTransformer
+    from dtlens.model.locks import hooks_lock
+
+#: name -> the module it is imported from on first use
+_LAZY: dict[str, str] = {
+    "EMBEDDING_HOOKS": "dtlens.model.hooked_dt",
+    "HookedDecisionTransformer": "dtlens.model.hooked_dt",
+    "TrajectoryBatch": "dtlens.model.batch",
+    "from_hf": "dtlens.model.hf.convert",
+    "hooks_lock": "dtlens.model.locks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dtlens.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "EMBEDDING_HOOKS",
+    "DTConfig",
+    "HookedDecisionTransformer",
+    "TrajectoryBatch",
+    "from_hf",
+    "hooks_lock",
+]

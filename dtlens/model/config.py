@@ -19,9 +19,10 @@ Examples:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
+from dtlens.config_io import ConfigIO, check, check_choice, check_int
 from dtlens.errors import ConfigError
 
 __all__ = [
@@ -44,13 +45,10 @@ _NORMALIZATIONS = ("LN", "LNPre", None)
 _MODEL_TYPES = ("decision_transformer", "clone")
 _TIME_EMBEDDINGS = ("embedding", "linear")
 _TOKEN_EMBEDDINGS = ("grid", "huggingface")
-#: Fields added after configs were first saved: ``to_dict`` leaves them out at these
-#: defaults, so a grid model's saved config is unchanged (and older dtlens loads it).
-_LATER_FIELDS = {"token_embedding": "grid", "action_tanh": False}
 
 
 @dataclass(frozen=True)
-class DTConfig:
+class DTConfig(ConfigIO):
     """Architecture of a (hooked) decision transformer.
 
     Args:
@@ -115,9 +113,13 @@ class DTConfig:
     token_embedding: TokenEmbedding = "grid"
     action_tanh: bool = False
 
+    #: Fields added after configs were first saved: ``to_dict`` leaves them out at their
+    #: defaults, so a grid model's saved config is unchanged (and older dtlens loads it).
+    _json_omit_defaults = ("token_embedding", "action_tanh")
+
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "n_actions"):
-            _require_positive_int(name, getattr(self, name))
+            check_int(self, name)
         if self.d_head is None:
             if self.d_model % self.n_heads != 0:
                 raise ConfigError(
@@ -125,47 +127,29 @@ class DTConfig:
                     "pass d_head explicitly or choose a divisible pair."
                 )
             object.__setattr__(self, "d_head", self.d_model // self.n_heads)
-        _require_positive_int("d_head", self.d_head)
-        if self.act_fn not in ACTIVATIONS:
-            raise ConfigError(f"act_fn={self.act_fn!r} is not supported; use one of {ACTIVATIONS}.")
-        if self.normalization not in _NORMALIZATIONS:
-            raise ConfigError(
-                f"normalization={self.normalization!r} is not supported; "
-                f"use one of {_NORMALIZATIONS}."
-            )
-        if self.model_type not in _MODEL_TYPES:
-            raise ConfigError(
-                f"model_type={self.model_type!r} is not supported; use one of {_MODEL_TYPES}."
-            )
-        if self.time_embedding not in _TIME_EMBEDDINGS:
-            raise ConfigError(
-                f"time_embedding={self.time_embedding!r} is not supported; "
-                f"use one of {_TIME_EMBEDDINGS}."
-            )
+        check_int(self, "d_head")
+        check_choice(self, "act_fn", ACTIVATIONS)
+        check_choice(self, "normalization", _NORMALIZATIONS)
+        check_choice(self, "model_type", _MODEL_TYPES)
+        check_choice(self, "time_embedding", _TIME_EMBEDDINGS)
         if self.time_embedding_bias and self.time_embedding != "linear":
             raise ConfigError(
                 "time_embedding_bias=True only applies to time_embedding='linear', "
                 f"got time_embedding={self.time_embedding!r}."
             )
         self._check_token_embedding()
-        if not isinstance(self.max_timestep, int) or self.max_timestep < 0:
-            raise ConfigError(f"max_timestep={self.max_timestep!r} must be an int >= 0.")
+        check_int(self, "max_timestep", minimum=0)
+        check_int(self, "seed", minimum=0, optional=True)
         if self.n_ctx < self.tokens_per_step - 1:
             raise ConfigError(
                 f"n_ctx={self.n_ctx} is too small for one timestep of a {self.model_type} "
                 f"({self.tokens_per_step - 1} tokens)."
             )
-        if not (isinstance(self.eps, float) and self.eps > 0):
-            raise ConfigError(f"eps={self.eps!r} must be a positive float.")
+        check(self, "eps", isinstance(self.eps, float) and self.eps > 0, "a positive float")
 
     def _check_token_embedding(self) -> None:
-        if self.token_embedding not in _TOKEN_EMBEDDINGS:
-            raise ConfigError(
-                f"token_embedding={self.token_embedding!r} is not supported; "
-                f"use one of {_TOKEN_EMBEDDINGS}."
-            )
-        if not isinstance(self.action_tanh, bool):
-            raise ConfigError(f"action_tanh={self.action_tanh!r} must be True or False.")
+        check_choice(self, "token_embedding", _TOKEN_EMBEDDINGS)
+        check(self, "action_tanh", isinstance(self.action_tanh, bool), "True or False")
         obs_shape = tuple(self.obs_shape)
         positive = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in obs_shape)
         if self.token_embedding == "grid":
@@ -214,33 +198,3 @@ class DTConfig:
     def state_dim(self) -> int:
         """Length of the flattened observation the state embedding reads."""
         return math.prod(self.obs_shape)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists).
-
-        ``token_embedding`` and ``action_tanh`` are left out at their defaults, so a
-        grid model's saved config reads as before (and older dtlens versions load it).
-        """
-        out = asdict(self)
-        out["obs_shape"] = list(self.obs_shape)
-        for name, default in _LATER_FIELDS.items():
-            if out[name] == default:
-                del out[name]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DTConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ConfigError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown DTConfig fields {unknown}; known fields: {sorted(known)}.")
-        data = dict(data)
-        if "obs_shape" in data:
-            data["obs_shape"] = tuple(data["obs_shape"])
-        return cls(**data)
-
-
-def _require_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive int.")

@@ -54,11 +54,12 @@ from torch import Tensor, nn
 from transformer_lens.HookedRootModule import HookedRootModule
 
 from dtlens.errors import BatchError
-from dtlens.model import tl_compat, tl_core
+from dtlens.model import tl_core, tl_forward
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.config import DTConfig
 from dtlens.model.hf import embedding as hf_embedding
-from dtlens.model.tl_compat import ReturnType, TransformerLensMixin
+from dtlens.model.tl_compat import TransformerLensMixin
+from dtlens.model.tl_forward import ReturnType
 
 __all__ = ["EMBEDDING_HOOKS", "HookedDecisionTransformer"]
 
@@ -156,16 +157,18 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
         The prediction for step t is at its state token (position 3t+1 for a
         decision transformer, 2t for a clone); :meth:`action_logits` picks those.
 
-        TransformerLens' arguments (:mod:`dtlens.model.tl_compat`): ``return_type``
-        ``"logits"``, ``"loss"`` (the mean action loss, :func:`~dtlens.model.
-        tl_compat.action_loss`; ``[batch, step]`` with ``loss_per_token=True``),
-        ``"both"`` (logits, loss) or None; ``stop_at_layer=L`` returns the residual
-        stream entering block L (``blocks.L.hook_resid_pre``) instead.
+        TransformerLens' arguments (:mod:`dtlens.model.tl_forward`): ``return_type``
+        ``"logits"``, ``"loss"`` (the mean action loss,
+        :func:`~dtlens.model.tl_forward.action_loss`; ``[batch, step]`` with
+        ``loss_per_token=True``), ``"both"`` (logits, loss) or None;
+        ``stop_at_layer=L`` returns the residual stream entering block L
+        (``blocks.L.hook_resid_pre``; ``ln_final``'s input for ``L = n_layers``).
+        Other HookedTransformer keywords raise a DTLensError naming the dtlens way.
 
         Examples:
             >>> loss = model(batch, return_type="loss")  # cross-entropy of batch.actions
         """
-        tl_compat.check_forward_kwargs(kwargs, return_type)
+        tl_forward.check_forward_kwargs(kwargs, return_type)
         tokens = self.embed(batch)
         token_mask = self.token_mask(batch)
         core_kwargs: dict[str, Any] = {}
@@ -175,7 +178,7 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
         if stop_at_layer is not None:
             return self._stop_at_layer(tokens, stop_at_layer, core_kwargs)
         logits = self.core(tokens, **core_kwargs)
-        return tl_compat.forward_output(self, batch, logits, return_type, loss_per_token)
+        return tl_forward.forward_output(self, batch, logits, return_type, loss_per_token)
 
     def _stop_at_layer(
         self, tokens: Tensor, layer: int, core_kwargs: dict[str, Any]

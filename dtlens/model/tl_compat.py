@@ -17,17 +17,14 @@ instead. :class:`TransformerLensMixin` holds that surface:
   cache's ``logit_attrs``) and the text-model calls a decision transformer has no
   use for (``to_tokens``, ``generate`` ...), which raise naming the alternative.
 
-``forward(batch, return_type=...)`` (see :func:`forward_output`) takes
-TransformerLens' ``"logits"`` (default), ``"loss"``, ``"both"`` and ``None``. The
-loss of a decision transformer is that of its training objective (:func:`action_loss`):
-the cross-entropy of the action logits at each state token S_t against the action
-the batch took at step t (``batch.actions[:, t]``), averaged over the steps that
-have an action and are not padding; the mean squared error of the predicted actions
-for a model with continuous actions.
+``forward(batch, return_type=...)`` takes TransformerLens' ``"logits"`` (default),
+``"loss"``, ``"both"`` and ``None``; the loss of a decision transformer is that of
+its training objective (:mod:`dtlens.model.tl_forward`).
 
 docs/tl_compat.md ("Coming from TransformerLens") tabulates every call checked.
 
 Examples:
+    >>> import torch
     >>> from tests.conftest import build_batch, build_model
     >>> model, batch = build_model(), build_batch()
     >>> torch.equal(model.W_Q, model.core.W_Q)
@@ -44,10 +41,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from transformer_lens.ActivationCache import ActivationCache
@@ -56,32 +52,12 @@ from transformer_lens.FactoredMatrix import FactoredMatrix
 from dtlens.errors import BatchError, DTLensError, HookNameError
 from dtlens.model import tl_core
 from dtlens.model.batch import TrajectoryBatch
+from dtlens.model.tl_forward import unsupported
 
-__all__ = ["RETURN_TYPES", "TransformerLensMixin", "action_loss", "forward_output"]
+__all__ = ["TransformerLensMixin"]
 
 HookList = Sequence[tuple[str | Callable[[str], bool], Callable[..., Any]]]
 NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
-ReturnType = Literal["logits", "loss", "both"] | None
-
-#: The ``return_type`` values ``forward`` accepts (TransformerLens' own).
-RETURN_TYPES = ("logits", "loss", "both", None)
-
-#: forward() keywords of HookedTransformer that a decision transformer replaces.
-_FORWARD_ALTERNATIVES = {
-    "start_at_layer": "model.forward_from_layer(resid, start_layer, batch) runs the blocks "
-    "from a residual stream",
-    "attention_mask": "padding is part of the input: TrajectoryBatch(..., padding_mask=) or "
-    "model.pad_context(batch)",
-    "tokens": "a decision transformer has no tokens; pass the TrajectoryBatch",
-    "prepend_bos": "a decision transformer has no BOS token",
-    "padding_side": "left padding is model.pad_context(batch)",
-    "past_kv_cache": "dtlens.model.suffix re-runs the last positions of a window from a base run",
-    "shortformer_pos_embed": "the positional embedding is added by the core (model.W_pos)",
-}
-
-
-def _raise_unsupported(name: str, instead: str) -> NoReturn:
-    raise DTLensError(f"{name} does not apply to a decision transformer: {instead}.")
 
 
 class TransformerLensMixin:
@@ -248,28 +224,28 @@ class TransformerLensMixin:
     # ------------------------------------------------- text-model calls (none)
     def to_tokens(self, *args: Any, **kwargs: Any) -> Tensor:
         """Raises: the input of a decision transformer is a TrajectoryBatch."""
-        _raise_unsupported(
+        unsupported(
             "to_tokens",
             "build the input with dtlens.TrajectoryBatch(obs=, actions=, rtg=, timesteps=)",
         )
 
     def to_string(self, *args: Any, **kwargs: Any) -> str:
         """Raises: there is no vocabulary to decode."""
-        _raise_unsupported("to_string", "model.token_labels(batch) names the tokens")
+        unsupported("to_string", "model.token_labels(batch) names the tokens")
 
     def to_single_token(self, *args: Any, **kwargs: Any) -> int:
         """Raises: actions are indices already (``cfg.n_actions`` of them)."""
-        _raise_unsupported("to_single_token", "actions are integer indices 0..cfg.n_actions-1")
+        unsupported("to_single_token", "actions are integer indices 0..cfg.n_actions-1")
 
     def to_str_tokens(self, batch: TrajectoryBatch | int) -> list[str]:
         """The token labels ``["R1", "S1", "A1", ...]`` of a batch (``token_labels``)."""
         if not isinstance(batch, TrajectoryBatch | int):
-            _raise_unsupported("to_str_tokens of text", "pass a TrajectoryBatch or a step count")
+            unsupported("to_str_tokens of text", "pass a TrajectoryBatch or a step count")
         return self.token_labels(batch)  # type: ignore[attr-defined]
 
     def generate(self, *args: Any, **kwargs: Any) -> Tensor:
         """Raises: a decision transformer acts in an environment."""
-        _raise_unsupported(
+        unsupported(
             "generate",
             "the next action is model.action_logits(model.pad_context(batch))[:, -1]; "
             "dtlens.training.evaluate.rollout(model, ...) plays whole episodes",
@@ -278,7 +254,7 @@ class TransformerLensMixin:
     def set_use_attn_result(self, use: bool) -> None:
         """Raises: the native core has no ``hook_result``; caches compute it from ``hook_z``."""
         if use:
-            _raise_unsupported(
+            unsupported(
                 "set_use_attn_result(True) (hook_result)",
                 "cache.stack_head_results() or cache.compute_head_results() compute each "
                 "head's output from hook_z and W_O; patch a head through blocks.L.attn.hook_z",
@@ -287,7 +263,7 @@ class TransformerLensMixin:
     def set_use_split_qkv_input(self, use: bool) -> None:
         """Raises: per-head q/k/v inputs are what dtlens' path patching computes."""
         if use:
-            _raise_unsupported(
+            unsupported(
                 "set_use_split_qkv_input(True)",
                 "dtlens.path_patching(model, clean, corrupt, senders, receivers, metric) "
                 "patches a head's q/k/v input",
@@ -427,92 +403,3 @@ class TransformerLensMixin:
             return out, store
         cache = tl_core.make_activation_cache(self.core, store, has_batch_dim=not remove_batch_dim)
         return out, cache
-
-
-def check_forward_kwargs(kwargs: dict[str, Any], return_type: Any) -> None:
-    """Raise DTLensError for a forward keyword or ``return_type`` a DT does not take."""
-    for name in kwargs:
-        instead = _FORWARD_ALTERNATIVES.get(name)
-        if instead is None:
-            raise DTLensError(
-                f"forward() got an unexpected keyword {name!r}; a decision transformer's "
-                "forward takes a TrajectoryBatch and return_type=, loss_per_token=, "
-                "stop_at_layer=."
-            )
-        _raise_unsupported(f"forward({name}=...)", instead)
-    if return_type not in RETURN_TYPES:
-        raise DTLensError(
-            f"return_type={return_type!r}; use one of {list(RETURN_TYPES)} (TransformerLens' "
-            "values; the loss is the action cross-entropy, see dtlens.model.tl_compat)."
-        )
-
-
-def action_loss(
-    model: Any,
-    batch: TrajectoryBatch,
-    logits: Float[Tensor, "batch pos action"],
-    per_step: bool = False,
-) -> Float[Tensor, ""] | Float[Tensor, "batch step"]:
-    """The training loss of the actions the batch took, predicted at its state tokens.
-
-    Step t is scored when the batch has its action (``batch.actions[:, t]``: all
-    steps but the last for actions ``[B, T-1]``), the step is not padding
-    (``batch.padding_mask``) and the action is not the padding action
-    (``cfg.n_actions``). Discrete actions: cross-entropy of the logits at S_t;
-    continuous actions: the squared error of the predicted action, averaged over
-    its dimensions.
-
-    Args:
-        model: the model that gave ``logits``.
-        batch: its input.
-        logits: ``model(batch)``.
-        per_step: return ``[batch, step]`` losses (0 where a step is not scored)
-            instead of their mean over scored steps.
-
-    Raises:
-        BatchError: no step of the batch is scored (e.g. a single-step window
-            without its action).
-
-    Examples:
-        >>> loss = action_loss(model, batch, model(batch))
-        >>> bool(torch.isclose(loss, model(batch, return_type="loss")))
-        True
-    """
-    n_act = batch.actions.shape[1]
-    preds = logits[:, model.state_positions(batch.n_steps)[:n_act]]
-    targets = batch.actions
-    scored = torch.ones(targets.shape[:2], dtype=torch.bool, device=logits.device)
-    if batch.padding_mask is not None:
-        scored &= batch.padding_mask[:, :n_act].to(logits.device)
-    if model.cfg.continuous_actions:
-        losses = (preds - targets.to(preds)).pow(2).mean(-1)
-    else:
-        scored &= targets != model.cfg.n_actions
-        safe = torch.where(scored, targets, torch.zeros_like(targets))
-        losses = F.cross_entropy(preds.flatten(0, 1), safe.flatten(), reduction="none")
-        losses = losses.view(targets.shape)
-    losses = torch.where(scored, losses, torch.zeros_like(losses))
-    if per_step:
-        return losses
-    if not bool(scored.any()):
-        raise BatchError(
-            "no step of the batch has an action to score (the loss reads batch.actions[:, t] "
-            "at each state token S_t); pass actions for the steps, or use return_type='logits'."
-        )
-    return losses.sum() / scored.sum()
-
-
-def forward_output(
-    model: Any,
-    batch: TrajectoryBatch,
-    logits: Float[Tensor, "batch pos action"],
-    return_type: ReturnType,
-    loss_per_token: bool,
-) -> Any:
-    """What ``forward`` returns for ``return_type`` (TransformerLens' meanings, DT loss)."""
-    if return_type == "logits":
-        return logits
-    if return_type is None:
-        return None
-    loss = action_loss(model, batch, logits, per_step=loss_per_token)
-    return loss if return_type == "loss" else (logits, loss)

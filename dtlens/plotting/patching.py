@@ -33,7 +33,7 @@ from dtlens.plotting import style
 from dtlens.plotting.heatmaps import as_numpy, check_labels, labelled_heatmap
 
 
-class PatchingValues(Protocol):
+class _PatchingValues(Protocol):
     """What :func:`plot_patching` reads: a
     :class:`~dtlens.analysis.patching.results.PatchingResult` or anything shaped like it
     (plotting does not import the analysis package, which imports plotting)."""
@@ -50,7 +50,7 @@ __all__ = ["plot_patching"]
 FACET_COLUMNS = 4
 
 
-def plot_patching(result: PatchingValues, title: str | None = None, zmid: float = 0.0) -> go.Figure:
+def plot_patching(result: _PatchingValues, title: str | None = None, zmid: float = 0.0) -> go.Figure:
     """Draw an activation-patching result: bars (1 axis), heatmap (2 axes) or facets (3 axes).
 
     Rows of a heatmap are the result's first axis (first entry on top), columns its

@@ -5,6 +5,10 @@ Each finding is a module of :mod:`dtlens.report.sections` with a
 with a progress bar and writes ``report.html`` (self-contained: plotly.js inlined)
 and ``report.json`` (every section's numbers).
 
+The package imports light: :data:`SECTIONS`, :data:`REPORT_FILES` and
+:class:`ReportConfig` come without torch or plotly (``dtlens report --help`` needs
+only them); the sections, the HTML and :class:`Section` are imported when used.
+
 Examples:
     >>> import dtlens
     >>> from dtlens.report import build_report
@@ -13,19 +17,19 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any
 
 from dtlens.errors import ConfigError
 from dtlens.files import check_writable, write_files_atomic
-from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.report.config import ReportConfig
-from dtlens.report.html import render_html
-from dtlens.report.section import Section, write_section
-from dtlens.report.sections import SECTION_MODULES
+
+if TYPE_CHECKING:
+    from dtlens.model.hooked_dt import HookedDecisionTransformer
+    from dtlens.report.section import Section, write_section
 
 __all__ = [
     "REPORT_FILES",
@@ -40,8 +44,32 @@ __all__ = [
 #: The two files :func:`build_report` writes into its output directory.
 REPORT_FILES: tuple[str, str] = ("report.html", "report.json")
 
-#: The report's sections, in order (keys of dtlens.report.sections.SECTION_MODULES).
-SECTIONS: tuple[str, ...] = tuple(SECTION_MODULES)
+#: The report's sections, in order: the keys of dtlens.report.sections.SECTION_MODULES
+#: (spelled out so that naming them imports no section; a test checks they agree).
+SECTIONS: tuple[str, ...] = (
+    "calibration",
+    "set_routine",
+    "look_back",
+    "rtg_entropy",
+    "attention",
+    "congruence",
+    "patching",
+    "path_patching",
+    "circuit",
+    "dynamics",
+)
+
+#: name -> the module it is imported from on first use (they import plotly)
+_LAZY = {"Section": "dtlens.report.section", "write_section": "dtlens.report.section"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dtlens.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def run_sections(
@@ -51,6 +79,10 @@ def run_sections(
     show_progress: bool = True,
 ) -> list[Section]:
     """Run the named sections on ``model``; returns them in order."""
+    from tqdm.auto import tqdm
+
+    from dtlens.report.sections import SECTION_MODULES
+
     config = config or ReportConfig()
     results = []
     bar = tqdm(sections, desc="report", unit="section", disable=not show_progress)
@@ -81,6 +113,8 @@ def build_report(
     Raises:
         OutputPathError: ``out_dir`` cannot be written (checked before any work).
     """
+    from dtlens.report.html import render_html
+
     out = check_writable(out_dir, "dir")
     results = run_sections(model, config, sections, show_progress)
     cfg = model.cfg

@@ -1,21 +1,27 @@
 """`ReportConfig`: how much work each report section does (validated).
 
+``dtlens report`` derives its flags from these fields (and their docs); the module
+imports no torch.
+
 Examples:
     >>> ReportConfig(calibration_episodes=20).rtgs[:3]
     (0.0, 0.1, 0.2)
+    >>> ReportConfig.from_dict({"rtgs": [0.0, 0.9], "seed": 1}).to_dict()["rtgs"]
+    [0.0, 0.9]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dtlens.config_io import ConfigIO, check, check_int, check_number
 from dtlens.errors import ConfigError
 
 __all__ = ["ReportConfig"]
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(ConfigIO):
     """Sizes and seeds of the report's computations.
 
     Args:
@@ -38,11 +44,16 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "calibration_episodes", "random_walks"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"ReportConfig.{name}={value!r} must be a positive int.")
-        if not self.rtgs:
+            check_int(self, name)
+        check_int(self, "seed", minimum=0)
+        for name in ("high_rtg", "low_rtg"):
+            check_number(self, name)
+        rtgs = tuple(self.rtgs) if isinstance(self.rtgs, tuple | list) else None
+        if rtgs == ():
             raise ConfigError("ReportConfig.rtgs is empty; give at least one RTG.")
+        ok = rtgs is not None and all(isinstance(r, int | float) for r in rtgs)
+        check(self, "rtgs", ok, "a list of numbers")
+        object.__setattr__(self, "rtgs", tuple(float(r) for r in rtgs))
         if self.high_rtg <= self.low_rtg:
             raise ConfigError(
                 f"ReportConfig.high_rtg={self.high_rtg} must exceed low_rtg={self.low_rtg}."

@@ -5,6 +5,8 @@ One validated, JSON-round-trippable dataclass: the model architecture (a
 its warm-up + cosine schedule, gradient clipping, the validation split and how often
 to validate, evaluate online and checkpoint, the seed and the device. It is saved in
 every training checkpoint, so a run can be resumed (and audited) from its directory.
+``dtlens train`` derives its flags from these fields (and their docs below). The module
+imports no torch (only :meth:`TrainConfig.resolved_device` does).
 
 Example:
     >>> from dtlens.training.config import TrainConfig
@@ -19,13 +21,24 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-
+from dtlens.config_io import (
+    ConfigIO,
+    check,
+    check_choice,
+    check_int,
+    check_number,
+    is_int,
+    is_real,
+)
 from dtlens.errors import ConfigError
 from dtlens.model.config import DTConfig
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LOGGERS", "CurriculumPhase", "TrainConfig"]
 
@@ -35,7 +48,7 @@ _MODEL_TYPES = ("decision_transformer", "clone")
 
 
 @dataclass(frozen=True)
-class CurriculumPhase:
+class CurriculumPhase(ConfigIO):
     """One phase of a training curriculum: which episodes, which windows, until when.
 
     Args:
@@ -64,31 +77,19 @@ class CurriculumPhase:
     replay: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive_int("curriculum until_step", self.until_step)
+        check_int(self, "until_step")
         if self.groups is not None:
             groups = (self.groups,) if isinstance(self.groups, str) else tuple(self.groups)
-            if not groups or not all(isinstance(g, str) and g for g in groups):
-                raise ConfigError(
-                    f"curriculum groups={self.groups!r} must be None or a non-empty list of "
-                    "group labels such as 'temperature=1'."
-                )
+            ok = bool(groups) and all(isinstance(g, str) and g for g in groups)
+            rule = "None or a non-empty list of group labels such as 'temperature=1'"
+            check(self, "groups", ok, rule)
             object.__setattr__(self, "groups", groups)
-        if not (_is_real(self.window_end_fraction) and 0.0 <= self.window_end_fraction <= 1.0):
-            raise ConfigError(
-                f"curriculum window_end_fraction={self.window_end_fraction!r} must be a "
-                "float in [0, 1]."
-            )
-        if not (_is_real(self.replay) and 0.0 <= self.replay < 1.0):
-            raise ConfigError(f"curriculum replay={self.replay!r} must be a float in [0, 1).")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        groups = None if self.groups is None else list(self.groups)
-        return {**asdict(self), "groups": groups}
+        check_number(self, "window_end_fraction", 0.0, 1.0)
+        check_number(self, "replay", 0.0, 1.0, high_open=True)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigIO):
     """How to train a decision transformer (or behavioural clone) on demonstrations.
 
     Args:
@@ -175,16 +176,14 @@ class TrainConfig:
             model = dict(model)
             if self.model_type is not None:
                 model.setdefault("model_type", self.model_type)
-            try:
-                model = DTConfig.from_dict(model)
-            except TypeError as err:
-                raise ConfigError(f"model={self.model!r} is not a valid DTConfig: {err}") from err
+            model = DTConfig.from_dict(model)
         if not isinstance(model, DTConfig):
             raise ConfigError(
-                f"model must be a DTConfig or a dict of its fields, got {type(model).__name__}."
+                f"TrainConfig.model must be a DTConfig or a dict of its fields, got "
+                f"{type(model).__name__}."
             )
-        if self.model_type is not None and self.model_type not in _MODEL_TYPES:
-            raise ConfigError(f"model_type={self.model_type!r} must be one of {_MODEL_TYPES}.")
+        if self.model_type is not None:
+            check_choice(self, "model_type", _MODEL_TYPES)
         if self.model_type is not None and self.model_type != model.model_type:
             raise ConfigError(
                 f"model_type={self.model_type!r} contradicts the model config's "
@@ -195,66 +194,52 @@ class TrainConfig:
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "model_type", model.model_type)
         n_steps = model.n_timesteps if self.n_steps is None else self.n_steps
-        _positive_int("n_steps", n_steps)
+        check_int(self, "n_steps", value=n_steps)
         if n_steps > model.n_timesteps:
             raise ConfigError(
-                f"n_steps={n_steps} exceeds the model's context of {model.n_timesteps} "
+                f"TrainConfig.n_steps={n_steps} exceeds the model's context of {model.n_timesteps} "
                 f"timesteps (n_ctx={model.n_ctx}, {model.tokens_per_step} tokens a step)."
             )
         object.__setattr__(self, "n_steps", n_steps)
         for name in ("batch_size", "total_steps", "eval_every", "val_batches", "log_every"):
-            _positive_int(name, getattr(self, name))
+            check_int(self, name)
         steps = self.checkpoint_steps
-        if isinstance(steps, str | int) or not all(
-            isinstance(k, int) and not isinstance(k, bool) and 0 < k <= self.total_steps
-            for k in steps
-        ):
-            raise ConfigError(
-                f"checkpoint_steps={steps!r} must be a list of steps in 1..total_steps."
-            )
+        ok = not isinstance(steps, str | int) and all(
+            is_int(k) and 0 < k <= self.total_steps for k in steps
+        )
+        check(self, "checkpoint_steps", ok, "a list of steps in 1..total_steps")
         if steps and self.checkpoint_every is None:
             raise ConfigError("checkpoint_steps needs checkpoint_every (and a run_dir).")
         object.__setattr__(self, "checkpoint_steps", tuple(sorted(set(steps))))
         for name in ("online_eval_every", "checkpoint_every"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        _non_negative_int("warmup_steps", self.warmup_steps)
-        _non_negative_int("seed", self.seed)
+            check_int(self, name, optional=True)
+        check_int(self, "warmup_steps", minimum=0)
+        check_int(self, "seed", minimum=0)
         if self.warmup_steps > self.total_steps:
             raise ConfigError(
-                f"warmup_steps={self.warmup_steps} exceeds total_steps={self.total_steps}."
+                f"TrainConfig.warmup_steps={self.warmup_steps} exceeds "
+                f"total_steps={self.total_steps}."
             )
-        _positive_float("lr", self.lr)
-        _non_negative_float("lr_end", self.lr_end)
+        check_number(self, "lr", 0.0, low_open=True)
+        check_number(self, "lr_end", 0.0)
         if self.lr_end > self.lr:
-            raise ConfigError(f"lr_end={self.lr_end} must not exceed lr={self.lr}.")
-        _non_negative_float("weight_decay", self.weight_decay)
-        betas = tuple(self.betas)
-        if len(betas) != 2 or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas):
-            raise ConfigError(f"betas={self.betas!r} must be two floats in [0, 1).")
+            raise ConfigError(f"TrainConfig.lr_end={self.lr_end} must not exceed lr={self.lr}.")
+        check_number(self, "weight_decay", 0.0)
+        betas = tuple(self.betas) if isinstance(self.betas, tuple | list) else ()
+        ok = len(betas) == 2 and all(is_real(b) and 0.0 <= b < 1.0 for b in betas)
+        check(self, "betas", ok, "two floats in [0, 1)")
         object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        if self.grad_clip is not None:
-            _positive_float("grad_clip", self.grad_clip)
-        if not (_is_real(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):
-            raise ConfigError(f"val_fraction={self.val_fraction!r} must be a float in [0, 1).")
-        if not (_is_real(self.window_end_fraction) and 0.0 <= self.window_end_fraction <= 1.0):
-            raise ConfigError(
-                f"window_end_fraction={self.window_end_fraction!r} must be a float in [0, 1]."
-            )
-        if self.window_weighting not in ("step", "episode"):
-            raise ConfigError(
-                f"window_weighting={self.window_weighting!r} must be 'step' or 'episode'."
-            )
-        _positive_int("lr_cycles", self.lr_cycles)
+        check_number(self, "grad_clip", 0.0, low_open=True, optional=True)
+        check_number(self, "val_fraction", 0.0, 1.0, high_open=True)
+        check_number(self, "window_end_fraction", 0.0, 1.0)
+        check_choice(self, "window_weighting", ("step", "episode"))
+        check_int(self, "lr_cycles")
         object.__setattr__(self, "curriculum", _phases(self.curriculum, self.total_steps))
-        if self.logger not in LOGGERS:
-            raise ConfigError(f"logger={self.logger!r} must be one of {LOGGERS}.")
-        if not isinstance(self.device, str) or not _valid_device(self.device):
-            raise ConfigError(
-                f"device={self.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-            )
-        if self.run_dir is not None and not isinstance(self.run_dir, str):
-            raise ConfigError(f"run_dir={self.run_dir!r} must be a str path or None.")
+        check_choice(self, "logger", LOGGERS)
+        ok = isinstance(self.device, str) and _valid_device(self.device)
+        check(self, "device", ok, "a device: 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        ok = self.run_dir is None or isinstance(self.run_dir, str)
+        check(self, "run_dir", ok, "a str path or None")
 
     # ------------------------------------------------------------------ derived
     def resolved_device(self) -> torch.device:
@@ -265,6 +250,8 @@ class TrainConfig:
             ...             device="cpu").resolved_device()
             device(type='cpu')
         """
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         device = torch.device(self.device)
@@ -313,30 +300,6 @@ class TrainConfig:
             return False
         return step % every == 0 or step in self.checkpoint_steps or step == self.total_steps
 
-    # -------------------------------------------------------------------- JSON
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the model config nested under ``"model"``)."""
-        out = asdict(self)
-        out["model"] = self.model.to_dict()
-        out["betas"] = list(self.betas)
-        out["curriculum"] = [phase.to_dict() for phase in self.curriculum]
-        out["checkpoint_steps"] = list(self.checkpoint_steps)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ConfigError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}."
-            )
-        data = dict(data)
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
-        return cls(**data)
-
 
 def _phases(phases: Any, total_steps: int) -> tuple[CurriculumPhase, ...]:
     """Validate a curriculum: phases (or dicts of their fields) with rising until_step."""
@@ -345,13 +308,7 @@ def _phases(phases: Any, total_steps: int) -> tuple[CurriculumPhase, ...]:
     out = []
     for phase in phases:
         if isinstance(phase, dict):
-            unknown = sorted(set(phase) - {f.name for f in fields(CurriculumPhase)})
-            if unknown:
-                raise ConfigError(
-                    f"unknown curriculum phase fields {unknown}; known: until_step, groups, "
-                    "window_end_fraction, replay."
-                )
-            phase = CurriculumPhase(**phase)
+            phase = CurriculumPhase.from_dict(phase)
         if not isinstance(phase, CurriculumPhase):
             raise ConfigError(
                 f"curriculum phase {phase!r} must be a CurriculumPhase or a dict of its fields."
@@ -375,33 +332,15 @@ def _phases(phases: Any, total_steps: int) -> tuple[CurriculumPhase, ...]:
     return tuple(out)
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive int.")
-
-
-def _non_negative_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{name}={value!r} must be an int >= 0.")
-
-
-def _positive_float(name: str, value: Any) -> None:
-    if not _is_real(value) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive finite number.")
-
-
-def _non_negative_float(name: str, value: Any) -> None:
-    if not _is_real(value) or value < 0:
-        raise ConfigError(f"{name}={value!r} must be a finite number >= 0.")
+#: Device strings accepted without importing torch; others are checked by torch.device.
+_PLAIN_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps(:\d+)?|meta")
 
 
 def _valid_device(device: str) -> bool:
-    if device == "auto":
+    if _PLAIN_DEVICE.fullmatch(device):
         return True
+    import torch
+
     try:
         torch.device(device)
     except (RuntimeError, ValueError):

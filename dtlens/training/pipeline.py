@@ -3,28 +3,39 @@
 ``dtlens train`` and ``dtlens build-memorydt`` both call :func:`train_on_demonstrations`:
 split the episodes into training and validation sets (:func:`make_samplers`; a
 curriculum when the config has one), build or resume a
-:class:`~dtlens.training.trainer.Trainer`, train.
+:class:`~dtlens.training.trainer.Trainer`, train. :func:`train_to_checkpoint` is the
+whole of ``dtlens train``: check the outputs, read the demonstrations file, train
+(resuming or replacing an earlier run only when asked) and save the final model.
 
 Example:
     >>> trainer, history = train_on_demonstrations(config, demos)  # doctest: +SKIP
+    >>> result = train_to_checkpoint(config, "runs/demos.npz")  # doctest: +SKIP
+    >>> result.out  # doctest: +SKIP
+    PosixPath('runs/dt/final')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dtlens.data.curriculum import Curriculum, group_episodes
 from dtlens.data.demonstrations import Demonstrations
 from dtlens.data.windows import WindowSampler, train_val_split
-from dtlens.errors import ConfigError
+from dtlens.errors import ConfigError, OutputPathError
+from dtlens.files import check_writable
+from dtlens.model.checkpoint import CONFIG_FILE, save
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.training.config import TrainConfig
 from dtlens.training.trainer import Trainer, TrainHistory, latest_checkpoint
 
-__all__ = ["make_samplers", "train_on_demonstrations"]
+__all__ = ["TrainResult", "make_samplers", "train_on_demonstrations", "train_to_checkpoint"]
 
 
 def make_samplers(
@@ -108,3 +119,117 @@ def train_on_demonstrations(
     if data_file is not None:
         trainer.metadata["data"]["file"] = str(data_file)
     return trainer, trainer.train(show_progress=show_progress)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_to_checkpoint` did: the trainer, its history, the saved model."""
+
+    trainer: Trainer
+    history: TrainHistory
+    out: Path
+
+    def summary(self) -> str:
+        """One line: steps, the last train and validation losses, where the model is."""
+        history = self.history
+        last_val = history.val[-1]["val/loss"] if history.val else float("nan")
+        return (
+            f"trained {self.trainer.step} steps: train loss "
+            f"{history.train[-1]['train/loss']:.4f}, val loss {last_val:.4f}; model saved "
+            f"to {self.out}"
+        )
+
+
+def train_to_checkpoint(
+    config: TrainConfig,
+    demos_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    eval_rtgs: Sequence[float] = (0.0, 0.9),
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train on a demonstrations file and save the final model (``dtlens train``).
+
+    Before any work: ``config.run_dir`` and ``out`` (default ``RUN_DIR/final``) must
+    be writable, and a run directory or ``out`` that holds an earlier run needs
+    ``resume`` (continue it) or ``overwrite`` (replace it: its checkpoints, metrics and
+    final model are removed once the demonstrations have been read). Then train
+    (checkpoints as the config says; rollouts at ``eval_rtgs`` every
+    ``config.online_eval_every`` steps) and save the final model with a training
+    summary in its metadata.
+
+    Raises:
+        OutputPathError: an output path cannot be written, or holds an earlier run
+            and neither ``resume`` nor ``overwrite`` is given.
+        ConfigError: both ``resume`` and ``overwrite``, or no ``config.run_dir``.
+    """
+    from dtlens.training.evaluate import make_rollout_evaluator
+
+    if config.run_dir is None:
+        raise ConfigError("train_to_checkpoint needs config.run_dir (--run-dir).")
+    run_dir = Path(config.run_dir)
+    earlier = _existing_run(run_dir)
+    if earlier and not (resume or overwrite):
+        raise OutputPathError(
+            f"{run_dir} already holds a run ({', '.join(p.name for p in earlier[:4])}"
+            f"{', ...' if len(earlier) > 4 else ''}); pass --resume to continue it or "
+            "--overwrite to replace it, or choose another --run-dir"
+        )
+    if resume and overwrite:
+        raise ConfigError(
+            "--resume continues the run in --run-dir, --overwrite replaces it: pick one"
+        )
+    check_writable(run_dir, "dir", "--run-dir")
+    if out is not None:
+        check_writable(out, "dir", "--out")
+        if (Path(out) / CONFIG_FILE).exists() and not (resume or overwrite):
+            raise OutputPathError(
+                f"--out {out} already holds a model ({CONFIG_FILE}); pass --overwrite "
+                "to replace it (or --resume to continue the run that wrote it), or choose "
+                "another --out"
+            )
+    demos = Demonstrations.load(demos_path)
+    if overwrite:
+        for path in earlier:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    evaluator = None
+    if config.online_eval_every is not None:
+        evaluator = make_rollout_evaluator(
+            demos.header.get("env_id", "MiniGrid-MemoryS7FixedStart-v0"),
+            rtgs=list(eval_rtgs),
+            max_steps=int(demos.header.get("max_steps", 50)),
+        )
+    start = time.perf_counter()
+    trainer, history = train_on_demonstrations(
+        config,
+        demos,
+        resume=resume,
+        evaluator=evaluator,
+        show_progress=show_progress,
+        data_file=demos_path,
+    )
+    final = Path(out) if out is not None else run_dir / "final"
+    summary = _training_summary(trainer, history, time.perf_counter() - start)
+    save(trainer.model, final, metadata={**trainer.metadata, "training": summary})
+    return TrainResult(trainer, history, final)
+
+
+def _existing_run(run_dir: Path) -> list[Path]:
+    """What an earlier run left in ``run_dir``: step_k/, final/ and metrics.jsonl."""
+    if not run_dir.is_dir():
+        return []
+    names = [p for p in run_dir.iterdir() if p.name.startswith("step_") or p.name == "final"]
+    metrics = run_dir / "metrics.jsonl"
+    return sorted(names) + ([metrics] if metrics.exists() else [])
+
+
+def _training_summary(trainer: Trainer, history: TrainHistory, seconds: float) -> dict[str, Any]:
+    return {
+        "config": trainer.config.to_dict(),
+        "step": trainer.step,
+        "train_loss": history.train[-1]["train/loss"] if history.train else None,
+        "val_loss": history.val[-1]["val/loss"] if history.val else None,
+        "wall_seconds_this_session": round(seconds, 1),
+    }

@@ -37,200 +37,21 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dtlens.data.agents.lstm import LSTMAgent, LSTMAgentConfig, save_lstm_agent
-from dtlens.env import MEMORY_ENV_ID
+from dtlens.data.agents.lstm import LSTMAgent, save_lstm_agent
 from dtlens.errors import ConfigError
 from dtlens.files import write_text_atomic
+from dtlens.training.ppo_config import PPOConfig
 from dtlens.training.rollout import EnvSource, Segment, SegmentCollector, make_vector_env
 
 __all__ = ["PPOConfig", "UpdateStats", "chunk_forward", "compute_gae", "train_ppo"]
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Every knob of a PPO run (validated on construction; JSON round-trippable).
-
-    Attributes:
-        env_id: MiniGrid id to train on (when ``train_ppo`` gets no env factory).
-        max_steps: Episode length limit for ``env_id`` (None: the env's default).
-        total_steps: Environment steps in all (summed over envs).
-        n_envs: Environments stepped together.
-        n_steps: Steps per env per update; a multiple of ``recurrence``.
-        recurrence: Steps of backpropagation through the LSTM state (chunk length).
-        update_epochs: Passes over each segment.
-        n_minibatches: Minibatches per pass (at most the number of (env, chunk) pairs).
-        learning_rate: Adam step size (eps 1e-5).
-        anneal_lr: Decay the learning rate linearly to 0 over the run.
-        gamma: Discount.
-        gae_lambda: GAE lambda.
-        clip_coef: PPO ratio clip epsilon.
-        ent_coef: Entropy bonus weight.
-        vf_coef: Value loss weight.
-        max_grad_norm: Gradient norm clip.
-        normalize_advantages: Standardise advantages per minibatch.
-        image_dim: Image embedding width of a fresh agent.
-        memory_dim: LSTM width of a fresh agent.
-        hidden_dim: Actor/critic hidden width of a fresh agent.
-        seed: Seeds the fresh agent, the envs and the action sampling.
-        checkpoint_every: Save a checkpoint every k updates (0: only the final one).
-        progress: Show a tqdm progress bar.
-        num_threads: Torch intra-op threads while training (restored afterwards);
-            None leaves torch's setting. Small agents train fastest with 1 (batched
-            convolutions over tiny images gain little from threads, and on a busy
-            machine spinning threads cost much more).
-
-    Example:
-        >>> PPOConfig(n_steps=64, recurrence=8).batch_size
-        1024
-        >>> PPOConfig(n_steps=10, recurrence=4)
-        Traceback (most recent call last):
-        ...
-        dtlens.errors.ConfigError: PPOConfig.n_steps=10 must be a multiple of recurrence=4
-    """
-
-    env_id: str = MEMORY_ENV_ID
-    max_steps: int | None = 50
-    total_steps: int = 2_000_000
-    n_envs: int = 16
-    n_steps: int = 64
-    recurrence: int = 8
-    update_epochs: int = 4
-    n_minibatches: int = 4
-    learning_rate: float = 5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantages: bool = True
-    image_dim: int = 128
-    memory_dim: int = 128
-    hidden_dim: int = 64
-    seed: int = 0
-    checkpoint_every: int = 0
-    progress: bool = True
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ConfigError:
-            return ConfigError(f"PPOConfig.{name} must be {rule}, got {getattr(self, name)!r}")
-
-        def is_int(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_num(value: Any) -> bool:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            return ok and math.isfinite(value)
-
-        if not isinstance(self.env_id, str) or not self.env_id:
-            raise bad("env_id", "a non-empty gymnasium id")
-        for name in ("max_steps", "num_threads"):
-            value = getattr(self, name)
-            if value is not None and (not is_int(value) or value <= 0):
-                raise bad(name, "a positive int or None")
-        positive_ints = (
-            "total_steps",
-            "n_envs",
-            "n_steps",
-            "recurrence",
-            "update_epochs",
-            "n_minibatches",
-            "image_dim",
-            "memory_dim",
-            "hidden_dim",
-        )
-        for name in positive_ints:
-            if not is_int(getattr(self, name)) or getattr(self, name) <= 0:
-                raise bad(name, "a positive int")
-        for name in ("seed", "checkpoint_every"):
-            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise bad(name, "an int >= 0")
-        for name in ("learning_rate", "clip_coef", "max_grad_norm"):
-            if not is_num(getattr(self, name)) or getattr(self, name) <= 0:
-                raise bad(name, "a finite number > 0")
-        for name in ("ent_coef", "vf_coef"):
-            if not is_num(getattr(self, name)) or getattr(self, name) < 0:
-                raise bad(name, "a finite number >= 0")
-        for name in ("gamma", "gae_lambda"):
-            if not is_num(getattr(self, name)) or not 0 <= getattr(self, name) <= 1:
-                raise bad(name, "a number in [0, 1]")
-        for name in ("anneal_lr", "normalize_advantages", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise bad(name, "True or False")
-        if self.n_steps % self.recurrence:
-            raise ConfigError(
-                f"PPOConfig.n_steps={self.n_steps} must be a multiple of "
-                f"recurrence={self.recurrence}"
-            )
-        n_chunks = self.n_envs * self.n_steps // self.recurrence
-        if self.n_minibatches > n_chunks:
-            raise ConfigError(
-                f"PPOConfig.n_minibatches={self.n_minibatches} exceeds the {n_chunks} "
-                f"(env, chunk) pairs per segment (n_envs * n_steps / recurrence)"
-            )
-        if self.total_steps < self.batch_size:
-            raise ConfigError(
-                f"PPOConfig.total_steps={self.total_steps} is less than one update's "
-                f"batch (n_envs * n_steps = {self.batch_size})"
-            )
-
-    @property
-    def batch_size(self) -> int:
-        """Steps per update, ``n_envs * n_steps``."""
-        return self.n_envs * self.n_steps
-
-    @property
-    def n_updates(self) -> int:
-        """Number of updates, ``total_steps // batch_size``."""
-        return self.total_steps // self.batch_size
-
-    def agent_config(self) -> LSTMAgentConfig:
-        """The config of a fresh agent for this run.
-
-        Example:
-            >>> PPOConfig(image_dim=16, memory_dim=8, seed=1).agent_config().state_dim
-            16
-        """
-        return LSTMAgentConfig(
-            image_dim=self.image_dim,
-            memory_dim=self.memory_dim,
-            hidden_dim=self.hidden_dim,
-            seed=self.seed,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (round-trips through :meth:`from_dict`).
-
-        Example:
-            >>> PPOConfig().to_dict()["recurrence"]
-            8
-        """
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
-        """Build from :meth:`to_dict`'s output; unknown keys raise ConfigError.
-
-        Example:
-            >>> PPOConfig.from_dict(PPOConfig(seed=3).to_dict()).seed
-            3
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown PPOConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

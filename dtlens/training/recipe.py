@@ -10,7 +10,8 @@ MLP; ``"seed"`` is the seed post's 3-layer, d_model 256, 8-head GELU shape. Both
 with the same curriculum: first temperature-1 episodes with every window ending at the
 episode's end (the memory decision in every window), then the whole mix with a quarter
 of every batch still drawn from the first phase's windows (``replay``).
-docs/training.md records the runs that chose this.
+docs/training.md records the runs that chose this. The module imports no torch, numpy
+or gymnasium (``dtlens build-memorydt --help`` shows the recipe's values).
 
 Examples:
     >>> MEMORYDT_RECIPE.sampling
@@ -24,15 +25,14 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dtlens.env import MEMORY_ENV_ID
 from dtlens.model.config import DTConfig
 from dtlens.training.config import CurriculumPhase, TrainConfig
+from dtlens.training.ppo_config import MEMORY_ENV_ID
 
-__all__ = ["MEMORYDT_RECIPE", "REBUILD_COMMAND", "RECIPES", "Recipe"]
+__all__ = ["MEMORYDT_RECIPE", "REBUILD_COMMAND", "RECIPES", "Recipe", "customise_recipe"]
 
 REBUILD_COMMAND = "dtlens build-memorydt --out dtlens/pretrained/memorydt"
 
@@ -121,7 +121,7 @@ class Recipe:
     env_id: str = MEMORY_ENV_ID
     max_steps: int = 50
     train: TrainConfig = field(default_factory=lambda: _training(ORIGINAL_SHAPE))
-    calibration_rtgs: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2).tolist())
+    calibration_rtgs: tuple[float, ...] = tuple(round(0.1 * i, 2) for i in range(11))
     calibration_episodes: int = 500
     required_success_high: float = 0.95
     required_success_low: float = 0.15
@@ -142,3 +142,61 @@ RECIPES: dict[str, Recipe] = {
     "original": MEMORYDT_RECIPE,
     "seed": replace(MEMORYDT_RECIPE, architecture="seed", train=_training(SEED_SHAPE)),
 }
+
+
+def customise_recipe(
+    base: Recipe,
+    run_dir: str | Path,
+    *,
+    total_steps: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    calibration_episodes: int | None = None,
+) -> Recipe:
+    """``base`` with its training checkpoints in ``run_dir/train`` and the given changes.
+
+    A different ``total_steps`` scales the schedule with it: the warm-up is capped at
+    it, every curriculum phase end and dense checkpoint step is scaled by
+    ``total_steps / base.train.total_steps``. ``seed`` seeds both the training and the
+    model initialisation.
+
+    Example:
+        >>> r = customise_recipe(MEMORYDT_RECIPE, "runs/x", total_steps=3000, seed=2)
+        >>> r.train.curriculum[0].until_step, r.train.model.seed, r.train.run_dir
+        (500, 2, 'runs/x/train')
+    """
+    train = base.train
+    changes: dict[str, Any] = {"run_dir": str(Path(run_dir) / "train")}
+    if total_steps is not None:
+        changes["total_steps"] = total_steps
+        changes["warmup_steps"] = min(train.warmup_steps, total_steps)
+        changes["curriculum"] = _scaled_curriculum(train, total_steps)
+        scale = total_steps / train.total_steps
+        changes["checkpoint_steps"] = sorted(
+            {round(k * scale) for k in train.checkpoint_steps} & set(range(1, total_steps))
+        )
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if device is not None:
+        changes["device"] = device
+    if seed is not None:
+        changes["seed"] = seed
+        changes["model"] = train.model.to_dict() | {"seed": seed}
+    recipe = replace(base, train=TrainConfig.from_dict(train.to_dict() | changes))
+    if calibration_episodes is not None:
+        recipe = replace(recipe, calibration_episodes=calibration_episodes)
+    return recipe
+
+
+def _scaled_curriculum(train: TrainConfig, total_steps: int) -> list[dict[str, Any]]:
+    """The recipe's curriculum with every phase end scaled to ``total_steps``."""
+    scale = total_steps / train.total_steps
+    phases, last = [], 0
+    for phase in train.curriculum:
+        until = max(last + 1, round(phase.until_step * scale))
+        if until > total_steps:
+            break
+        phases.append(phase.to_dict() | {"until_step": until})
+        last = until
+    return phases

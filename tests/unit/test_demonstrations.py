@@ -328,3 +328,9 @@ def test_a_zip_directory_claiming_more_than_it_stores_is_refused(saved, tmp_path
         DemonstrationsFileError, match=r"array 'obs' cannot be read.*claims 2147483648 bytes"
     ):
         Demonstrations.load(stored)
+
+
+def test_an_empty_set_has_empty_episode_arrays():
+    empty = Demonstrations.empty()
+    for values in (empty.episode_ends, empty.episode_lengths, empty.episode_returns, empty.rtg):
+        assert values.shape == (0,)

@@ -25,6 +25,9 @@ from dtlens.analysis.circuits.nodes import (
     Embed,
     Head,
     Logits,
+    parse_receivers,
+    parse_sender,
+    reaches,
 )
 from dtlens.analysis.circuits.path_patching import path_patching, path_patching_sweep
 from dtlens.errors import BatchError, ConfigError, DTLensError
@@ -366,12 +369,17 @@ def test_sender_writing_nothing_gives_zero_and_the_base_metric(mode):
     torch.testing.assert_close(effect, torch.tensor(0.0), atol=1e-5, rtol=0)
 
 
-def test_a_sender_after_the_receiver_gives_exactly_zero(setup_ln):
+def test_a_sender_after_the_receiver_is_refused_and_adds_nothing_to_a_group(setup_ln):
     model, clean, corrupt, *_ = setup_ln
     for mode in ("direct", "freeze"):
         for sender, receiver in [("L1H0", "L1H2.q"), ("MLP0", "L0H1.k"), ("MLP1", "MLP1")]:
-            got = path_patching(model, clean, corrupt, sender, receiver, logit_diff, mode=mode)
-            assert float(got) == 0.0
+            with pytest.raises(ConfigError, match="can reach a receiver.*carries nothing"):
+                path_patching(model, clean, corrupt, sender, receiver, logit_diff, mode=mode)
+        # beside a sender that reaches the receiver, an unreachable one changes nothing
+        both = path_patching(model, clean, corrupt, ["L0H1", "L1H0"], "L1H2.q", logit_diff,
+                             mode=mode)  # fmt: skip
+        alone = path_patching(model, clean, corrupt, "L0H1", "L1H2.q", logit_diff, mode=mode)
+        assert float(both) == pytest.approx(float(alone), abs=1e-6)
 
 
 # ------------------------------------------------------------------------------ sweep
@@ -391,13 +399,18 @@ def test_sweep_entries_equal_single_calls(setup_ln, mode, direction):
         )
         assert result.values.shape == (cfg.n_layers, cfg.n_heads)
         torch.testing.assert_close(one_head_per_chunk.values, result.values, atol=1e-6, rtol=1e-5)
+        targets = parse_receivers(receivers)
         for layer in range(cfg.n_layers):
             for head in range(cfg.n_heads):
+                got = result.value(layer=str(layer), head=str(head))
+                sender = Head(layer, head, ("S4", 7))
+                if not any(reaches(sender, r) for r in targets):
+                    assert got == (0.0 if direction == "denoise" else 1.0)  # nothing moves
+                    continue
                 single = path_patching(
-                    model, clean, corrupt, Head(layer, head, ("S4", 7)), receivers, logit_diff,
+                    model, clean, corrupt, sender, receivers, logit_diff,
                     mode=mode, direction=direction,
                 )  # fmt: skip
-                got = result.value(layer=str(layer), head=str(head))
                 assert got == pytest.approx(float(single), abs=1e-5)
 
 
@@ -549,7 +562,11 @@ def test_sweeps_over_mlp_and_embedding_senders_equal_single_calls(setup_ln, send
             assert result.labels["sender"] == expected
         else:
             assert len(result.labels["sender"]) == 4 + 2 * 5
+        targets = parse_receivers(receivers)
         for label in result.labels["sender"]:
+            if not any(reaches(parse_sender(label), r) for r in targets):
+                assert result.value(sender=label) == 0.0  # a path that carries nothing
+                continue
             single = path_patching(model, clean, corrupt, label, receivers, logit_diff)
             assert result.value(sender=label) == pytest.approx(float(single), abs=1e-5)
 

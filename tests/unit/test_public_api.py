@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -59,21 +60,32 @@ def test_all_is_pinned():
 
 
 def test_lazy_names_are_the_subpackages_objects():
-    """The analysis/plotting names at the top level are the very objects of their modules."""
-    import dtlens.analysis
-    import dtlens.env.encoding
-    import dtlens.model.hf.convert
-    import dtlens.plotting
-
-    for name in dtlens._LAZY:
-        module = {
-            "dtlens.analysis": dtlens.analysis,
-            "dtlens.env.encoding": dtlens.env.encoding,
-            "dtlens.model.hf.convert": dtlens.model.hf.convert,
-            "dtlens.plotting": dtlens.plotting,
-        }[dtlens._LAZY[name]]
-        assert getattr(dtlens, name) is getattr(module, name), name
+    """The model/analysis/plotting names at the top level are the very objects of their
+    modules."""
+    for name, module in dtlens._LAZY.items():
+        assert getattr(dtlens, name) is getattr(importlib.import_module(module), name), name
     assert set(dtlens._LAZY) <= set(dir(dtlens))
+    assert set(dtlens.__all__) - set(dtlens._LAZY) == {
+        "BatchError",
+        "CheckpointError",
+        "ConfigError",
+        "DTConfig",
+        "DTLensError",
+        "HookNameError",
+        "ObservationError",
+        "__version__",
+    }  # imported with dtlens: the errors and the (torch-free) config only
+
+
+def test_import_dtlens_is_light():
+    """`import dtlens` imports no torch, TransformerLens, plotly or dash (nor gymnasium)."""
+    heavy = ("torch", "transformer_lens", "plotly", "dash", "gymnasium", "numpy")
+    code = (
+        "import sys, dtlens; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"import dtlens imported {out.stdout.strip()}"
 
 
 def test_unknown_attribute_raises_attribute_error():

@@ -29,7 +29,7 @@ import dtlens
 from dtlens.analysis.patching.engine import forward_from_mid, patched_metrics
 from dtlens.compat import TLPatchingModel, tl_patching_inputs
 from dtlens.errors import BatchError, DTLensError, HookNameError
-from dtlens.model.tl_compat import action_loss
+from dtlens.model.tl_forward import action_loss
 from tests.conftest import build_batch, build_model
 
 ATOL = 1e-5

@@ -130,7 +130,8 @@ def path_patching(
         A 0-d tensor.
 
     Raises:
-        ConfigError: bad mode, direction, node, position or metric output.
+        ConfigError: bad mode, direction, node, position or metric output, or senders
+            none of which can reach a receiver (a sweep reports those as 0 instead).
         BatchError: clean and corrupt differ in shape or padding.
         DTLensError: ``normalize=True`` and a pair's clean and corrupt metrics agree.
 
@@ -142,6 +143,13 @@ def path_patching(
     """
     nodes = parse_senders(senders)
     targets = _checked_receivers(receivers)
+    if not any(reaches(s, r) for s in nodes for r in targets):
+        raise ConfigError(
+            f"no sender of {[str(s) for s in nodes]} can reach a receiver of "
+            f"{[str(r) for r in targets]}: each writes to the residual stream after the "
+            "receivers read it (a head reaches later layers and the MLPs of its own and later "
+            "layers), so the path carries nothing. Pick a receiver after the senders."
+        )
     runs = PathRuns(model, clean, corrupt, metric, direction, mode, normalize, nodes + targets)
     per_pair = _group_values(runs, [nodes], targets, metric, mode, freeze_mlps)
     return _finish(runs, per_pair, normalize)[0].mean()

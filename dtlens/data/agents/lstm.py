@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from dtlens.checkpoint_files import read_checkpoint_dir, resolve_device, write_checkpoint_dir
+from dtlens.config_io import ConfigIO, check, check_int
 from dtlens.errors import BatchError, CheckpointError, ConfigError, ObservationError
 
 __all__ = [
@@ -68,7 +69,7 @@ _FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class LSTMAgentConfig:
+class LSTMAgentConfig(ConfigIO):
     """Sizes of an :class:`LSTMAgent` (defaults: the original Memory agent's).
 
     Attributes:
@@ -87,7 +88,7 @@ class LSTMAgentConfig:
         >>> LSTMAgentConfig(memory_dim=0)
         Traceback (most recent call last):
         ...
-        dtlens.errors.ConfigError: LSTMAgentConfig.memory_dim must be a positive int, got 0
+        dtlens.errors.ConfigError: LSTMAgentConfig.memory_dim=0 must be a positive int.
     """
 
     image_dim: int = 128
@@ -100,45 +101,15 @@ class LSTMAgentConfig:
 
     def __post_init__(self) -> None:
         for name in ("image_dim", "memory_dim", "hidden_dim", "n_actions", "max_value"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"LSTMAgentConfig.{name} must be a positive int, got {value!r}")
-        if self.view_size != 7:
-            # the end pool is a fixed 7x7 window, as in the original
-            raise ConfigError(f"LSTMAgentConfig.view_size must be 7, got {self.view_size!r}")
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise ConfigError(f"LSTMAgentConfig.seed must be an int or None, got {self.seed!r}")
+            check_int(self, name)
+        # the end pool is a fixed 7x7 window, as in the original
+        check(self, "view_size", self.view_size == 7, "7")
+        check_int(self, "seed", minimum=0, optional=True)
 
     @property
     def state_dim(self) -> int:
         """Width of the recurrent state ``cat(h, c)``."""
         return 2 * self.memory_dim
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (round-trips through :meth:`from_dict`).
-
-        Example:
-            >>> LSTMAgentConfig(image_dim=8).to_dict()["image_dim"]
-            8
-        """
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LSTMAgentConfig:
-        """Build from :meth:`to_dict`'s output; unknown keys raise ConfigError.
-
-        Example:
-            >>> cfg = LSTMAgentConfig(image_dim=8)
-            >>> LSTMAgentConfig.from_dict(cfg.to_dict()) == cfg
-            True
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown LSTMAgentConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 @contextlib.contextmanager

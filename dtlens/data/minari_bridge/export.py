@@ -51,8 +51,9 @@ def to_minari(
     code_permalink: str | None = None,
     description: str | None = None,
 ) -> MinariDataset:
-    """Write ``demos`` as the local Minari dataset ``dataset_id`` (see the module docstring
-    for the layout); returns it opened.
+    """Write ``demos`` as the local Minari dataset ``dataset_id``; returns it opened.
+
+    The layout is described in :mod:`dtlens.data.minari_bridge`.
 
     The dataset is written completely into a hidden temporary folder beside its
     destination, then renamed into place: a write that fails half-way (disk full,

@@ -47,11 +47,12 @@ def from_minari(
 
     A dataset dtlens wrote comes back exactly: every array and the header (a subset,
     e.g. from ``minari.split_dataset``, gets a header naming its episodes). Any other
-    MiniGrid dataset with discrete actions is read too (see the module docstring): its
-    header gets the env id and ``max_steps`` of its env spec and one part naming the
-    source (dataset id, Minari version, ``algorithm_name`` as the agent, episode seeds
-    when all have one); episodes without steps are skipped and counted there; timesteps
-    count from 0 unless the episodes record a ``"timestep"`` info.
+    MiniGrid dataset with discrete actions is read too (what is accepted is listed in
+    :mod:`dtlens.data.minari_bridge`). Its header gets the env id and ``max_steps`` of
+    its env spec, and one part naming the source: dataset id, Minari version,
+    ``algorithm_name`` as the agent, and the episode seeds when all have one. Episodes
+    without steps are skipped and listed there; timesteps count from 0 unless the
+    episodes record a ``"timestep"`` info.
 
     Args:
         dataset: A ``minari.MinariDataset``, a dataset id (looked up under

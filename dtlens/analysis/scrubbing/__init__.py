@@ -1,0 +1,57 @@
+"""Causal scrubbing (Chan et al. 2022): test a hypothesis by resampling what it says is irrelevant.
+
+- :mod:`~dtlens.analysis.scrubbing.hypothesis`: :class:`Claim` (edges or nodes of the
+  model's graph, a feature of the input they carry, children claims about how their
+  senders are computed) and :class:`Hypothesis` (a tree of claims; ``identity``,
+  ``empty``, ``from_edges`` for a labelled subgraph such as a circuit);
+- :mod:`~dtlens.analysis.scrubbing.data`: :class:`ScrubbingDataset` (windows and their
+  features), :func:`memory_dataset` (the Memory task's decision square over layouts and
+  RTGs) and :func:`decision_metric`;
+- :mod:`~dtlens.analysis.scrubbing.engine`: the batched forward pass of many worlds;
+- :mod:`~dtlens.analysis.scrubbing.scrub`: :func:`causal_scrubbing`, :class:`Scrubber`
+  and :class:`ScrubbingResult` (``recovered`` = (scrubbed - resampled) / (clean - resampled));
+- :mod:`~dtlens.analysis.scrubbing.hypotheses`: ready-made hypotheses
+  (:func:`through_heads`: a feature reaches the output only through given heads).
+
+Example:
+    >>> from tests.conftest import build_model
+    >>> model = build_model(n_ctx=26)
+    >>> data = memory_dataset(model)
+    >>> from dtlens.analysis.circuits import DTGraph
+    >>> h = through_heads(DTGraph(model), ["L0H1"], carried="instruction", rest=("top", "rtg"))
+    >>> result = causal_scrubbing(model, data, decision_metric(model, data), h, n_samples=8)
+    >>> -1 < result.recovered < 2
+    True
+"""
+
+from dtlens.analysis.scrubbing.data import (
+    DecisionMetric,
+    ScrubbingDataset,
+    decision_metric,
+    memory_dataset,
+)
+from dtlens.analysis.scrubbing.hypotheses import through_heads
+from dtlens.analysis.scrubbing.hypothesis import ALL, ANY, IDENTITY, Claim, Hypothesis
+from dtlens.analysis.scrubbing.scrub import (
+    ScrubbingResult,
+    ScrubMetric,
+    Scrubber,
+    causal_scrubbing,
+)
+
+__all__ = [
+    "ALL",
+    "ANY",
+    "IDENTITY",
+    "Claim",
+    "DecisionMetric",
+    "Hypothesis",
+    "ScrubMetric",
+    "Scrubber",
+    "ScrubbingDataset",
+    "ScrubbingResult",
+    "causal_scrubbing",
+    "decision_metric",
+    "memory_dataset",
+    "through_heads",
+]
