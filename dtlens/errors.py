@@ -20,11 +20,18 @@ __all__ = [
     "DTLensError",
     "DemonstrationsFileError",
     "DeviceError",
+    "EmptyBatchError",
     "EnvError",
+    "HeadIndexError",
     "HookNameError",
+    "HookShapeError",
     "HypothesisError",
+    "NonFiniteError",
     "ObservationError",
+    "OneHotError",
     "OutputPathError",
+    "PaddingMaskError",
+    "RequestError",
 ]
 
 
@@ -58,8 +65,37 @@ class BatchError(DTLensError, ValueError):
     """A TrajectoryBatch (or a tensor meant for one) has the wrong shape, dtype or range."""
 
 
+class EmptyBatchError(BatchError):
+    """A TrajectoryBatch with no windows (``B = 0``), often a row selection that kept
+    nothing (``batch[mask]`` with an all-False mask)."""
+
+
+class NonFiniteError(BatchError):
+    """NaN or inf in a batch's observations or returns-to-go, or in an RTG value given to
+    :func:`~dtlens.analysis.edits.set_rtg` (the message counts them and gives the first
+    position)."""
+
+
+class PaddingMaskError(BatchError):
+    """A ``padding_mask`` that is not left padding: in some row a padding step (False)
+    follows a real one (True), or the last step is padding. Windows are padded on the
+    left only (:meth:`~dtlens.model.TrajectoryBatch.left_pad`)."""
+
+
+class HeadIndexError(ConfigError, BatchError):
+    """A head index outside ``0..n_heads - 1``, negative ones included (Python's ``-1``
+    would silently pick the last head). A ConfigError, and also a BatchError because
+    selecting a head from a cached activation raised that before."""
+
+
 class ObservationError(DTLensError, ValueError):
     """An observation, or an edit of one, is invalid (bad cell, object, colour, state)."""
+
+
+class OneHotError(ObservationError):
+    """Grid observations ``[B, T, x, y, 20]`` holding values other than 0 and 1: a raw
+    MiniGrid image, normalised or noisy values. Encode images with
+    :func:`dtlens.encode_observation`."""
 
 
 class CheckpointError(DTLensError, ValueError):
@@ -78,5 +114,17 @@ class HookNameError(DTLensError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class HookShapeError(DTLensError, ValueError):
+    """A hook function that returned something other than None or a tensor of its
+    activation's shape (the message names the hook, the function and both shapes)."""
+
+
 class EnvError(DTLensError, ValueError):
     """An environment id, option or scenario that dtlens cannot build."""
+
+
+class RequestError(DTLensError, ValueError):
+    """A request to the live app (``dtlens app``) that its page would never send: a body
+    that is not a JSON object, an unknown callback, inputs or outputs that do not match
+    the callback's, or a malformed session id. The server answers it with HTTP 400 and
+    the message; reloading the page sends well-formed requests again."""

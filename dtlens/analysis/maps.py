@@ -51,7 +51,6 @@ from dtlens.env import (
     encode_observation,
     make_env,
 )
-from dtlens.env.scenarios import as_scenario
 from dtlens.env.poses import (
     DIRECTION_NAMES,
     Pose,
@@ -59,6 +58,7 @@ from dtlens.env.poses import (
     placement_routes,
     pose_distances,
 )
+from dtlens.env.scenarios import as_scenario
 from dtlens.errors import DTLensError, EnvError
 from dtlens.model.batch import TrajectoryBatch
 
@@ -140,7 +140,9 @@ class ActionMaps:
         """``probs`` of one layout, ``[x, y, direction, action]``."""
         return self.probs[self._layout_index(layout)]
 
-    def prob(self, layout: Scenario | str | tuple[str, str], pose: Pose, action: int | str) -> float:
+    def prob(
+        self, layout: Scenario | str | tuple[str, str], pose: Pose, action: int | str
+    ) -> float:
         """The probability of ``action`` with the agent at ``pose`` in ``layout``.
 
         Raises:
@@ -165,20 +167,39 @@ class ActionMaps:
         table = self.layout_probs(layout)
         return {pose: int(table[pose].argmax()) for pose in self.poses}
 
-    def agreement(self, layout: Scenario | str | tuple[str, str], to: str = "match") -> float:
+    def agreement(
+        self,
+        layout: Scenario | str | tuple[str, str],
+        to: str = "match",
+        poses: Sequence[Pose] | None = None,
+    ) -> float:
         """Fraction of placed poses whose most probable action starts a shortest route
         to the matching target (``to="match"``) or to the other one (``"other"``).
 
+        Args:
+            layout: a :class:`Scenario`, its name or ``(instruction, top)``.
+            to: ``"match"`` or ``"other"``.
+            poses: only these poses (default every placed pose), e.g.
+                :func:`dtlens.env.poses.decisive_poses`.
+
         Examples:
-            >>> maps.agreement("key/top-ball")  # doctest: +SKIP
-            0.95
+            >>> from dtlens.env.poses import decisive_poses
+            >>> square = decisive_poses("key/top-ball")  # the 4 facings at (5, 3)
+            >>> maps.agreement("key/top-ball", "match", square)  # doctest: +SKIP
+            1.0
         """
         scenario = as_scenario(layout)
-        reachable = pose_distances(scenario, to)
+        distance = pose_distances(scenario, to)
         greedy = self.greedy_actions(scenario)
-        poses = [p for p in self.poses if p in reachable and reachable[p] > 0]
-        hits = sum(greedy[p] in optimal_first_actions(scenario, p, to) for p in poses)
-        return hits / len(poses) if poses else float("nan")
+        chosen = self.poses if poses is None else [tuple(int(v) for v in p) for p in poses]
+        counted = [p for p in chosen if p in greedy and distance.get(p, 0) > 0]
+        hits = sum(greedy[p] in optimal_first_actions(scenario, p, to) for p in counted)
+        return hits / len(counted) if counted else float("nan")
+
+    def entropy(self) -> Float[Tensor, "instruction top x y direction"]:
+        """Entropy (nats) of the action distribution at each pose; NaN where not placed."""
+        p = self.probs
+        return -(p * p.clamp_min(1e-30).log()).sum(-1)
 
     def to_records(self, decimals: int = 4) -> list[dict[str, Any]]:
         """One record per layout and placed pose: where, how it got there, and the
@@ -225,7 +246,8 @@ class ActionMaps:
             action_names=list(self.labels["action"]),
             actions=columns,
             direction_names=list(self.labels["direction"]),
-            title=title or f"Action probabilities with the agent placed on every square (RTG {self.rtg:g})",
+            title=title
+            or f"Action probabilities with the agent placed on every square (RTG {self.rtg:g})",
         )
 
 

@@ -1,10 +1,10 @@
 """Animated GIFs of a model's greedy play, drawn by the environment itself.
 
-A greedy episode (:func:`dtlens.analysis.edits.routine.play_greedy`) is replayed in
-``MiniGrid-MemoryS7FixedStart-v0`` with ``render_mode="rgb_array"``: one frame
-``env.render()`` after the reset and one after every action (MiniGrid draws without a
-display), checked to be the same episode (the replay's observations must equal the
-rollout's). Each GIF frame is that picture over a caption band (layout, RTG, step, the
+A greedy episode (the one :func:`dtlens.analysis.edits.routine.play_greedy` plays) is
+replayed in ``MiniGrid-MemoryS7FixedStart-v0`` with ``render_mode="rgb_array"``: one
+frame ``env.render()`` after the reset and one after every action (MiniGrid draws
+without a display), checked to be the same episode (the replay's observations must
+equal the rollout's). Each GIF frame is that picture over a caption band (layout, RTG, step, the
 next action and its probability, then the outcome); the band also keeps consecutive
 frames distinct, so a GIF has exactly ``steps + 1`` frames (GIF writers merge identical
 ones). GIFs are encoded with ``imageio`` and written atomically.
@@ -30,14 +30,23 @@ import numpy as np
 from jaxtyping import UInt8
 from PIL import Image, ImageDraw, ImageFont
 
-from dtlens.analysis.edits.routine import GreedyRun, play_greedy
+from dtlens.analysis.edits.routine import GreedyRun
 from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, Scenario, make_env
 from dtlens.env.scenarios import as_scenario
 from dtlens.errors import EnvError
 from dtlens.files import write_atomic
 from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.training.evaluate import rollout
 
-__all__ = ["RolloutGif", "encode_gif", "greedy_gif", "render_episode"]
+__all__ = [
+    "FRAME_MS",
+    "LAST_FRAME_MS",
+    "RolloutGif",
+    "encode_gif",
+    "greedy_gif",
+    "greedy_gifs",
+    "render_episode",
+]
 
 #: milliseconds each frame is shown, and the last one.
 FRAME_MS, LAST_FRAME_MS = 500, 1500
@@ -72,7 +81,9 @@ class RolloutGif:
         for t in range(n + 1):
             if t < n:
                 p = float(run.probs[t, run.actions[t]])
-                out.append(f"{head}  step {t}/{n}\nnext: {ACTION_NAMES[run.actions[t]]} (p={p:.2f})")
+                out.append(
+                    f"{head}  step {t}/{n}\nnext: {ACTION_NAMES[run.actions[t]]} (p={p:.2f})"
+                )
             else:
                 ending = f"reward {run.reward:.3f}" if run.terminated else "truncated"
                 out.append(f"{head}  step {t}/{n}\nend: {ending}")
@@ -150,16 +161,68 @@ def greedy_gif(
 ) -> RolloutGif:
     """Play ``model`` greedily in one layout and render every step.
 
+    The episode is :func:`dtlens.analysis.edits.routine.play_greedy`'s.
+
     Examples:
         >>> gif = greedy_gif(model, "ball/top-ball", rtg=0.0)  # doctest: +SKIP
         >>> len(gif.frames) == len(gif.run.actions) + 1  # doctest: +SKIP
         True
     """
-    run = play_greedy(model, as_scenario(layout), rtg=rtg, max_steps=max_steps, seed=seed)
-    frames = render_episode(
-        run.scenario, run.actions, seed=seed, max_steps=max_steps, expected_images=run.images
+    return greedy_gifs(model, [layout], [rtg], max_steps=max_steps, seed=seed)[0]
+
+
+def greedy_gifs(
+    model: HookedDecisionTransformer,
+    layouts: Sequence[Scenario | str | tuple[str, str]],
+    rtgs: Sequence[float],
+    *,
+    max_steps: int = 50,
+    seed: int = 0,
+) -> list[RolloutGif]:
+    """:func:`greedy_gif` for every RTG x layout (RTG-major), played in one batched
+    :func:`~dtlens.training.evaluate.rollout` (the episodes are the same as
+    :func:`~dtlens.analysis.edits.routine.play_greedy`'s, one at a time).
+
+    Examples:
+        >>> gifs = greedy_gifs(model, SCENARIOS, rtgs=(0.9, 0.0))  # doctest: +SKIP
+        >>> [g.filename for g in gifs][:2]  # doctest: +SKIP
+        ['key-top-key_rtg0.9.gif', 'key-top-ball_rtg0.9.gif']
+    """
+    if max_steps > model.cfg.max_timestep:
+        raise EnvError(
+            f"max_steps={max_steps} exceeds the model's time embedding "
+            f"(max_timestep={model.cfg.max_timestep}); play at most that many steps."
+        )
+    scenarios = [as_scenario(layout) for layout in layouts]
+    pairs = [(float(rtg), scenario) for rtg in rtgs for scenario in scenarios]
+    if not pairs:
+        return []
+    result = rollout(
+        model,
+        MEMORY_ENV_ID,
+        initial_rtg=[rtg for rtg, _ in pairs],
+        seeds=[seed] * len(pairs),
+        layouts=[scenario for _, scenario in pairs],
+        max_steps=max_steps,
+        record=True,
     )
-    return RolloutGif(run, frames)
+    assert result.probs is not None and result.images is not None
+    gifs = []
+    for i, (rtg, scenario) in enumerate(pairs):
+        run = GreedyRun(
+            scenario=scenario,
+            rtg=rtg,
+            actions=list(result.actions[i]),
+            probs=result.probs[i],
+            images=result.images[i],
+            reward=float(result.rewards[i]),
+            terminated=bool(result.terminated[i]),
+        )
+        frames = render_episode(
+            scenario, run.actions, seed=seed, max_steps=max_steps, expected_images=run.images
+        )
+        gifs.append(RolloutGif(run, frames))
+    return gifs
 
 
 def encode_gif(
@@ -190,7 +253,7 @@ def encode_gif(
 
 def _caption(frame: np.ndarray, text: str) -> np.ndarray:
     """``frame`` over a white band holding ``text`` (two lines at most)."""
-    height, width = frame.shape[:2]
+    width = frame.shape[1]
     band = Image.new("RGB", (width, _CAPTION_PX), "white")
     ImageDraw.Draw(band).multiline_text(
         (4, 2), text, fill=(30, 30, 30), font=ImageFont.load_default(size=12), spacing=2

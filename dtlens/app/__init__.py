@@ -11,13 +11,17 @@ Modules: :mod:`~dtlens.app.server` (``create_app``, ``run``), :mod:`~dtlens.app.
 (their Dash bindings), :mod:`~dtlens.app.session`
 (server-side episode state and caches), :mod:`~dtlens.app.views` and
 :mod:`~dtlens.app.tabs` (pure functions: state -> figures), :mod:`~dtlens.app.models`
-(model picker). Needs ``dash`` (``pip install dtlens[app]``).
+(model picker), :mod:`~dtlens.app.validation` (HTTP 400 for malformed requests). Needs
+``dash`` and ``waitress`` (``pip install dtlens[app]``).
+
+The server answers requests in parallel threads; every forward the app runs holds its
+model's :func:`dtlens.model.hooks_lock`, as a model running hooks is not thread-safe.
 
 Example:
     >>> from dtlens.app import create_app, run
     >>> run(create_app(model="memorydt"))  # doctest: +SKIP
 """
 
-from dtlens.app.server import create_app, run
+from dtlens.app.server import create_app, make_server, run
 
-__all__ = ["create_app", "run"]
+__all__ = ["create_app", "make_server", "run"]

@@ -42,7 +42,7 @@ from dtlens.app.layout import IDS
 from dtlens.app.models import ModelCatalog
 from dtlens.app.session import ContextRun, EpisodeSession, SessionStore
 from dtlens.env import Scenario
-from dtlens.errors import ConfigError, DTLensError
+from dtlens.errors import ConfigError, DTLensError, EnvError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
 __all__ = [
@@ -166,7 +166,7 @@ def on_env_input(
             if trigger in ("reset", "scenario"):
                 session.reset(Scenario(instruction, top))
             elif trigger == "keys":
-                for event in session.new_events((key_events or {}).get("events")):
+                for event in session.new_events(_key_events(key_events)):
                     session.step(_event_action(state, session, event, rtg, model_value))
         except DTLensError as err:
             message = str(err)
@@ -245,7 +245,8 @@ def render_attention(
         run_b = None
         if rtg_b is not None and model.cfg.model_type == "decision_transformer":
             run_b = state.display_run(session, model_value, rtg_b)[1]
-        layer_, head_ = (0 if v is None else int(v) for v in (layer, head))
+        layer_ = _index(layer, model.cfg.n_layers, "layer")
+        head_ = _index(head, model.cfg.n_heads, "head")
         rtg_b_ = None if run_b is None else run_b.rtg
         key = _figure_key(
             model_value, id(model), layer_, head_, run.rtg, rtg_b_, all_heads, run.batch.n_steps
@@ -311,6 +312,7 @@ def render_patching(
     session = state.sessions.get(session_id)
 
     def compute() -> TabOutput:
+        _check_settings(edit=edit, action_a=action_a, action_b=action_b, mode=mode)
         model, run = state.display_run(session, model_value, rtg, hooks=False)
         settings = (
             model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b, mode
@@ -409,6 +411,61 @@ def _guard(compute: Callable[[], T], on_error: Callable[[str], T]) -> T:
 
 def _placeholders(n: int) -> tuple[views.FigureSpec, ...]:
     return tuple(views.placeholder_figure() for _ in range(n))
+
+
+def _key_events(key_events: Any) -> list[dict[str, Any]]:
+    """The events of the page's ``key-events`` store (see ``assets/keyboard.js``).
+
+    Raises:
+        EnvError: the store is not ``{"events": [{"id": int, ...}, ...]}`` (None: none).
+
+    Example:
+        >>> _key_events({"events": [{"id": 1, "action": 2}]})
+        [{'id': 1, 'action': 2}]
+    """
+    if key_events is None or (isinstance(key_events, dict) and key_events.get("events") is None):
+        return []
+    events = key_events.get("events") if isinstance(key_events, dict) else None
+    if not isinstance(events, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("id"), int) and not isinstance(e["id"], bool)
+        for e in events
+    ):
+        shown = repr(key_events) if len(repr(key_events)) <= 80 else repr(key_events)[:77] + "..."
+        raise EnvError(
+            'key events must be {"events": [{"id": int, "action": int}, ...]}, got '
+            f"{shown}; reload the page."
+        )
+    return events
+
+
+def _index(value: Any, n: int, name: str) -> int:
+    """A picked layer / head as an int in ``0..n-1`` (None, not picked yet, is 0).
+
+    Raises:
+        ConfigError: ``value`` is not such an int.
+
+    Example:
+        >>> _index(None, 3, "layer"), _index(2, 3, "layer")
+        (0, 2)
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+        raise ConfigError(f"{name} must be an int in 0..{n - 1}, got {value!r}; pick one.")
+    return value
+
+
+def _check_settings(**settings: Any) -> None:
+    """Raise ConfigError unless every setting is a string or a number (a picker's value).
+
+    The values themselves are checked where they are used; this keeps a hand-crafted
+    list or object out of cache keys.
+    """
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(
+                f"{name} must be a name or number from its picker, got {value!r}; pick one."
+            )
 
 
 def _rtg(value: float | None) -> float:

@@ -94,6 +94,9 @@ class IDS:
     PATCH_MESSAGE = "patching-message"
     PATCH_SHOWN = "patching-shown"
     PATCH_MODE = "patching-mode"
+    GIF_BUTTON = "gif-button"
+    GIF_DOWNLOAD = "gif-download"
+    GIF_MESSAGE = "gif-message"
 
 
 _GRAPH_CONFIG = {"displayModeBar": False}
@@ -220,6 +223,14 @@ def _model_panel() -> html.Div:
             html.Div(id=IDS.PROBS_TABLE),
             html.H3("Context window"),
             html.Div(id=IDS.CONTEXT, className="dt-context"),
+            html.Button(
+                "download GIF of greedy play (this layout, this RTG)",
+                id=IDS.GIF_BUTTON,
+                className="dt-gif",
+                title="the model plays greedily from the start of the layout picked on the left",
+            ),
+            dcc.Download(id=IDS.GIF_DOWNLOAD),
+            html.Div(id=IDS.GIF_MESSAGE, className="dt-message-slot"),
         ],
     )
 

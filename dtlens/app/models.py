@@ -210,13 +210,21 @@ class ModelCatalog:
                 "without --models-dir, so no other checkpoint may be loaded."
             )
         root = self.models_dir.resolve()
-        path = (root / value).resolve()
+        try:
+            path = (root / value).resolve()
+            exists = path.exists()
+        except (OSError, ValueError) as err:  # a name too long, a NUL byte ...
+            reason = getattr(err, "strerror", None) or err
+            raise CheckpointError(
+                f"{value[:80]!r} is not a usable file name ({reason}); "
+                f"pick a checkpoint in the picker (available: {list_checkpoints(root)})."
+            ) from err
         if not path.is_relative_to(root):
             raise CheckpointError(
                 f"{value!r} is outside the models folder {str(root)!r}; the app only loads "
                 "checkpoints inside it."
             )
-        if not path.exists():
+        if not exists:
             raise CheckpointError(
                 f"{value!r} does not exist in the models folder {str(root)!r}; available: "
                 f"{list_checkpoints(root)}."

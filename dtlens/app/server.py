@@ -1,9 +1,16 @@
 """Build and serve the dtlens live app (``dtlens app``).
 
 :func:`create_app` returns a ``dash.Dash`` app whose page is built per visit (each visit
-gets its own session id, so two tabs play two episodes) and whose callbacks are those of
-:mod:`dtlens.app.callbacks` (bound in :mod:`dtlens.app.wiring`); :func:`run` serves it,
-on 127.0.0.1 unless told otherwise.
+gets its own session id, so two tabs play two episodes), whose callbacks are those of
+:mod:`dtlens.app.callbacks` (bound in :mod:`dtlens.app.wiring`) and which answers
+malformed callback requests with HTTP 400 (:mod:`dtlens.app.validation`); :func:`run`
+serves it, on 127.0.0.1 unless told otherwise, with the production WSGI server waitress
+and :data:`DEFAULT_SERVER_THREADS` threads (Flask's development server in debug mode).
+:func:`make_server` gives the waitress server itself, e.g. on a free port for a test.
+
+Requests are answered in parallel threads. The app keeps that safe: each page's
+episode has its own lock, and every forward holds its model's
+:func:`~dtlens.model.hooks_lock` (a model running hooks is not thread-safe).
 
 Example:
     >>> app = create_app(model="memorydt")  # doctest: +SKIP
@@ -12,8 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dash
 import torch
@@ -22,15 +31,35 @@ from dtlens.app.callbacks import AppState
 from dtlens.app.layout import build_layout
 from dtlens.app.models import ModelCatalog
 from dtlens.app.session import SessionStore
+from dtlens.app.validation import install_request_checks
 from dtlens.app.wiring import register_callbacks
 from dtlens.errors import ConfigError
 
-__all__ = ["ASSETS", "DEFAULT_HOST", "DEFAULT_PORT", "create_app", "run"]
+__all__ = [
+    "ASSETS",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_SERVER_THREADS",
+    "SERVERS",
+    "create_app",
+    "make_server",
+    "run",
+]
 
 #: folder with the page's JavaScript (keyboard) and CSS.
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
+#: the servers :func:`run` can use: waitress (production WSGI server, the default) or
+#: Flask's development server (single process, hot reload in debug mode).
+SERVERS = ("waitress", "flask")
+#: waitress' worker threads. A key press makes the page send five requests (the
+#: environment, then the model panel and the three tabs; hidden tabs answer at once),
+#: so 8 threads serve a couple of pages' presses in parallel while the model's lock and
+#: the GIL keep the CPU work itself serial (see ``docs/app.md``, Speed).
+DEFAULT_SERVER_THREADS = 8
+#: the largest request body waitress accepts (the page's requests are a few kB).
+MAX_REQUEST_BODY = 1 << 20
 
 
 def create_app(
@@ -78,7 +107,64 @@ def create_app(
 
     app.layout = page
     register_callbacks(app, state)
+    install_request_checks(app)
     return app
+
+
+def make_server(
+    app: dash.Dash,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    threads: int = DEFAULT_SERVER_THREADS,
+) -> Any:
+    """A waitress server for ``app``, bound but not yet serving.
+
+    Call its ``run()`` to serve until interrupted (from a thread, if the caller goes
+    on) and ``close()`` to stop; ``effective_port`` is the port it bound (useful with
+    ``port=0``, a free one).
+
+    Args:
+        app: from :func:`create_app`.
+        host: the interface to bind; 127.0.0.1 (this machine only) by default.
+        port: the TCP port (0: any free one).
+        threads: worker threads answering requests in parallel.
+
+    Raises:
+        ConfigError: ``threads`` is not a positive int, waitress is not installed, or
+            the port is in use.
+
+    Example:
+        >>> import threading
+        >>> server = make_server(create_app(model="memorydt"), port=0)  # doctest: +SKIP
+        >>> threading.Thread(target=server.run, daemon=True).start()  # doctest: +SKIP
+        >>> url = f"http://127.0.0.1:{server.effective_port}/"  # doctest: +SKIP
+        >>> server.close()  # doctest: +SKIP
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"server threads must be a positive int, got {threads!r}.")
+    try:
+        from waitress.server import create_server
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            "serving the app needs waitress: pip install 'dtlens[app]' (or pip install "
+            "waitress), or serve it with Flask's development server: run(app, server='flask')."
+        ) from err
+    try:
+        return create_server(
+            app.server,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="dtlens",
+            max_request_body_size=MAX_REQUEST_BODY,
+        )
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use (another dtlens app?); pick another port "
+                "(dtlens app --port ...)."
+            ) from err
+        raise
 
 
 def run(
@@ -87,25 +173,42 @@ def run(
     port: int = DEFAULT_PORT,
     debug: bool = False,
     torch_threads: int | None = 1,
+    server: str | None = None,
+    server_threads: int = DEFAULT_SERVER_THREADS,
 ) -> None:
-    """Serve ``app`` until interrupted (Flask's threaded server; fine for one user).
+    """Serve ``app`` until interrupted, with waitress (Flask's server in debug mode).
 
     Args:
         app: from :func:`create_app`.
         host: the interface to bind; 127.0.0.1 (this machine only) by default.
         port: the TCP port.
-        debug: Dash's debug mode (hot reload, error overlay).
+        debug: Dash's debug mode (hot reload, error overlay); needs Flask's server.
         torch_threads: intra-op threads of this (serving) process; None leaves torch's
             default. 1 by default: a key press runs batch-1 forwards, which gain nothing
             from more threads, and threads that spin-wait for a busy core made a key press
             several times slower on a shared 2-core machine (see ``docs/app.md``).
+        server: ``"waitress"`` (the production WSGI server, :func:`make_server`) or
+            ``"flask"`` (Flask's development server); None (default): waitress, or
+            Flask with ``debug``.
+        server_threads: waitress' worker threads (Flask's server starts a thread per
+            request).
 
     Raises:
-        ConfigError: ``torch_threads`` is not a positive int or None.
+        ConfigError: ``torch_threads`` is not a positive int or None, ``server`` is
+            unknown, ``debug`` with ``server="waitress"``, or see :func:`make_server`.
 
     Example:
         >>> run(create_app(model="memorydt"), port=8051)  # doctest: +SKIP
+        >>> run(create_app(model="memorydt"), debug=True)  # Flask, hot reload  # doctest: +SKIP
     """
+    if server is not None and server not in SERVERS:
+        raise ConfigError(f"server must be one of {list(SERVERS)} or None, got {server!r}.")
+    if debug and server == "waitress":
+        raise ConfigError(
+            "debug mode (hot reload) needs Flask's development server: pass server='flask' "
+            "(or server=None), or drop debug."
+        )
+    server = server or ("flask" if debug else "waitress")
     if torch_threads is not None:
         if isinstance(torch_threads, bool) or not isinstance(torch_threads, int):
             raise ConfigError(
@@ -116,4 +219,11 @@ def run(
                 f"torch_threads must be a positive int or None, got {torch_threads!r}."
             )
         torch.set_num_threads(torch_threads)
-    app.run(host=host, port=port, debug=debug)
+    if server == "flask":
+        app.run(host=host, port=port, debug=debug)
+        return
+    waitress = make_server(app, host=host, port=port, threads=server_threads)
+    try:
+        waitress.run()
+    finally:
+        waitress.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Input, Output, State, ctx, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from dtlens.app import layout
@@ -31,6 +31,7 @@ from dtlens.app.callbacks import (
     render_model_panel,
     render_patching,
 )
+from dtlens.app.gif import gif_download
 from dtlens.app.layout import IDS
 
 __all__ = ["register_callbacks"]
@@ -177,6 +178,22 @@ def register_callbacks(app: Dash, state: AppState) -> None:
             mode or "exact",
         )  # fmt: skip
         return (*out.figures, layout.message(out.message, out.kind), out.shown)
+
+    @app.callback(
+        Output(IDS.GIF_DOWNLOAD, "data"),
+        Output(IDS.GIF_MESSAGE, "children"),
+        Input(IDS.GIF_BUTTON, "n_clicks"),
+        State(IDS.INSTRUCTION, "value"),
+        State(IDS.TOP, "value"),
+        State(IDS.RTG, "value"),
+        State(IDS.MODEL, "value"),
+        prevent_initial_call=True,
+    )
+    def _gif(_clicks, instruction, top, rtg, model_value):
+        out = gif_download(state, model_value, instruction, top, rtg)
+        if out.content is None:
+            return no_update, layout.message(out.message)
+        return dcc.send_bytes(out.content, out.filename), None
 
 
 def _page_has_frames(episode: Any, session_id: str) -> bool:

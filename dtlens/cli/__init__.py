@@ -2,9 +2,22 @@
 
 Each subcommand is a small module in this package with ``add_parser(subparsers)``
 (argv -> options, with help for every option) and ``run(args)`` (options -> one
-library call). The command never computes anything itself. Ctrl+C ends any command
-with one line on stderr and exit code 130; commands that checkpoint
-(``train``, ``build-memorydt``) name the last checkpoint and how to resume.
+library call). The command never computes anything itself. Where a subcommand runs on
+a config dataclass (``train``: TrainConfig and DTConfig, ``train-ppo``: PPOConfig,
+``report``: ReportConfig), its flags are derived from the dataclass fields and their
+docs (:mod:`dtlens.cli.flags`), and ``--config FILE.json`` reads one.
+
+The subcommand modules are imported plainly here, and import only light modules at
+their top (argparse, the config classes, which need no torch); torch, TransformerLens,
+plotly and the analyses are imported inside ``run``. So ``dtlens --help``, every
+``dtlens <subcommand> --help`` and argument errors answer without loading them
+(``benchmarks/bench_cli_startup.py`` measures it).
+
+Ctrl+C ends any command with one line on stderr and exit code 130. Commands with a
+``resume_hint`` add what was left and how to go on: ``train`` and ``build-memorydt``
+name the last checkpoint and how to resume, ``train-ppo`` the last saved agent and how
+to continue from it, ``collect`` and ``report`` that nothing was written (their files
+are written whole, at the end) or that the file is complete.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from dtlens.errors import CheckpointError, ConfigError
-from dtlens.model.checkpoint import CONFIG_FILE
 
 __all__ = ["add_parser", "models_to_serve", "run"]
 
@@ -71,6 +70,8 @@ def models_to_serve(model: str | None, models_dir: str | None) -> tuple[str | No
         >>> models_to_serve(None, None)
         ('memorydt', None)
     """
+    from dtlens.model.checkpoint import CONFIG_FILE
+
     if model is not None and models_dir is None:
         folder = Path(model)
         if folder.is_dir() and not (folder / CONFIG_FILE).is_file():

@@ -17,14 +17,14 @@ import argparse
 import importlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from dtlens.env import MEMORY_ENV_ID
 from dtlens.errors import ConfigError, OutputPathError
 from dtlens.files import check_writable, write_text_atomic
-from dtlens.model.checkpoint import load
-from dtlens.training.calibration import CalibrationResult, calibration_curve
+from dtlens.training.ppo_config import MEMORY_ENV_ID
+
+if TYPE_CHECKING:
+    from dtlens.training.calibration import CalibrationResult
 
 __all__ = ["add_parser", "run", "write_figure"]
 
@@ -110,6 +110,11 @@ def write_figure(result: CalibrationResult, path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Load, calibrate, print the table; write JSON / HTML when asked."""
+    import numpy as np
+
+    from dtlens.model.checkpoint import load
+    from dtlens.training.calibration import calibration_curve
+
     if args.layouts == "balanced" and args.env != MEMORY_ENV_ID:
         raise ConfigError(f"--layouts balanced needs --env {MEMORY_ENV_ID}; use --layouts random")
     for flag, path in (("--out", args.out), ("--html", args.html)):

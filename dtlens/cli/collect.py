@@ -1,9 +1,10 @@
 """``dtlens collect``: play an agent in MiniGrid and save its episodes as demonstrations.
 
-``--out`` is checked before any episode is played (writable, not a directory, and not
-an existing file unless ``--append`` or ``--overwrite``). The file is written once,
-atomically, when collection is done: Ctrl+C while collecting exits with code 130 and
-one line saying that nothing was written and ``--out`` is as it was.
+One call of :func:`dtlens.data.collect.collect_to_file`. ``--out`` is checked before
+any episode is played (writable, not a directory, and not an existing file unless
+``--append`` or ``--overwrite``). The file is written once, atomically, when collection
+is done: Ctrl+C while collecting exits with code 130 and one line saying that nothing
+was written and ``--out`` is as it was.
 
 Example:
     $ dtlens collect --temp 1:8000 --temp 5:16000 --out runs/demos.npz
@@ -12,19 +13,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from dtlens.data.agents.base import Agent
-from dtlens.data.agents.lstm import load_lstm_agent
-from dtlens.data.agents.original_lstm import load_original_lstm
-from dtlens.data.agents.planner import BoltzmannPlanner
-from dtlens.data.collect import collect_demonstrations, parse_sampling_spec
-from dtlens.errors import ConfigError, OutputPathError
-from dtlens.files import check_writable
+from dtlens.training.ppo_config import MEMORY_ENV_ID
 
-__all__ = ["add_parser", "format_summary", "load_agent", "resume_hint", "run"]
+__all__ = ["add_parser", "format_summary", "resume_hint", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="sampling group TEMPERATURE:N_EPISODES, e.g. 1:8000; also greedy:N, topk3:N, "
         "topk3@2:N; repeat for several groups (collected in order)",
     )
-    parser.add_argument("--env", default="MiniGrid-MemoryS7FixedStart-v0", help="MiniGrid env id")
+    parser.add_argument("--env", default=MEMORY_ENV_ID, help="MiniGrid env id")
     parser.add_argument("--max-steps", type=int, default=50, help="episode length limit")
     parser.add_argument("--out", required=True, type=Path, help="the .npz file to write")
     group = parser.add_mutually_exclusive_group()
@@ -79,34 +73,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
-
-
-def load_agent(spec: str, planner_scale: float | None = None) -> tuple[Agent, str]:
-    """The agent named by ``--agent`` and how the header should name it.
-
-    Raises:
-        ConfigError: If ``spec`` is neither ``"planner"`` nor an existing path, or a
-            planner scale is given for another agent.
-        CheckpointError: If the path is not a loadable agent.
-
-    Examples:
-        >>> type(load_agent("planner")[0]).__name__
-        'BoltzmannPlanner'
-    """
-    if spec == "planner":
-        scale = 1.0 if planner_scale is None else planner_scale
-        return BoltzmannPlanner(logit_scale=scale), f"planner(logit_scale={scale:g})"
-    if planner_scale is not None:
-        raise ConfigError(f"--planner-scale only applies to --agent planner, not {spec!r}")
-    path = Path(spec)
-    if path.is_dir():
-        return load_lstm_agent(path), f"lstm:{path.name}"
-    if path.is_file():
-        return load_original_lstm(path), f"original_lstm:{path.name}"
-    raise ConfigError(
-        f"--agent must be 'planner', an original PPO LSTM .pt file or a dtlens LSTM agent "
-        f"directory; {spec!r} is none of these (no such file or directory)"
-    )
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -134,36 +100,27 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Collect, save, print the summary."""
-    out: Path = args.out
-    check_writable(out, "file", "--out")
-    if args.append and not out.is_file():
-        raise ConfigError(f"--append needs an existing file, but {out} does not exist")
-    if out.exists() and not (args.append or args.overwrite):
-        raise OutputPathError(
-            f"{out} exists; pass --append to extend it or --overwrite to replace it"
-        )
-    spec = parse_sampling_spec(args.temp)
-    agent, name = load_agent(args.agent, args.planner_scale)
-    start = time.perf_counter()
-    demos = collect_demonstrations(
-        agent,
-        args.env,
-        spec,
-        n_envs=args.n_envs,
+    """Collect into ``--out`` (one library call), print the summary."""
+    from dtlens.data.collect import collect_to_file
+
+    result = collect_to_file(
+        args.agent,
+        args.out,
+        args.temp,
+        env_id=args.env,
         max_steps=args.max_steps,
+        n_envs=args.n_envs,
         seed=args.seed,
+        append=args.append,
+        overwrite=args.overwrite,
+        planner_scale=args.planner_scale,
         show_progress=not args.no_progress,
-        append=out if args.append else None,
-        agent_name=name,
     )
-    seconds = time.perf_counter() - start
-    demos.save(out)
+    demos, n_new, seconds = result
     args.episodes_written = demos.n_episodes
-    n_new = sum(group.n_episodes for group in spec)
     print(format_summary(demos.summary()))
     print(
-        f"wrote {demos.n_episodes} episodes ({demos.n_steps} steps) to {out}; "
+        f"wrote {demos.n_episodes} episodes ({demos.n_steps} steps) to {args.out}; "
         f"collected {n_new} in {seconds:.1f} s ({1000 * seconds / n_new:.1f} s per 1000 episodes)"
     )
     return 0

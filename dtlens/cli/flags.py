@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -74,6 +75,7 @@ def add_config_flags(
     *,
     defaults: Mapping[str, Any] | None = None,
     notes: Mapping[str, str] | None = None,
+    shown: Mapping[str, str] | None = None,
     aliases: Mapping[str, Sequence[str]] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     config_file: bool = True,
@@ -86,6 +88,8 @@ def add_config_flags(
         defaults: the command's defaults, overriding the class's (nested configs as
             dicts: ``{"model": {"n_layers": 3}}``); shown in the help.
         notes: extra help per field path (``"checkpoint_every"``), after its doc.
+        shown: what the help says instead of ``default: VALUE`` per field path (a
+            default the command computes, ``"required"``).
         aliases: further option strings per field path (``{"num_threads": ["--threads"]}``).
         options: further ``add_argument`` keywords per field path
             (``{"run_dir": {"required": True}}``).
@@ -97,8 +101,7 @@ def add_config_flags(
     """
     spec = ConfigFlags(cls, defaults=_nested_dict(defaults or {}))
     spec.config_flag = "config" if config_file else None
-    summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-    group = parser.add_argument_group(f"{cls.__name__} fields", summary or None)
+    group = parser.add_argument_group(f"{cls.__name__} fields", _summary(cls))
     if config_file:
         group.add_argument(
             "--config",
@@ -108,19 +111,43 @@ def add_config_flags(
             help=f"a {cls.__name__} as JSON (a dict of the fields below, as "
             f"{cls.__name__}.to_dict() writes it); flags given explicitly override it",
         )
-    _add_fields(group, spec, cls, "", spec.defaults, notes or {}, aliases or {}, options or {})
+    extra = _Extra(notes or {}, shown or {}, aliases or {}, options or {})
+    _add_fields(parser, group, spec, cls, "", spec.defaults, extra)
     return spec
 
 
+def _summary(cls: type) -> str | None:
+    doc = (cls.__doc__ or "").strip()
+    return plain_text(doc.splitlines()[0]) if doc else None
+
+
+def plain_text(doc: str) -> str:
+    """Docstring markup made plain for a terminal: ``:class:`~a.B``` -> ``B``, no backticks.
+
+    Example:
+        >>> plain_text("a :class:`~dtlens.model.config.DTConfig` or ``None``")
+        'a DTConfig or None'
+    """
+    doc = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc)
+    return doc.replace("``", "")
+
+
+@dataclass
+class _Extra:
+    notes: Mapping[str, str]
+    shown: Mapping[str, str]
+    aliases: Mapping[str, Sequence[str]]
+    options: Mapping[str, Mapping[str, Any]]
+
+
 def _add_fields(
+    parser: argparse.ArgumentParser,
     group: Any,
     spec: ConfigFlags,
     cls: type,
     prefix: str,
     defaults: Mapping[str, Any],
-    notes: Mapping[str, str],
-    aliases: Mapping[str, Sequence[str]],
-    options: Mapping[str, Mapping[str, Any]],
+    extra: _Extra,
 ) -> None:
     docs = field_docs(cls)
     types_ = field_types(cls)
@@ -130,7 +157,9 @@ def _add_fields(
         nested = _nested_config(annotation)
         if nested is not None:
             sub_defaults = defaults.get(f.name, {})
-            _add_fields(group, spec, nested, f"{path}.", sub_defaults, notes, aliases, options)
+            title = f'{nested.__name__} fields ({cls.__name__}.{f.name}, "{f.name}" in --config)'
+            sub_group = parser.add_argument_group(title, _summary(nested))
+            _add_fields(parser, sub_group, spec, nested, f"{path}.", sub_defaults, extra)
             continue
         if prefix and f.name in outer_names(spec):
             option = "--" + prefix.replace("_", "-") + f.name.replace("_", "-")
@@ -138,18 +167,21 @@ def _add_fields(
             option = "--" + f.name.replace("_", "-")
         default = defaults[f.name] if f.name in defaults else _class_default(f)
         kwargs = _argument(annotation, f.name)
-        doc = docs.get(f.name, "").rstrip()
+        doc = plain_text(docs.get(f.name, "")).rstrip()
         if doc and not doc.endswith("."):
             doc += "."
-        shown = (
-            "required" if default is dataclasses.MISSING else f"default: {show_default(default)}"
-        )
-        note = notes.get(path)
-        text = " ".join(x for x in (doc, f"({shown})", note) if x)
-        kwargs.update(options.get(path, {}))
+        if path in extra.shown:
+            shown = extra.shown[path]
+            shown = shown if shown == "required" else f"default: {shown}"
+        elif default is dataclasses.MISSING:
+            shown = "required"
+        else:
+            shown = f"default: {show_default(default)}"
+        text = " ".join(x for x in (doc, f"({shown})", extra.notes.get(path)) if x)
+        kwargs.update(extra.options.get(path, {}))
         group.add_argument(
             option,
-            *aliases.get(path, ()),
+            *extra.aliases.get(path, ()),
             dest=path,
             default=argparse.SUPPRESS,
             help=text.replace("%", "%%"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from dtlens.analysis.edits.routine import GreedyRun, play_greedy
-from dtlens.env import ACTION_NAMES, SCENARIOS
-from dtlens.model.checkpoint import load
+if TYPE_CHECKING:
+    from dtlens.analysis.edits.routine import GreedyRun
 
 __all__ = ["add_parser", "format_run", "run"]
 
@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def format_run(run: GreedyRun) -> str:
     """A fixed-width table of one greedy run: step, action taken, probabilities."""
+    from dtlens.env import ACTION_NAMES
+
     header = f"{'step':>4}  {'action':<8}" + "".join(f"{name:>8}" for name in ACTION_NAMES)
     lines = [
         f"{run.scenario.name}  RTG={run.rtg:.2f}  reward={run.reward:.3f}  "
@@ -56,6 +58,10 @@ def format_run(run: GreedyRun) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, play every layout at every RTG, print the tables."""
+    from dtlens.analysis.edits.routine import play_greedy
+    from dtlens.env import SCENARIOS
+    from dtlens.model.checkpoint import load
+
     model = load(args.model)
     for rtg in args.rtg or [0.9, 0.0]:
         for scenario in SCENARIOS:

@@ -5,6 +5,10 @@
 section is done; an earlier report in ``--out`` is replaced, and the command says so
 before it starts. Ctrl+C exits with code 130 and one line saying nothing was written.
 
+Every field of :class:`~dtlens.report.config.ReportConfig` is a flag (derived from the
+dataclass, with its docs: :mod:`dtlens.cli.flags`); ``--config FILE.json`` reads a
+ReportConfig that explicitly given flags override.
+
 Example:
     $ dtlens report --model memorydt --out report/
 """
@@ -14,9 +18,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dtlens.cli.flags import add_config_flags, config_from_args
 from dtlens.files import check_writable
-from dtlens.model.checkpoint import load
-from dtlens.report import REPORT_FILES, SECTIONS, ReportConfig, build_report
+from dtlens.report import REPORT_FILES, SECTIONS, ReportConfig
 
 __all__ = ["add_parser", "resume_hint", "run"]
 
@@ -46,24 +50,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="SECTION",
         help=f"run only these sections (default: all of {', '.join(SECTIONS)})",
     )
-    parser.add_argument(
-        "--calibration-episodes",
-        type=int,
-        default=ReportConfig.calibration_episodes,
-        help="episodes per RTG for the calibration curve (default %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.set_defaults(_flags=add_config_flags(parser, ReportConfig))
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Check ``--out``, load the model, build the report, print where it is."""
+    from dtlens.model.checkpoint import load
+    from dtlens.report import build_report
+
+    config = config_from_args(args, args._flags)
     out = check_writable(args.out, "dir", "--out")
     earlier = [name for name in REPORT_FILES if (out / name).exists()]
     if earlier:
         print(f"{out} holds an earlier report: {' and '.join(earlier)} will be replaced")
     model = load(args.model)
-    config = ReportConfig(calibration_episodes=args.calibration_episodes, seed=args.seed)
     path = build_report(
         model, args.out, config, sections=args.sections, model_name=Path(str(args.model)).name
     )

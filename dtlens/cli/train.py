@@ -104,10 +104,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         parser,
         TrainConfig,
         defaults={"model": MODEL_DEFAULTS},
-        notes={
-            "checkpoint_every": f"dtlens train's default: total_steps // {DEFAULT_CHECKPOINTS}, "
-            "so that an interrupted run can resume.",
-            "run_dir": "Required here.",
+        shown={
+            "checkpoint_every": f"total_steps // {DEFAULT_CHECKPOINTS} in dtlens train, so "
+            "that an interrupted run can resume",
+            "run_dir": "required",
         },
         options={"run_dir": {"required": True, "metavar": "DIR"}},
     )
@@ -124,10 +124,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> args = add_parser(parser.add_subparsers()).parse_args(
-        ...     ["--demos", "d.npz", "--run-dir", "r", "--total-steps", "50"])
+        ...     ["--demos", "d.npz", "--run-dir", "r", "--total-steps", "500"])
         >>> cfg = build_config(args)
         >>> cfg.model.d_model, cfg.checkpoint_every, cfg.run_dir
-        (256, 5, 'r')
+        (256, 50, 'r')
     """
     flags: ConfigFlags = args._flags
     fixed: dict[str, Any] = {}

@@ -1,5 +1,11 @@
 """``dtlens train-ppo``: train (or fine-tune) the PPO LSTM demonstrator agent on a MiniGrid env.
 
+One call of :func:`dtlens.training.ppo.train_ppo_to_dir`. Every field of
+:class:`~dtlens.training.ppo_config.PPOConfig` is a flag (derived from the dataclass,
+with its docs: :mod:`dtlens.cli.flags`; ``--env`` and ``--threads`` are kept as short
+names of ``--env-id`` and ``--num-threads``); ``--config FILE.json`` reads a PPOConfig
+that explicitly given flags override.
+
 ``--out`` is checked before any work: it must be writable, and a directory that holds
 an earlier run (``final/``, ``update_NNNNNN/``, ``history.json``) needs ``--overwrite``,
 which removes that run before training. Ctrl+C exits with code 130 and one line naming
@@ -13,18 +19,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 from pathlib import Path
 
-from dtlens.data.agents import LSTMAgent, load_lstm_agent, load_original_lstm
-from dtlens.data.agents.lstm import AGENT_CONFIG_FILE
-from dtlens.errors import OutputPathError
-from dtlens.files import check_writable
-from dtlens.training.ppo import PPOConfig, train_ppo
+from dtlens.cli.flags import add_config_flags, config_from_args
+from dtlens.training.ppo_config import PPOConfig
 
-__all__ = ["add_parser", "earlier_run", "resume_hint", "run"]
-
-_DEFAULTS = PPOConfig()
+__all__ = ["add_parser", "resume_hint", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     Example:
         >>> import argparse
         >>> sub = argparse.ArgumentParser().add_subparsers()
-        >>> add_parser(sub).parse_args(["--out", "runs/ppo"]).total_steps
-        2000000
+        >>> args = add_parser(sub).parse_args(["--out", "runs/ppo", "--threads", "1"])
+        >>> config_from_args(args, args._flags).num_threads
+        1
     """
     parser = subparsers.add_parser(
         "train-ppo",
@@ -42,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Recurrent PPO for the LSTM agent that generates demonstrations. Writes "
             "OUT/final/ (config.json + agent.safetensors), OUT/update_NNNNNN/ every "
-            "--checkpoint-every updates, and OUT/history.json (one row per update)."
+            "--checkpoint-every updates, and OUT/history.json (one row per update). Every "
+            "PPOConfig field is a flag."
         ),
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
@@ -52,118 +54,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="replace the run already in --out (its final agent, checkpoints and history)",
     )
     parser.add_argument(
-        "--env", default=_DEFAULTS.env_id, help=f"MiniGrid env id (default {_DEFAULTS.env_id})"
-    )
-    parser.add_argument(
-        "--max-steps",
-        type=int,
-        default=_DEFAULTS.max_steps,
-        help=f"episode length limit (default {_DEFAULTS.max_steps})",
-    )
-    parser.add_argument(
         "--init",
         type=Path,
         help="start from this agent: an original project .pt or a dtlens agent directory",
     )
-    ints = {
-        "total-steps": "environment steps in all",
-        "n-envs": "environments stepped together",
-        "n-steps": "steps per env per update (a multiple of --recurrence)",
-        "recurrence": "steps of backpropagation through the LSTM state",
-        "update-epochs": "passes over each segment",
-        "n-minibatches": "minibatches per pass",
-        "image-dim": "image embedding width of a fresh agent",
-        "memory-dim": "LSTM width of a fresh agent",
-        "seed": "seeds the fresh agent, envs and sampling",
-        "checkpoint-every": "save a checkpoint every k updates (0: only the final one)",
-    }
-    for flag, text in ints.items():
-        default = getattr(_DEFAULTS, flag.replace("-", "_"))
-        parser.add_argument(
-            f"--{flag}", type=int, default=default, help=f"{text} (default {default})"
-        )
-    floats = {
-        "learning-rate": "Adam step size",
-        "gamma": "discount",
-        "gae-lambda": "GAE lambda",
-        "clip-coef": "PPO ratio clip",
-        "ent-coef": "entropy bonus weight",
-        "vf-coef": "value loss weight",
-        "max-grad-norm": "gradient norm clip",
-    }
-    for flag, text in floats.items():
-        default = getattr(_DEFAULTS, flag.replace("-", "_"))
-        parser.add_argument(
-            f"--{flag}", type=float, default=default, help=f"{text} (default {default})"
-        )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads while training (default: torch's setting; 1 is fastest for "
-        "small agents)",
+    flags = add_config_flags(
+        parser,
+        PPOConfig,
+        aliases={"env_id": ["--env"], "num_threads": ["--threads"]},
     )
-    parser.add_argument(
-        "--no-anneal-lr", action="store_true", help="keep the learning rate constant"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(_flags=flags)
     return parser
 
 
-def _initial_agent(path: Path | None) -> LSTMAgent | None:
-    if path is None:
-        return None
-    if path.is_dir():
-        return load_lstm_agent(path)
-    return load_original_lstm(path)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Build the config, train, print a summary line; returns 0.
+    """Build the config, train into ``--out`` (one library call), print a summary line.
 
     Example:
         >>> run(parser.parse_args(["--out", "runs/ppo", "--threads", "1"]))  # doctest: +SKIP
         trained 1953 updates (1999872 steps); last 10 updates: ...
     """
-    check_writable(args.out, "dir", "--out")
-    earlier = earlier_run(args.out)
-    if earlier and not args.overwrite:
-        raise OutputPathError(
-            f"--out {args.out} already holds a run ({', '.join(p.name for p in earlier[:4])}"
-            f"{', ...' if len(earlier) > 4 else ''}); pass --overwrite to replace it, or "
-            "choose another --out (to continue from its agent: --init OUT/final)"
-        )
-    config = PPOConfig(
-        env_id=args.env,
-        max_steps=args.max_steps,
-        total_steps=args.total_steps,
-        n_envs=args.n_envs,
-        n_steps=args.n_steps,
-        recurrence=args.recurrence,
-        update_epochs=args.update_epochs,
-        n_minibatches=args.n_minibatches,
-        learning_rate=args.learning_rate,
-        anneal_lr=not args.no_anneal_lr,
-        gamma=args.gamma,
-        gae_lambda=args.gae_lambda,
-        clip_coef=args.clip_coef,
-        ent_coef=args.ent_coef,
-        vf_coef=args.vf_coef,
-        max_grad_norm=args.max_grad_norm,
-        image_dim=args.image_dim,
-        memory_dim=args.memory_dim,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress,
-        num_threads=args.threads,
-    )
-    agent = _initial_agent(args.init)
-    for path in earlier:  # --overwrite, and the inputs are good: remove the earlier run
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    _, history = train_ppo(config, agent=agent, checkpoint_dir=args.out)
+    from dtlens.training.ppo import train_ppo_to_dir
+
+    config = config_from_args(args, args._flags)
+    history = train_ppo_to_dir(config, args.out, init=args.init, overwrite=args.overwrite)
     recent = [s for s in history[-10:] if not math.isnan(s.mean_return)]
     if recent:
         mean_return = sum(s.mean_return for s in recent) / len(recent)
@@ -180,21 +94,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def earlier_run(out: Path) -> list[Path]:
-    """What an earlier run left in ``out``: ``final/``, ``update_NNNNNN/``, ``history.json``.
-
-    Example:
-        >>> earlier_run(Path("/nonexistent"))
-        []
-    """
-    out = Path(out)
-    if not out.is_dir():
-        return []
-    found = [p for p in out.iterdir() if p.name == "final" or p.name.startswith("update_")]
-    history = out / "history.json"
-    return sorted(found) + ([history] if history.exists() else [])
-
-
 def resume_hint(args: argparse.Namespace) -> str:
     """After Ctrl+C: the last agent saved in ``--out`` and how to continue from it.
 
@@ -202,6 +101,8 @@ def resume_hint(args: argparse.Namespace) -> str:
         >>> resume_hint(argparse.Namespace(out=Path("/nonexistent")))
         'no agent checkpoint was written yet'
     """
+    from dtlens.data.agents.lstm import AGENT_CONFIG_FILE
+
     saved = sorted(p for p in Path(args.out).glob("update_*") if (p / AGENT_CONFIG_FILE).is_file())
     if not saved:
         return "no agent checkpoint was written yet"

@@ -6,7 +6,9 @@ Background:
     :func:`collect_demonstrations` plays any :class:`~dtlens.data.agents.base.Agent`
     (the PPO LSTM, the :class:`~dtlens.data.agents.planner.BoltzmannPlanner`, ...) in
     ``n_envs`` envs stepped together (one batched ``act`` call per step) and returns
-    :class:`~dtlens.data.demonstrations.Demonstrations`.
+    :class:`~dtlens.data.demonstrations.Demonstrations`. :func:`collect_to_file` is the
+    whole of ``dtlens collect``: check the output file, load the agent
+    (:func:`load_agent`), collect, write the file once, atomically.
 
 Reproducibility:
     Episode ``g`` (counting from 0, continuing after an appended set's episodes) resets
@@ -29,6 +31,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -44,9 +47,17 @@ from tqdm.auto import tqdm
 from dtlens.data.agents.base import Agent, action_probabilities, check_sampling
 from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import make_env
-from dtlens.errors import ConfigError
+from dtlens.errors import ConfigError, OutputPathError
+from dtlens.files import check_writable
 
-__all__ = ["SamplingSpec", "collect_demonstrations", "parse_sampling_spec"]
+__all__ = [
+    "CollectResult",
+    "SamplingSpec",
+    "collect_demonstrations",
+    "collect_to_file",
+    "load_agent",
+    "parse_sampling_spec",
+]
 
 _SPEC = re.compile(
     r"^(?:(?P<greedy>greedy)|topk(?P<k>\d+)(?:@(?P<kt>[^:]+))?|(?P<t>[^:]+)):(?P<n>\d+)$"
@@ -314,3 +325,111 @@ def _version() -> str:
         return importlib.metadata.version("dtlens")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
         return "unknown"
+
+
+def load_agent(spec: str, planner_scale: float | None = None) -> tuple[Agent, str]:
+    """The agent ``spec`` names (``dtlens collect --agent``) and how a header names it.
+
+    ``"planner"``: the :class:`~dtlens.data.agents.planner.BoltzmannPlanner` (its logits
+    multiplied by ``planner_scale``, default 1); a directory: a dtlens LSTM agent; a file:
+    an original-project PPO LSTM ``.pt``.
+
+    Raises:
+        ConfigError: If ``spec`` is neither ``"planner"`` nor an existing path, or a
+            planner scale is given for another agent.
+        CheckpointError: If the path is not a loadable agent.
+
+    Examples:
+        >>> type(load_agent("planner")[0]).__name__
+        'BoltzmannPlanner'
+    """
+    from dtlens.data.agents.lstm import load_lstm_agent
+    from dtlens.data.agents.original_lstm import load_original_lstm
+    from dtlens.data.agents.planner import BoltzmannPlanner
+
+    if spec == "planner":
+        scale = 1.0 if planner_scale is None else planner_scale
+        return BoltzmannPlanner(logit_scale=scale), f"planner(logit_scale={scale:g})"
+    if planner_scale is not None:
+        raise ConfigError(f"--planner-scale only applies to --agent planner, not {spec!r}")
+    path = Path(spec)
+    if path.is_dir():
+        return load_lstm_agent(path), f"lstm:{path.name}"
+    if path.is_file():
+        return load_original_lstm(path), f"original_lstm:{path.name}"
+    raise ConfigError(
+        f"--agent must be 'planner', an original PPO LSTM .pt file or a dtlens LSTM agent "
+        f"directory; {spec!r} is none of these (no such file or directory)"
+    )
+
+
+class CollectResult(NamedTuple):
+    """What :func:`collect_to_file` wrote: the whole file's demonstrations, how many
+    episodes this call collected, and in how many seconds."""
+
+    demos: Demonstrations
+    n_collected: int
+    seconds: float
+
+
+def collect_to_file(
+    agent: str,
+    out: str | os.PathLike,
+    spec: Sequence[str],
+    *,
+    env_id: str = "MiniGrid-MemoryS7FixedStart-v0",
+    max_steps: int = 50,
+    n_envs: int = 16,
+    seed: int = 0,
+    append: bool = False,
+    overwrite: bool = False,
+    planner_scale: float | None = None,
+    show_progress: bool = True,
+) -> CollectResult:
+    """Collect demonstrations into ``out`` (``dtlens collect``).
+
+    ``out`` is checked before any episode is played: writable, not a directory, and not
+    an existing file unless ``append`` (extend it; it must exist) or ``overwrite``. The
+    file is written once, atomically, when collection is done.
+
+    Args:
+        agent: ``"planner"``, an original PPO LSTM ``.pt`` or a dtlens LSTM agent
+            directory (:func:`load_agent`).
+        out: the ``.npz`` file to write.
+        spec: sampling groups (:func:`parse_sampling_spec`).
+        env_id, max_steps, n_envs, seed, show_progress: as
+            :func:`collect_demonstrations`.
+        append: extend the existing ``out``.
+        overwrite: replace an existing ``out``.
+        planner_scale: the planner's logit scale (planner only).
+
+    Raises:
+        OutputPathError: ``out`` cannot be written, or exists and neither ``append``
+            nor ``overwrite`` is given.
+        ConfigError: ``append`` without an existing file, a bad spec or agent.
+    """
+    out = Path(out)
+    check_writable(out, "file", "--out")
+    if append and not out.is_file():
+        raise ConfigError(f"--append needs an existing file, but {out} does not exist")
+    if out.exists() and not (append or overwrite):
+        raise OutputPathError(
+            f"{out} exists; pass --append to extend it or --overwrite to replace it"
+        )
+    groups = parse_sampling_spec(spec)
+    player, name = load_agent(agent, planner_scale)
+    start = time.perf_counter()
+    demos = collect_demonstrations(
+        player,
+        env_id,
+        groups,
+        n_envs=n_envs,
+        max_steps=max_steps,
+        seed=seed,
+        show_progress=show_progress,
+        append=out if append else None,
+        agent_name=name,
+    )
+    seconds = time.perf_counter() - start
+    demos.save(out)
+    return CollectResult(demos, sum(group.n_episodes for group in groups), seconds)

@@ -42,6 +42,7 @@ from dtlens.errors import EnvError
 __all__ = [
     "DIRECTION_NAMES",
     "Pose",
+    "decisive_poses",
     "optimal_first_actions",
     "placement_routes",
     "pose_distances",
@@ -156,9 +157,7 @@ def _distances(scenario: Scenario, to: str) -> dict[Pose, int]:
     return dist
 
 
-def pose_distances(
-    layout: Scenario | str | tuple[str, str], to: str = "match"
-) -> dict[Pose, int]:
+def pose_distances(layout: Scenario | str | tuple[str, str], to: str = "match") -> dict[Pose, int]:
     """Fewest actions (left, right, forward) from each pose to the end of the episode.
 
     Args:
@@ -215,4 +214,24 @@ def optimal_first_actions(
         action
         for action, nxt in _moves(open_, key)
         if nxt[:2] != avoid and dist.get(nxt, -1) == dist[key] - 1
+    )
+
+
+def decisive_poses(layout: Scenario | str | tuple[str, str]) -> tuple[Pose, ...]:
+    """The placeable poses where the shortest routes to the two targets start with
+    different actions: where the agent must already choose between them.
+
+    In the Memory task these are the 4 facings of the decision square (5, 3) at the
+    end of the corridor; everywhere else both routes begin alike.
+
+    Examples:
+        >>> decisive_poses("ball/top-key")
+        ((5, 3, 0), (5, 3, 1), (5, 3, 2), (5, 3, 3))
+    """
+    scenario = as_scenario(layout)
+    return tuple(
+        pose
+        for pose in placement_routes(scenario)
+        if not optimal_first_actions(scenario, pose, "match")
+        & optimal_first_actions(scenario, pose, "other")
     )

@@ -26,6 +26,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,9 +34,19 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from dtlens.errors import BatchError
+from dtlens.errors import BatchError, EmptyBatchError, NonFiniteError, OneHotError, PaddingMaskError
 
 __all__ = ["TrajectoryBatch"]
+
+#: Fields whose values (not only shapes) are checked when a batch is built.
+_VALUE_FIELDS = ("obs", "rtg", "padding_mask")
+#: Channels of a one-hot MiniGrid view (``dtlens.env.channels.N_CHANNELS``, not imported
+#: here: that module imports MiniGrid). Grids with this many channels must be 0/1.
+_ONE_HOT_CHANNELS = 20
+#: Values per chunk of the 0/1 check (a temporary of this size, not one of the batch's).
+_CHUNK = 1 << 18
+#: Integer dtypes ``nn.Embedding`` reads (timesteps and discrete actions index embeddings).
+_INDEX_DTYPES = (torch.int64, torch.int32)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,18 @@ class TrajectoryBatch:
             the first real token, so a padded window gives the same predictions
             at its real tokens as the unpadded one. Omit it to run padding as
             ordinary tokens (how the original project evaluated its models).
+
+    Raises:
+        BatchError: a field of the wrong type, shape or dtype (``timesteps`` and
+            discrete ``actions`` must be int64 or int32: ``uint8`` wraps past 255).
+        EmptyBatchError: no windows (``B = 0``).
+        NonFiniteError: NaN or inf in ``obs`` or ``rtg``.
+        OneHotError: one-hot grids (``[B, T, x, y, 20]``) holding values other than 0/1.
+        PaddingMaskError: a ``padding_mask`` that is not left padding.
+
+    Values are checked once, when a batch is built from tensors; batches derived from a
+    checked one (:meth:`to`, indexing, :meth:`repeat`, :meth:`cat`, :meth:`left_pad`,
+    and the unchanged fields in :meth:`replace`) are not scanned again.
     """
 
     obs: Float[Tensor, "batch step x y channel"] | Float[Tensor, "batch step state_dim"]
@@ -68,6 +91,22 @@ class TrajectoryBatch:
     padding_mask: Bool[Tensor, "batch step"] | None = None
 
     def __post_init__(self) -> None:
+        self._check_structure()
+        self._check_values(_VALUE_FIELDS)
+
+    @classmethod
+    def _derived(cls, changed: Sequence[str] = (), **fields: Tensor | None) -> TrajectoryBatch:
+        """A batch built from a validated one: shapes and dtypes are checked again, but the
+        values (a pass over every element) only of the fields in ``changed``."""
+        batch = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(batch, name, value)
+        batch._check_structure()
+        batch._check_values(tuple(changed))
+        return batch
+
+    def _check_structure(self) -> None:
+        """Types, shapes and dtypes (no pass over the data)."""
         for name in ("obs", "actions", "timesteps"):
             if not isinstance(getattr(self, name), Tensor):
                 raise BatchError(
@@ -83,14 +122,16 @@ class TrajectoryBatch:
         if self.obs.dtype.is_complex:
             raise BatchError(f"obs must be real-valued, got dtype {self.obs.dtype}.")
         batch, steps = self.obs.shape[:2]
+        if batch == 0:
+            raise EmptyBatchError(
+                f"the batch is empty (obs {list(self.obs.shape)}: no windows); pass at least "
+                "one window. If it came from selecting rows (batch[mask], batch[indices]), "
+                "check that the selection keeps any."
+            )
         if steps == 0:
             raise BatchError("a trajectory window needs at least one timestep (obs has T=0).")
         _check_shape("timesteps", self.timesteps, (batch, steps), "[batch, step]")
-        if self.timesteps.dtype.is_floating_point or self.timesteps.dtype == torch.bool:
-            raise BatchError(
-                f"timesteps must be an integer tensor, got {self.timesteps.dtype}; "
-                "timesteps index the time embedding."
-            )
+        _check_index_dtype("timesteps", self.timesteps, "timesteps index the time embedding")
         self._check_actions(batch, steps)
         if self.rtg is not None:
             _check_shape("rtg", self.rtg, (batch, steps), "[batch, step]")
@@ -105,11 +146,25 @@ class TrajectoryBatch:
                     f"padding_mask must be a bool tensor (True = real step), "
                     f"got {self.padding_mask.dtype}."
                 )
-            if not bool(self.padding_mask[:, -1].all()):
-                raise BatchError(
-                    "padding_mask marks the last timestep as padding in some rows; "
-                    "windows are left-padded, so the last step must be real."
-                )
+
+    def _check_values(self, names: Sequence[str]) -> None:
+        """The checks that read the data: finite obs and RTG, 0/1 one-hot grids, left padding.
+
+        Each is a vectorised pass or two (a sum, ``x - x * x`` and ``amax``); the details
+        in an error message are computed only once a check has failed. Tensors on the
+        meta device (shapes only) have no values to check.
+        """
+        if not names or self.obs.is_meta:
+            return
+        if "obs" in names:
+            _check_obs_values(self.obs)
+        if "rtg" in names and self.rtg is not None and not _finite(self.rtg):
+            raise NonFiniteError(
+                f"rtg holds {_non_finite(self.rtg)}; returns-to-go must be finite numbers "
+                "(the return the model is asked to reach, e.g. 0.9, minus the rewards so far)."
+            )
+        if "padding_mask" in names and self.padding_mask is not None:
+            _check_left_padding(self.padding_mask)
 
     def _check_actions(self, batch: int, steps: int) -> None:
         actions = self.actions
@@ -137,6 +192,8 @@ class TrajectoryBatch:
                 f"actions must be an integer tensor, got {actions.dtype}; use .long() "
                 "(continuous actions are floats of shape [batch, step - 1, act_dim])."
             )
+        if not continuous:
+            _check_index_dtype("actions", actions, "discrete actions index the action embedding")
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -170,12 +227,24 @@ class TrajectoryBatch:
 
     # -------------------------------------------------------------- transforms
     def replace(self, **changes: Tensor | None) -> TrajectoryBatch:
-        """A new, validated batch with some fields replaced (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
+        """A new, validated batch with some fields replaced (as ``dataclasses.replace``).
+
+        Only the replaced fields' values are checked again (their shapes are checked
+        against the rest), so replacing the RTG of a large batch does not rescan its
+        observations.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise BatchError(
+                f"TrajectoryBatch has no field {unknown[0]!r}; the fields are {sorted(names)}."
+            )
+        fields = {name: changes.get(name, getattr(self, name)) for name in names}
+        return type(self)._derived(tuple(changes), **fields)
 
     def to(self, device: torch.device | str) -> TrajectoryBatch:
         """The same batch on another device."""
-        return TrajectoryBatch(
+        return type(self)._derived(
             **{
                 f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
                 for f in dataclasses.fields(self)
@@ -186,7 +255,7 @@ class TrajectoryBatch:
         """Select rows of the batch (an int keeps the batch dimension)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
-        return TrajectoryBatch(
+        return type(self)._derived(
             **{
                 f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
                 for f in dataclasses.fields(self)
@@ -195,7 +264,7 @@ class TrajectoryBatch:
 
     def repeat(self, n: int) -> TrajectoryBatch:
         """Each row repeated ``n`` times consecutively (row i -> rows i*n .. i*n+n-1)."""
-        return TrajectoryBatch(
+        return type(self)._derived(
             **{
                 f.name: None
                 if getattr(self, f.name) is None
@@ -224,7 +293,7 @@ class TrajectoryBatch:
                 raise BatchError(f"cannot concatenate batches where only some have {f.name}.")
             else:
                 out[f.name] = torch.cat(values, dim=0)
-        return TrajectoryBatch(**out)
+        return TrajectoryBatch._derived(**out)
 
     def left_pad(self, n_steps: int, pad_action: int | float) -> TrajectoryBatch:
         """Left-pad every window to ``n_steps`` timesteps, the original project's way.
@@ -262,7 +331,10 @@ class TrajectoryBatch:
         if real is None:
             real = torch.ones((b, self.n_steps), dtype=torch.bool, device=self.device)
         mask = torch.cat([real.new_zeros((b, extra)), real], dim=1)
-        return TrajectoryBatch(obs, actions, rtg, timesteps, mask)
+        # zero observations, the first real RTG and left padding: nothing new to scan
+        return TrajectoryBatch._derived(
+            obs=obs, actions=actions, rtg=rtg, timesteps=timesteps, padding_mask=mask
+        )
 
 
 def _check_shape(name: str, tensor: Tensor, expected: tuple[int, ...], dims: str) -> None:
@@ -273,3 +345,105 @@ def _check_shape(name: str, tensor: Tensor, expected: tuple[int, ...], dims: str
             f"{name} must have shape {dims} = {list(expected)} to match obs, "
             f"got {list(tensor.shape)}."
         )
+
+
+def _check_index_dtype(name: str, tensor: Tensor, why: str) -> None:
+    if tensor.dtype in _INDEX_DTYPES:
+        return
+    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
+        raise BatchError(
+            f"{name} must be an integer tensor, got {tensor.dtype}; {why}: use {name}.long()."
+        )
+    wraps = ""
+    if tensor.dtype in (torch.uint8, torch.int8, torch.int16):
+        wraps = f" ({tensor.dtype} overflows past {torch.iinfo(tensor.dtype).max})"
+    raise BatchError(
+        f"{name} must be int64 (or int32), got {tensor.dtype}{wraps}; {why}, which reads "
+        f"only int64/int32: use {name}.long()."
+    )
+
+
+def _check_obs_values(obs: Tensor) -> None:
+    """Finite observations; one-hot grids (``[B, T, x, y, 20]``) hold only 0 and 1."""
+    if obs.dtype == torch.bool or obs.numel() == 0:
+        return
+    if obs.ndim == 5 and obs.shape[-1] == _ONE_HOT_CHANNELS:
+        if _zero_one(obs):  # also rules out NaN and inf
+            return
+    elif _finite(obs):
+        return
+    if not _finite(obs):
+        raise NonFiniteError(
+            f"obs holds {_non_finite(obs)}; observations must be finite. Check the data "
+            "pipeline (a division by a zero std, an uninitialised buffer)."
+        )
+    bad = ~(obs.eq(0) | obs.eq(1))
+    where, n_bad = [int(i) for i in bad.nonzero()[0]], int(bad.sum())
+    raise OneHotError(
+        f"obs {list(obs.shape)} are one-hot grids ({_ONE_HOT_CHANNELS} channels) but hold "
+        f"{n_bad} value{'s' if n_bad > 1 else ''} other than 0 and 1 "
+        f"(e.g. {obs[tuple(where)].item():g} at "
+        f"{where}); encode MiniGrid images [..., 7, 7, 3] with "
+        "dtlens.encode_observation(image), and do not normalise or add noise to one-hot "
+        "observations."
+    )
+
+
+def _finite(tensor: Tensor) -> bool:
+    """No NaN or inf (integers always).
+
+    A finite sum means finite values (NaN and inf propagate); only a non-finite sum,
+    which an overflow could also give, is confirmed element by element.
+    """
+    if not tensor.dtype.is_floating_point or tensor.numel() == 0:
+        return True
+    return math.isfinite(tensor.sum()) or bool(torch.isfinite(tensor).all())
+
+
+def _zero_one(tensor: Tensor) -> bool:
+    """Every value is 0 or 1 (so none is NaN or inf).
+
+    Integers are 0/1 when their range is ``[0, 1]``. For floats ``x - x * x`` is 0
+    exactly at 0 and 1 (and non-zero, NaN or ``-inf`` anywhere else), so its largest
+    absolute value is 0 only for 0/1 data. It is computed in chunks of ``_CHUNK``
+    values, a small temporary that stays in cache.
+    """
+    if not tensor.dtype.is_floating_point:
+        low, high = torch.aminmax(tensor)
+        return bool((low >= 0) & (high <= 1))
+    flat = tensor.reshape(-1)
+    if flat.numel() <= _CHUNK:
+        return float(_distance_from_zero_one(flat)) == 0
+    return float(torch.stack([_distance_from_zero_one(c) for c in flat.split(_CHUNK)]).amax()) == 0
+
+
+def _distance_from_zero_one(values: Tensor) -> Tensor:
+    """``max |x - x * x|``: 0 for 0/1 values, positive, inf or NaN otherwise."""
+    return torch.addcmul(values, values, values, value=-1).abs_().amax()
+
+
+def _non_finite(tensor: Tensor) -> str:
+    """``"2 NaN and 1 inf values (the first at [0, 3])"``, for error messages."""
+    nan, inf = int(tensor.isnan().sum()), int(tensor.isinf().sum())
+    first = [int(i) for i in (~torch.isfinite(tensor)).nonzero()[0]]
+    return f"{nan} NaN and {inf} inf values (the first at {first})"
+
+
+def _check_left_padding(mask: Bool[Tensor, "batch step"]) -> None:
+    """Each row: padding steps (False) first, then real steps (True), the last one real."""
+    if bool(mask[:, -1].all()) and torch.equal(mask, mask.cummax(dim=1).values):
+        return
+    if not bool(mask[:, -1].all()):
+        row = int((~mask[:, -1]).nonzero()[0, 0])
+        raise PaddingMaskError(
+            f"padding_mask marks the last timestep as padding in row {row} "
+            f"({mask[row].tolist()}); windows are left-padded, so the last step must be "
+            "real. Put the padding first, e.g. with batch.left_pad(n_steps, pad_action)."
+        )
+    row = int((mask != mask.cummax(dim=1).values).any(1).nonzero()[0, 0])
+    raise PaddingMaskError(
+        f"padding_mask row {row} is {mask[row].tolist()}: a padding step (False) follows "
+        "a real one (True), but windows are left-padded (all padding first, then the "
+        "real steps). Left-pad with batch.left_pad(n_steps, pad_action), or drop the "
+        "steps in between from the window."
+    )

@@ -24,6 +24,21 @@ does internally):
 Both are subclass changes of the native model class (no TransformerLens code is
 patched). Verified against transformer-lens 4.3.0 (see ``constraints.txt``).
 
+Three more, so that hooks mean what they mean in HookedTransformer (see
+docs/tl_compat.md):
+
+* ``blocks.L.hook_resid_mid`` is a hook point on the residual stream between
+  attention and MLP (:class:`_DTBlock`); the bridge makes it an alias of
+  ``blocks.L.ln2.hook_in``, the MLP's input only, which stays as it is;
+* ``blocks.L.attn.hook_attn_scores`` sees the masked pre-softmax scores
+  (:class:`_DTAttention`); the bridge fires it with the pattern;
+* every hook point's ``name`` is HookedTransformer's (``blocks.0.hook_resid_pre``,
+  ``blocks.0.attn.hook_z``) where it has one; the bridge's module-path spellings
+  (``blocks.0.hook_in``, ``blocks.0.attn.o.hook_in``) stay keys of ``hook_dict``.
+
+:class:`DTActivationCache` is TransformerLens' ``ActivationCache`` with a
+``logit_attrs`` that applies the unfolded ``ln_final.w``.
+
 A model with ``action_tanh`` (continuous actions, :mod:`dtlens.model.hf`) gets a
 :class:`TanhActionHead`: the biased Linear, then a tanh, with the hook points
 ``hook_action_pre_tanh`` and ``hook_action_post_tanh`` on either side of the tanh.

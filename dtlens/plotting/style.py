@@ -19,6 +19,8 @@ __all__ = [
     "DIVERGING",
     "FAILURE_COLOUR",
     "FONT_SIZE",
+    "GREYED",
+    "GREYED_COLOUR",
     "IDENTITY_COLOUR",
     "MEAN_COLOUR",
     "NEUTRAL_COLOUR",
@@ -36,6 +38,11 @@ FONT_SIZE = 12
 DIVERGING = "RdBu"
 #: values in [0, 1] (attention weights, action probabilities).
 SEQUENTIAL = "Blues"
+#: signed values that mean nothing (patching whose clean and corrupt runs barely differ):
+#: pale grey at the midpoint, mid grey at both ends, so no sign or circuit reads from it.
+GREYED: tuple[tuple[float, str], ...] = ((0.0, "#a6a6a6"), (0.5, "#f2f2f2"), (1.0, "#a6a6a6"))
+#: bars of such a figure.
+GREYED_COLOUR = "#b3b3b3"
 
 #: one colour per action (restarts for each layer in the congruence strip plot).
 ACTION_PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)

@@ -57,6 +57,7 @@ SECTIONS: tuple[str, ...] = (
     "path_patching",
     "circuit",
     "dynamics",
+    "maps",
 )
 
 #: name -> the module it is imported from on first use (they import plotly)

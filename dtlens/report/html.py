@@ -43,6 +43,8 @@ details pre { background: #fafafa; padding: 0.8em; overflow-x: auto; font-size: 
 .figure { margin: 1.2em 0; border: 1px solid #eee; border-radius: 4px; padding: 0.3em;
           overflow-x: auto; }
 .top { font-size: 0.85em; }
+.images { display: flex; flex-wrap: wrap; gap: 0.8em; margin: 1.2em 0; }
+.images figure { margin: 0; text-align: center; font-size: 0.85em; color: #555; }
 """
 
 
@@ -50,9 +52,9 @@ def render_html(sections: Sequence[Section], title: str, intro: str = "") -> str
     """One HTML page: title, intro, a table of contents, then each section.
 
     Each section shows "What the seed saw" and "What this model shows" side by side
-    under its heading, its headline numbers as tables, its figures, then all its
-    numbers (collapsed JSON). Text is HTML-escaped; plotly.js is embedded once so the
-    page needs no network.
+    under its heading, its headline numbers as tables, its figures and images (GIFs
+    embedded as data URIs), then all its numbers (collapsed JSON). Text is HTML-escaped;
+    plotly.js is embedded once so the page needs no network.
     """
     toc = "".join(
         f'<li><a href="#{html.escape(s.key)}">{html.escape(s.title)}</a></li>' for s in sections
@@ -82,8 +84,23 @@ def _render_section(section: Section) -> str:
         "<div class='explain'>"
         f"<p class='seed'><b>What the seed saw.</b> {html.escape(section.seed_saw)}</p>"
         f"<p class='model'><b>What this model shows.</b> {html.escape(section.this_model)}</p>"
-        f"</div>{numbers_html(numbers)}{figures}"
+        f"</div>{numbers_html(numbers)}{figures}{_render_images(section)}"
         "<details><summary>All numbers (JSON)</summary>"
         f"<pre>{html.escape(json.dumps(numbers, indent=2))}</pre></details>"
         "<p class='top'><a href='#contents'>↑ contents</a></p></section>"
+    )
+
+
+def _render_images(section: Section) -> str:
+    """The section's images (e.g. GIFs) as ``<img>`` with ``data:`` URIs, with captions."""
+    if not section.images:
+        return ""
+    return (
+        "<div class='images'>"
+        + "".join(
+            f"<figure><img src='{image.data_uri()}' alt='{html.escape(image.caption, quote=True)}'>"
+            f"<figcaption>{html.escape(image.caption)}</figcaption></figure>"
+            for image in section.images
+        )
+        + "</div>"
     )

@@ -15,8 +15,10 @@ Examples:
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,43 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dtlens.errors import DTLensError
-from dtlens.files import write_text_atomic
+from dtlens.files import write_atomic, write_text_atomic
 
-__all__ = ["Section", "write_section"]
+__all__ = ["Section", "SectionImage", "write_section"]
+
+
+@dataclass(frozen=True)
+class SectionImage:
+    """A picture a section shows under its figures (e.g. an animated GIF), embedded in
+    the HTML page as a ``data:`` URI and written beside the section's other files.
+
+    Attributes:
+        data: the encoded image (GIF, PNG, ...).
+        mime: its media type, e.g. ``"image/gif"``.
+        caption: shown under the image (and its ``alt`` text).
+        filename: its file name when written (letters, digits, ``.``, ``_``, ``-``).
+
+    Examples:
+        >>> SectionImage(b"GIF89a", "image/gif", "a run", "run.gif").data_uri()
+        'data:image/gif;base64,R0lGODlh'
+    """
+
+    data: bytes
+    mime: str
+    caption: str = ""
+    filename: str = "image"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes):
+            raise DTLensError(f"SectionImage.data must be bytes, got {type(self.data).__name__}")
+        if not re.fullmatch(r"image/[a-z0-9.+-]+", self.mime):
+            raise DTLensError(f"SectionImage.mime must be an image type, got {self.mime!r}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.filename):
+            raise DTLensError(f"SectionImage.filename {self.filename!r} is not a plain file name")
+
+    def data_uri(self) -> str:
+        """``data:<mime>;base64,...`` for an ``<img src>``."""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 @dataclass
@@ -40,6 +76,7 @@ class Section:
         numbers: JSON-serialisable results (the report prints them; tests read them).
         seed_saw: what the MemoryDT post reported for this finding.
         this_model: what this model shows, written from ``numbers``.
+        images: pictures shown after the figures (:class:`SectionImage`, e.g. GIFs).
     """
 
     key: str
@@ -48,6 +85,7 @@ class Section:
     numbers: dict[str, Any] = field(default_factory=dict)
     seed_saw: str = ""
     this_model: str = ""
+    images: list[SectionImage] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The section without its figures, JSON-ready; non-finite numbers raise."""
@@ -73,7 +111,8 @@ def _check_finite(value: Any, where: str) -> None:
 
 
 def write_section(section: Section, out_dir: str | Path) -> list[Path]:
-    """Write a section's numbers (``KEY.json``) and figures (``KEY_N.html``) to ``out_dir``.
+    """Write a section's numbers (``KEY.json``), figures (``KEY_N.html``) and images
+    (``KEY_FILENAME``) to ``out_dir``.
 
     Figures are standalone HTML files with plotly.js inlined (they open offline).
     Every file is written atomically (:func:`dtlens.files.write_text_atomic`): an
@@ -87,6 +126,8 @@ def write_section(section: Section, out_dir: str | Path) -> list[Path]:
     for index, figure in enumerate(section.figures):
         html = figure.to_html(include_plotlyjs=True, full_html=True)
         written.append(write_text_atomic(out / f"{section.key}_{index}.html", html))
+    for image in section.images:
+        written.append(write_atomic(out / f"{section.key}_{image.filename}", image.data))
     return written
 
 

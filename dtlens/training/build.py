@@ -46,7 +46,13 @@ from dtlens.training.trainer import STATE_JSON, Trainer, TrainHistory
 __all__ = ["BuildResult", "build_memorydt", "calibration_verdict"]
 
 #: the files a build writes into its output directory
-BUILD_FILES = ("config.json", "model.safetensors", "calibration.json", DYNAMICS_FILE, "MODEL_CARD.md")
+BUILD_FILES = (
+    "config.json",
+    "model.safetensors",
+    "calibration.json",
+    DYNAMICS_FILE,
+    "MODEL_CARD.md",
+)
 
 
 @dataclass

@@ -33,11 +33,18 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from dtlens.errors import CheckpointError
+from dtlens.errors import CheckpointError, ConfigError
 from dtlens.files import write_text_atomic
 from dtlens.training.progress import DecisionData, progress_measures
 
-__all__ = ["DYNAMICS_FILE", "MOVED", "Dynamics", "checkpoint_steps", "training_dynamics"]
+__all__ = [
+    "DYNAMICS_FILE",
+    "MOVED",
+    "Dynamics",
+    "checkpoint_steps",
+    "run_dynamics",
+    "training_dynamics",
+]
 
 #: The file a built model's directory keeps its training dynamics in.
 DYNAMICS_FILE = "dynamics.json"
@@ -261,3 +268,55 @@ def training_dynamics(
     names = list(dict.fromkeys(k for row in rows for k in row))
     measures = {name: [row.get(name) for row in rows] for name in names}
     return Dynamics(steps, measures, {"run_dir": str(run_dir), "probe": probe})
+
+
+def run_dynamics(
+    run_dir: str | Path,
+    demos: str | Path | None = None,
+    *,
+    probe: bool = True,
+    show_progress: bool = True,
+) -> Dynamics:
+    """:func:`training_dynamics` of a run, with the held-out data found from the run
+    itself (``dtlens dynamics``): its TrainConfig and demonstrations file (recorded in
+    the checkpoints' metadata, or ``demos``) give the validation split whose
+    decision-square windows the decision loss and the probes read.
+
+    Raises:
+        CheckpointError: no ``step_k`` checkpoints, or the recorded demonstrations file
+            is gone.
+        ConfigError: the checkpoints name no demonstrations file and ``demos`` is None,
+            or the run has no validation split.
+    """
+    from dtlens.data.demonstrations import Demonstrations
+    from dtlens.training.config import TrainConfig
+    from dtlens.training.pipeline import make_samplers
+    from dtlens.training.trainer import STATE_JSON
+
+    checkpoints = checkpoint_steps(run_dir)
+    state = json.loads((checkpoints[-1][1] / STATE_JSON).read_text())
+    demos_path = demos if demos is not None else _data_file(state)
+    if demos_path is None:
+        raise ConfigError(
+            f"the checkpoints in {run_dir} do not name their demonstrations; pass --demos"
+        )
+    config = TrainConfig.from_dict(state["train_config"])
+    data = Demonstrations.load(demos_path)
+    _, val = make_samplers(data, config)
+    if val is None:
+        raise ConfigError("the run has no validation split (val_fraction=0): nothing held out")
+    decisions = DecisionData.from_demonstrations(data, val)
+    return training_dynamics(run_dir, decisions, probe=probe, show_progress=show_progress)
+
+
+def _data_file(state: dict) -> Path | None:
+    try:
+        name = state["metadata"]["data"]["file"]
+    except (KeyError, TypeError):
+        return None
+    path = Path(name)
+    if not path.exists():
+        raise CheckpointError(
+            f"the run's demonstrations {name!r} are not there any more; pass --demos"
+        )
+    return path

@@ -1,8 +1,10 @@
 """``dtlens build-memorydt`` end to end on a tiny recipe, and the bar it checks.
 
 The smoke build runs the real command (collect -> curriculum training with checkpoints
--> calibration -> dynamics -> model card) with the recipe shrunk to a tiny model and a
-few hundred episodes; the verdict is checked on hand-made calibration results.
+-> calibration -> dynamics -> model card: one call of
+:func:`dtlens.training.build.build_memorydt`) with the recipe shrunk to a tiny model and
+a few hundred episodes; the verdict (:func:`dtlens.training.build.calibration_verdict`)
+is checked on hand-made calibration results.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import pytest
 
 import dtlens
 from dtlens.cli import main
-from dtlens.cli.build_memorydt import _verdict
 from dtlens.env import SCENARIOS
+from dtlens.errors import OutputPathError
 from dtlens.training import recipe as recipes
+from dtlens.training.build import build_memorydt, calibration_verdict
 from dtlens.training.calibration import CalibrationResult
 from dtlens.training.config import TrainConfig
 from dtlens.training.dynamics import DYNAMICS_FILE, Dynamics
@@ -99,12 +102,12 @@ def test_smoke_build_writes_everything_and_resumes(tiny_recipe, tmp_path, capsys
 
 def test_total_steps_scales_the_curriculum(tiny_recipe, tmp_path):
     from dtlens.cli import build_parser
-    from dtlens.cli.build_memorydt import _recipe_from_args
+    from dtlens.cli.build_memorydt import recipe_from_args
 
     args = build_parser().parse_args(
         ["build-memorydt", "--run-dir", str(tmp_path), "--total-steps", "40", "--seed", "3"]
     )
-    recipe = _recipe_from_args(args)
+    recipe = recipe_from_args(args)
     assert recipe.train.total_steps == 40
     assert recipe.train.curriculum[0].until_step == 10  # 5 of 20 -> 10 of 40
     assert recipe.train.seed == 3 and recipe.train.model.seed == 3
@@ -143,7 +146,7 @@ PADDED_OK = {
     ],
 )
 def test_verdict_needs_every_layout_and_both_paddings(by_layout, low, masked, passed):
-    verdict = _verdict(recipes.MEMORYDT_RECIPE, _calibration(by_layout, low), masked)
+    verdict = calibration_verdict(recipes.MEMORYDT_RECIPE, _calibration(by_layout, low), masked)
     assert verdict["passed"] is passed
     expected = {s.name: float(v) for s, v in zip(SCENARIOS, by_layout, strict=True)}
     assert verdict["high_by_layout"] == expected
@@ -157,3 +160,14 @@ def test_output_paths_are_checked_before_collecting(tmp_path, capsys):
     assert main(["build-memorydt", "--run-dir", str(tmp_path / "r"), "--out", blocked]) == 2
     assert "--out" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # nothing started
+
+
+def test_the_library_function_checks_outputs_first_and_logs_through_log(tmp_path):
+    """build_memorydt (the library call behind the command) checks both paths before any
+    work, and prints nothing itself: its lines go to ``log``."""
+    (tmp_path / "file.txt").write_text("x")
+    lines: list[str] = []
+    recipe = recipes.customise_recipe(recipes.MEMORYDT_RECIPE, tmp_path / "r")
+    with pytest.raises(OutputPathError, match="--out"):
+        build_memorydt(recipe, tmp_path / "file.txt" / "o", tmp_path / "r", log=lines.append)
+    assert lines == [] and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+import dtlens.data.collect as collect_lib
 from dtlens.cli import collect as collect_cli
 from dtlens.cli import main
 from dtlens.data.agents.planner import BoltzmannPlanner
@@ -146,7 +147,7 @@ def test_collect_with_the_original_lstm_agent(tmp_path, capsys):
 
 def test_cli_checks_out_before_collecting(tmp_path, monkeypatch):
     played = []
-    monkeypatch.setattr(collect_cli, "collect_demonstrations", lambda *a, **k: played.append(1))
+    monkeypatch.setattr(collect_lib, "collect_demonstrations", lambda *a, **k: played.append(1))
     (tmp_path / "file.txt").write_text("x")
     for out, message in [
         (
@@ -169,7 +170,7 @@ def test_ctrl_c_while_collecting_says_nothing_was_written(tmp_path, monkeypatch,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(collect_cli, "collect_demonstrations", interrupted)
+    monkeypatch.setattr(collect_lib, "collect_demonstrations", interrupted)
     capsys.readouterr()
     assert main([*argv, "--append"]) == 130
     err = capsys.readouterr().err

@@ -225,20 +225,25 @@ def test_noise_direction_matches_the_autograd_reference(model, pair, hook, by):
 
 
 def test_resid_mid_gradient_is_the_residual_streams_not_the_mlp_inputs(model, pair):
-    """On the bridge ``hook_resid_mid`` is ``ln2.hook_in``: its gradient misses the skip path."""
-    assert model.hook_dict["blocks.0.hook_resid_mid"] is model.hook_dict["blocks.0.ln2.hook_in"]
+    """``hook_resid_mid`` is the residual stream (its gradient has the skip path);
+    ``ln2.hook_in`` is the MLP's input only, whose gradient misses it."""
+    assert model.hook_dict["blocks.0.hook_resid_mid"] is not model.hook_dict["blocks.0.ln2.hook_in"]
     assert gradient_hook_name("resid_mid", 0) == "blocks.0.hook_attn_out"
     _, corrupt = pair
     full = reference_gradient(model, corrupt, "resid_mid", 0)
-    _, cache = model.run_with_cache(corrupt, names_filter=["blocks.0.hook_resid_mid"])
-    delta = torch.zeros_like(cache["blocks.0.hook_resid_mid"], requires_grad=True)
-    logits = model.run_with_hooks(
-        corrupt, fwd_hooks=[("blocks.0.hook_resid_mid", lambda act, hook: act + delta)]
-    )
-    mlp_only = torch.autograd.grad(metric(logits).sum(), delta)[0]
+    grads = {}
+    for name in ("blocks.0.hook_resid_mid", "blocks.0.ln2.hook_in"):
+        _, cache = model.run_with_cache(corrupt, names_filter=[name])
+        delta = torch.zeros_like(cache[name], requires_grad=True)
+        logits = model.run_with_hooks(
+            corrupt, fwd_hooks=[(name, lambda act, hook, d=delta: act + d)]
+        )
+        grads[name] = torch.autograd.grad(metric(logits).sum(), delta)[0]
+    torch.testing.assert_close(grads["blocks.0.hook_resid_mid"], full, atol=1e-5, rtol=1e-5)
     post = reference_gradient(model, corrupt, "resid_post", 0)
+    mlp_only = grads["blocks.0.ln2.hook_in"]
     torch.testing.assert_close(full, post + mlp_only, atol=1e-5, rtol=1e-5)
-    assert (full - mlp_only).abs().max() > 1e-2  # the naive hook gradient would be wrong
+    assert (full - mlp_only).abs().max() > 1e-2  # the MLP input's gradient alone would be wrong
 
 
 # ------------------------------------------------------------- exact where affine

@@ -373,7 +373,7 @@ def test_a_sender_after_the_receiver_is_refused_and_adds_nothing_to_a_group(setu
     model, clean, corrupt, *_ = setup_ln
     for mode in ("direct", "freeze"):
         for sender, receiver in [("L1H0", "L1H2.q"), ("MLP0", "L0H1.k"), ("MLP1", "MLP1")]:
-            with pytest.raises(ConfigError, match="can reach a receiver.*carries nothing"):
+            with pytest.raises(ConfigError, match=r"can reach a receiver.*carries nothing"):
                 path_patching(model, clean, corrupt, sender, receiver, logit_diff, mode=mode)
         # beside a sender that reaches the receiver, an unreachable one changes nothing
         both = path_patching(model, clean, corrupt, ["L0H1", "L1H0"], "L1H2.q", logit_diff,

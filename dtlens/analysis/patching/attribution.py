@@ -30,12 +30,11 @@ What is estimated is exactly what ``activation_patching`` patches, for every hoo
 point (``resid_pre``, ``resid_mid``, ``resid_post``), a component's output added to
 it (``attn_out``, ``mlp_out``), a head's ``z``, a neuron, ``q`` / ``k`` / ``v`` /
 ``pattern`` inside attention, and the DT embeddings (the time embedding of step t is
-added to each of that step's tokens, so its gradient sums over them). On
-TransformerLens' native bridge ``blocks.L.hook_resid_mid`` is an alias of
-``blocks.L.ln2.hook_in``, whose gradient is only the MLP's path; the gradient of the
-residual stream between attention and MLP is read at ``blocks.L.hook_attn_out``
-instead (``resid_mid = resid_pre + attn_out``), so ``resid_mid`` estimates the same
-residual patch ``activation_patching`` makes.
+added to each of that step's tokens, so its gradient sums over them). The gradient
+of the residual stream between attention and MLP is read at ``blocks.L.hook_attn_out``
+(``resid_mid = resid_pre + attn_out``, so the two gradients are equal), never at
+``blocks.L.ln2.hook_in``, the MLP's input, whose gradient is the MLP's path alone; so
+``resid_mid`` estimates the same residual patch ``activation_patching`` makes.
 
 The gradients are those of ``sum_b metric(logits)[b]`` for a per-pair metric (the B
 rows are independent, so row b's gradient is that of its own metric) or of the scalar
@@ -238,10 +237,9 @@ def attribution_patching(
 def gradient_hook_name(hook: str, layer: int | None) -> str:
     """The hook whose gradient is d metric / d (the activation a sweep of ``hook`` patches).
 
-    The sweep's own hook, except ``resid_mid``: on the native bridge
-    ``blocks.L.hook_resid_mid`` is ``blocks.L.ln2.hook_in``, the MLP's input only,
-    while the patch replaces the residual stream between attention and MLP. That
-    stream is ``resid_pre + attn_out``, so its gradient is ``hook_attn_out``'s.
+    The sweep's own hook, except ``resid_mid``: the patch replaces the residual stream
+    between attention and MLP, ``resid_pre + attn_out``, whose gradient equals
+    ``hook_attn_out``'s (read there, so that the same hooks serve ``attn_out``).
 
     Example:
         >>> gradient_hook_name("resid_mid", 1), gradient_hook_name("z", 0)

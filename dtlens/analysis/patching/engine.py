@@ -289,10 +289,8 @@ def patched_metrics(
     docstring); the values are raw metrics, not normalised.
 
     ``blocks.L.hook_resid_mid`` patches the residual stream between attention and
-    MLP, as in HookedTransformer. (On TransformerLens' native bridge that hook name
-    is an alias of ``blocks.L.ln2.hook_in``: a hook writing to it changes only the
-    MLP's input while the residual stream goes on unpatched. Pass
-    ``"blocks.L.ln2.hook_in"`` for that.)
+    MLP, as in HookedTransformer; ``"blocks.L.ln2.hook_in"`` patches the MLP's input
+    only (the residual stream goes on unpatched).
 
     Args:
         model: the model.

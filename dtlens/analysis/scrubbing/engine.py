@@ -185,24 +185,31 @@ def scrub_forward(
     rand = torch.cat([w.random for w in worlds])
     inputs = torch.cat([w.input for w in worlds])
     live: dict[int, Act] = {i: cache.values[i][inputs] for i in cache.embeds}
+    diffs: dict[tuple[int, int], Tensor] = {}  # (source, sender) -> value - random's value
+
+    def diff(j: int, s: int) -> Tensor:
+        if (j, s) not in diffs:
+            src = sources[j]
+            base = cache.values[s][rand[src.world * m : (src.world + 1) * m]]
+            if src.live is not None:
+                value = live[s][src.live * m : (src.live + 1) * m]
+            else:
+                value = cache.values[s][src.index]
+            diffs[j, s] = (value - base).flatten(1)
+        return diffs[j, s]
 
     def correction(receivers: list[int]) -> Float[Tensor, "row receiver pos d_model"]:
         n_pos, d = cache.final.shape[1:]
         out = cache.final.new_zeros(len(worlds) * m, len(receivers), n_pos, d)
-        for src in sources:
+        for j, src in enumerate(sources):
             mask = src.mask[:, receivers]
             senders = mask.any(1).nonzero().flatten().tolist()
             if not senders:
                 continue
+            weight = mask[senders].T.to(out.dtype)  # [receiver, sender]
+            stacked = torch.stack([diff(j, s) for s in senders], 1)  # [row, sender, pos * d]
             rows = slice(src.world * m, (src.world + 1) * m)
-            base = rand[rows]
-            if src.live is not None:
-                at = slice(src.live * m, (src.live + 1) * m)
-                diffs = [live[s][at] - cache.values[s][base] for s in senders]
-            else:
-                diffs = [cache.values[s][src.index] - cache.values[s][base] for s in senders]
-            weight = mask[senders].to(out.dtype)
-            out[rows] += einsum(weight, torch.stack(diffs, 1), "s r, row s p d -> row r p d")
+            out[rows] += (weight @ stacked).view(m, len(receivers), n_pos, d)
         return out
 
     for layer, (qkv, mlp_in, heads, mlp) in enumerate(cache.layers):

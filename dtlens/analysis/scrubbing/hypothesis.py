@@ -150,9 +150,9 @@ class Claim:
         object.__setattr__(self, "feature", _as_feature(self.feature))
         if self.children is not None:
             children = (self.children,) if isinstance(self.children, Claim) else self.children
-            if not isinstance(children, Iterable) or not all(
-                isinstance(c, Claim) for c in (children := tuple(children))
-            ):
+            if isinstance(children, Iterable):
+                children = tuple(children)
+            if not isinstance(children, tuple) or not all(isinstance(c, Claim) for c in children):
                 raise HypothesisError(
                     f"a claim's children are None or a list of Claims; got {self.children!r}."
                 )
@@ -161,7 +161,9 @@ class Claim:
     def __str__(self) -> str:
         edges = ", ".join(str(e) for e in self.edges)
         head = f"{self.name}: " if self.name else ""
-        inside = "" if self.children is None else ": [" + ", ".join(map(str, self.children)) + "]"
+        inside = ""
+        if self.children is not None:
+            inside = ": " + (", ".join(map(str, self.children)) or "[]")
         return f"[{head}{edges} | {_feature_text(self.feature)}{inside}]"
 
 

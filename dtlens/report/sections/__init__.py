@@ -12,6 +12,7 @@ from dtlens.report.sections import (
     congruence,
     dynamics,
     look_back,
+    maps,
     patching,
     path_patching,
     rtg_entropy,
@@ -32,4 +33,5 @@ SECTION_MODULES: dict[str, ModuleType] = {
     "path_patching": path_patching,
     "circuit": circuit,
     "dynamics": dynamics,
+    "maps": maps,
 }
