@@ -79,7 +79,7 @@ print("short windows are padded as", model.context_padding)
 # %%
 # --8<-- [start:batch]
 LAYOUT = "key/top-key"  # instruction key, key on top: the post's "exception" layout
-batch = layout_batch(LAYOUT, rtg=0.9, padding=model.context_padding)
+batch = layout_batch(LAYOUT, rtg=0.9, model=model)  # padded the way the model asks
 labels = model.token_labels(batch)
 print(batch.obs.shape, batch.actions.tolist(), batch.timesteps.tolist())
 print(labels)  # ['R1', 'S1', 'A1', ..., 'R9', 'S9']
@@ -147,7 +147,7 @@ for name, b in (("clean", batch), ("swapped", swapped)):
 
 # %%
 # --8<-- [start:patching]
-pair = instruction_swap_pair(LAYOUT, rtg=0.0, padding=model.context_padding)
+pair = instruction_swap_pair(LAYOUT, rtg=0.0, model=model)
 print(pair.description)
 metric = pair.metric(model)  # logit(answer) - logit(wrong) at the last state token
 result = activation_patching(model, pair.clean, pair.corrupt, metric, "resid_pre")

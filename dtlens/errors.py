@@ -26,6 +26,7 @@ __all__ = [
     "HookNameError",
     "HookShapeError",
     "HypothesisError",
+    "MetricError",
     "NonFiniteError",
     "ObservationError",
     "OneHotError",
@@ -117,6 +118,11 @@ class HookNameError(DTLensError, KeyError):
 class HookShapeError(DTLensError, ValueError):
     """A hook function that returned something other than None or a tensor of its
     activation's shape (the message names the hook, the function and both shapes)."""
+
+
+class MetricError(DTLensError, ValueError):
+    """A metric that returned neither one value per pair (``[B]``) nor a scalar, or a
+    value that is NaN or inf; every analysis that takes a metric raises it."""
 
 
 class EnvError(DTLensError, ValueError):

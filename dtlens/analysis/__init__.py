@@ -8,9 +8,17 @@
   attribution patching) and their results;
 - :mod:`~dtlens.analysis.circuits`: the model as a graph of senders and receivers:
   path patching, exact edge patching, EAP/EAP-IG edge scores, ACDC, faithfulness;
+- :mod:`~dtlens.analysis.probes`: linear probes for facts of the environment, layer by
+  layer, against a random model and shuffled labels;
+- :mod:`~dtlens.analysis.steering`: activation addition as a hook context (also in
+  rollouts), and sweeps measuring retargeting in play;
+- :mod:`~dtlens.analysis.scrubbing`: causal scrubbing (hypotheses as trees of claims,
+  resampling, the share of the metric a hypothesis recovers);
 - :mod:`~dtlens.analysis.decomposition`: direct logit attribution, logit lens, the
   residual stream by component;
-- :mod:`~dtlens.analysis.weights`: QK/OV circuits, congruence, embeddings (weights only).
+- :mod:`~dtlens.analysis.weights`: QK/OV circuits, congruence, embeddings (weights only);
+- :mod:`~dtlens.analysis.maps` and :mod:`~dtlens.analysis.rollout_gif`: the model's
+  actions with the agent placed on every square, and GIFs of its greedy play.
 
 This package re-exports their public names.
 
@@ -56,6 +64,7 @@ from dtlens.analysis.edits.scenarios import (
     layout_batch,
     rtg_pair,
 )
+from dtlens.analysis.maps import ActionMaps, action_maps
 from dtlens.analysis.metrics import (
     Metric,
     MetricFn,
@@ -71,6 +80,41 @@ from dtlens.analysis.metrics import (
 from dtlens.analysis.patching.activation import activation_patching
 from dtlens.analysis.patching.attribution import attribution_patching
 from dtlens.analysis.patching.results import PatchingResult
+from dtlens.analysis.probes import (
+    ProbeData,
+    ProbeFit,
+    ProbeResult,
+    fit_probe,
+    linear_probes,
+    memory_windows,
+    probe_activations,
+    random_model,
+    residual_hooks,
+    rollout_windows,
+    steps_to_decision,
+    wilson_interval,
+)
+from dtlens.analysis.rollout_gif import RolloutGif, greedy_gif, greedy_gifs
+from dtlens.analysis.scrubbing import (
+    Claim,
+    Hypothesis,
+    Scrubber,
+    ScrubbingDataset,
+    ScrubbingResult,
+    causal_scrubbing,
+    decision_metric,
+    memory_dataset,
+    through_heads,
+)
+from dtlens.analysis.steering import (
+    Steering,
+    SteeringResult,
+    fact_directions,
+    mean_difference,
+    probe_direction,
+    steer,
+    steering_sweep,
+)
 from dtlens.analysis.weights.congruence import (
     CongruenceTable,
     congruence,
@@ -93,7 +137,9 @@ from dtlens.analysis.weights.qk_ov import (
 __all__ = [
     "MLP",
     "ACDCResult",
+    "ActionMaps",
     "Circuit",
+    "Claim",
     "CongruenceTable",
     "DTGraph",
     "Edge",
@@ -105,6 +151,7 @@ __all__ = [
     "Head",
     "HeadInput",
     "HeadSVD",
+    "Hypothesis",
     "LogitAttribution",
     "Logits",
     "MLPInput",
@@ -113,36 +160,56 @@ __all__ = [
     "ObservationEdit",
     "PatchingPair",
     "PatchingResult",
+    "ProbeData",
+    "ProbeFit",
+    "ProbeResult",
     "ResidPre",
     "ResidualDecomposition",
+    "RolloutGif",
+    "Scrubber",
+    "ScrubbingDataset",
+    "ScrubbingResult",
     "StatePCA",
+    "Steering",
+    "SteeringResult",
     "acdc",
     "action_entropy",
+    "action_maps",
     "action_probability",
     "activation_patching",
     "all_layouts",
     "attribution_patching",
+    "causal_scrubbing",
     "circuit_faithfulness",
     "compose",
     "congruence",
+    "decision_metric",
     "direct_logit_attribution",
     "edge_attribution_patching",
     "edge_patching",
     "embedding_congruence",
     "embedding_matrix",
     "embedding_neuron_congruence",
+    "fact_directions",
     "faithfulness_curve",
+    "fit_probe",
     "flip_targets",
+    "greedy_gif",
+    "greedy_gifs",
     "head_congruence",
     "head_svd",
     "history_batch",
     "instruction_swap_pair",
     "layout_batch",
+    "linear_probes",
     "logit_diff",
     "logit_lens",
     "make_action_entropy_metric",
     "make_action_probability_metric",
     "make_logit_diff_metric",
+    "mean_difference",
+    "memory_dataset",
+    "memory_windows",
     "ov_circuit",
     "patch_observation",
     "patching_effect",
@@ -150,12 +217,22 @@ __all__ = [
     "path_patching_sweep",
     "per_layer_growth",
     "play_greedy",
+    "probe_activations",
+    "probe_direction",
     "qk_circuit",
+    "random_model",
     "residual_decomposition",
+    "residual_hooks",
     "restored_logit_diff",
+    "rollout_windows",
     "rtg_pair",
     "set_cell",
     "set_rtg",
     "state_embedding_pca",
+    "steer",
+    "steering_sweep",
+    "steps_to_decision",
     "swap_instruction",
+    "through_heads",
+    "wilson_interval",
 ]

@@ -114,6 +114,7 @@ class LogitAttribution:
         """Sum over rows: the model's logits (or logit difference) for a DLA.
 
         Examples:
+            >>> logits = model(batch)
             >>> dla = direct_logit_attribution(cache, model, actions=("left", "right"))
             >>> bool(torch.allclose(dla.total(), logits[:, -1, 0] - logits[:, -1, 1], atol=1e-4))
             True

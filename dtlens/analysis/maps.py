@@ -109,6 +109,11 @@ class ActionMaps:
             raise DTLensError(
                 f"ActionMaps.probs must have axes {AXES}, got shape {list(self.probs.shape)}"
             )
+        if tuple(np.shape(self.cells)) != tuple(self.probs.shape[:4]):
+            raise DTLensError(
+                f"ActionMaps.cells must be [instruction, top, x, y] = "
+                f"{list(self.probs.shape[:4])}, got {list(np.shape(self.cells))}"
+            )
         if len(self.poses) != len(self.routes):
             raise DTLensError(f"{len(self.poses)} poses but {len(self.routes)} routes")
         for axis, size in zip(AXES, self.probs.shape, strict=True):
@@ -381,8 +386,8 @@ def layout_cells(layout: Scenario | str | tuple[str, str]) -> np.ndarray:
 
     Examples:
         >>> cells = layout_cells("key/top-ball")
-        >>> cells[1, 2], cells[5, 1], cells[5, 4], cells[5, 2], cells[0, 0]
-        ('key', 'ball', 'match', 'other', 'wall')
+        >>> [str(cells[x, y]) for x, y in [(1, 2), (5, 1), (5, 4), (5, 2), (0, 0)]]
+        ['key', 'ball', 'match', 'other', 'wall']
     """
     scenario = as_scenario(layout)
     env = make_env(MEMORY_ENV_ID, max_steps=_MAX_STEPS, one_hot=False)

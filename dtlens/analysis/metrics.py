@@ -54,7 +54,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from dtlens.env.actions import ACTION_INDEX, ACTION_NAMES
-from dtlens.errors import BatchError, ConfigError, DTLensError
+from dtlens.errors import BatchError, ConfigError, DTLensError, MetricError
 
 if TYPE_CHECKING:
     from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -119,8 +119,8 @@ def metric_values(metric: MetricFn, logits: Logits, n_pairs: int) -> Float[Tenso
         n_pairs: B, the number of rows.
 
     Raises:
-        DTLensError: the metric returned something else (the message shows its shape and
-            both accepted ones), or a value that is NaN or infinite.
+        MetricError: the metric returned something else (the message shows its shape and
+            both accepted ones), or a value that is NaN or infinite (a DTLensError).
 
     Examples:
         >>> logits = torch.zeros(3, 5, 7)
@@ -132,7 +132,7 @@ def metric_values(metric: MetricFn, logits: Logits, n_pairs: int) -> Float[Tenso
     values = metric(logits)
     if not isinstance(values, Tensor) or tuple(values.shape) not in ((n_pairs,), ()):
         got = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise DTLensError(
+        raise MetricError(
             f"a metric must map logits [B, n_tokens, n_actions] = {list(logits.shape)} to one "
             f"value per pair, shape [B] = [{n_pairs}], or to one scalar (shape []); got {got}. "
             "Reduce over positions and actions (e.g. logits[:, -1, 0] - logits[:, -1, 1]), "
@@ -140,7 +140,7 @@ def metric_values(metric: MetricFn, logits: Logits, n_pairs: int) -> Float[Tenso
         )
     values = values.detach().float().reshape(-1)
     if not bool(torch.isfinite(values).all()):
-        raise DTLensError(
+        raise MetricError(
             f"the metric returned non-finite values {values[~torch.isfinite(values)][:5].tolist()}"
             "; check it on the clean and corrupt logits (a log of 0? a division by a zero gap?)."
         )

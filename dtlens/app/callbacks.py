@@ -312,7 +312,7 @@ def render_patching(
     session = state.sessions.get(session_id)
 
     def compute() -> TabOutput:
-        _check_settings(edit=edit, action_a=action_a, action_b=action_b, mode=mode)
+        _check_settings({"edit": edit, "action a": action_a, "action b": action_b, "mode": mode})
         model, run = state.display_run(session, model_value, rtg, hooks=False)
         settings = (
             model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b, mode
@@ -455,8 +455,8 @@ def _index(value: Any, n: int, name: str) -> int:
     return value
 
 
-def _check_settings(**settings: Any) -> None:
-    """Raise ConfigError unless every setting is a string or a number (a picker's value).
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Raise ConfigError unless every setting (name -> value) is a string or a number.
 
     The values themselves are checked where they are used; this keeps a hand-crafted
     list or object out of cache keys.

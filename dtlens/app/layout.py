@@ -201,7 +201,7 @@ def _env_panel(n_actions: int) -> html.Div:
             ),
             html.P(
                 className="dt-keys",
-                children="Keys: "
+                children="Keys (wherever the focus is, except in a text box): "
                 + ", ".join(f"{key} {action}" for key, action in KEY_BINDINGS.items()),
             ),
             html.Div(id=IDS.STATUS, className="dt-status"),
@@ -217,7 +217,10 @@ def _model_panel() -> html.Div:
         className="dt-panel dt-model",
         children=[
             html.H2("Model"),
-            html.Label("Return-to-go (set at every RTG token)", htmlFor=IDS.RTG),
+            html.Label(
+                "Return-to-go (set at every RTG token; drag, or type in the box and press Enter)",
+                htmlFor=IDS.RTG,
+            ),
             dcc.Slider(id=IDS.RTG, min=0, max=1, step=0.01, value=0.9, marks=_RTG_MARKS),
             dcc.Graph(id=IDS.PROBS, config=_GRAPH_CONFIG),
             html.Div(id=IDS.PROBS_TABLE),

@@ -120,8 +120,9 @@ def make_server(
     """A waitress server for ``app``, bound but not yet serving.
 
     Call its ``run()`` to serve until interrupted (from a thread, if the caller goes
-    on) and ``close()`` to stop; ``effective_port`` is the port it bound (useful with
-    ``port=0``, a free one).
+    on) and ``close()`` to stop accepting connections; ``effective_port`` is the port
+    it bound (useful with ``port=0``, a free one) when ``host`` is one address (a name
+    such as ``localhost`` may bind several).
 
     Args:
         app: from :func:`create_app`.
@@ -134,11 +135,12 @@ def make_server(
             the port is in use.
 
     Example:
-        >>> import threading
-        >>> server = make_server(create_app(model="memorydt"), port=0)  # doctest: +SKIP
-        >>> threading.Thread(target=server.run, daemon=True).start()  # doctest: +SKIP
-        >>> url = f"http://127.0.0.1:{server.effective_port}/"  # doctest: +SKIP
-        >>> server.close()  # doctest: +SKIP
+        >>> import threading, urllib.request
+        >>> server = make_server(create_app(model="memorydt"), port=0)
+        >>> threading.Thread(target=server.run, daemon=True).start()
+        >>> urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/").status
+        200
+        >>> server.close()
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"server threads must be a positive int, got {threads!r}.")

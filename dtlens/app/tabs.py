@@ -45,6 +45,7 @@ from dtlens.plotting import (
     plot_logit_lens,
     plot_patching,
 )
+from dtlens.plotting import patching as patching_plots
 
 __all__ = [
     "EDITS",
@@ -259,7 +260,9 @@ def patching_results(
 
     Returns:
         ``(by layer x position, by layer x head, summary)``; the summary gives the
-        clean and corrupt logit differences.
+        clean and corrupt logit differences, and says so when they are closer than
+        :data:`dtlens.plotting.patching.MIN_GAP` (the maps are then drawn greyed out:
+        the fractions divide by almost nothing).
 
     Raises:
         ConfigError: an action is unknown or ``a == b``, or ``edit`` or ``mode`` is
@@ -304,6 +307,12 @@ def patching_results(
             else "."
         )
     )
+    gap = abs(clean_diff - corrupt_diff)
+    if gap < patching_plots.MIN_GAP:
+        summary += (
+            f" The two runs differ by only {gap:.3f} logits (under {patching_plots.MIN_GAP:g}): "
+            "the maps are greyed out, since these fractions divide by almost nothing."
+        )
     return by_pos, by_head, summary
 
 
@@ -312,7 +321,9 @@ def patching_figures(
 ) -> tuple[go.Figure, go.Figure]:
     """The two heatmaps of :func:`patching_results` (rows = layers).
 
-    The titles say "estimated" for attribution patching's results.
+    The titles say "estimated" for attribution patching's results. ``plot_patching``
+    greys both out (with the gap written inside) when the clean and corrupt logit
+    differences are closer than :data:`dtlens.plotting.patching.MIN_GAP`.
 
     Example:
         >>> by_pos, by_head, _ = patching_results(model, run, "rtg")  # doctest: +SKIP

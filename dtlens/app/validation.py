@@ -174,8 +174,13 @@ def _check_outputs(outputs: Any, output: str) -> None:
 
 
 def _check_props(items: Any, spec: list[Mapping[str, Any]], field: str) -> dict[str, Any]:
-    """``items`` must list ``spec``'s ids and properties in order; returns their values."""
+    """``items`` must list ``spec``'s ids and properties in order; returns their values.
+
+    Dash leaves out an empty list (a callback without states sends no ``state``).
+    """
     wanted = [(item["id"], item["property"]) for item in spec]
+    if items is None and not wanted:
+        return {}
     ok = isinstance(items, list) and len(items) == len(wanted)
     ok = ok and all(_names(item) == pair for item, pair in zip(items, wanted, strict=False))
     if not ok:

@@ -1,8 +1,8 @@
 """The app's Dash wiring: which page inputs call which plain callback, and where outputs go.
 
-The callbacks themselves live in :mod:`dtlens.app.callbacks` (plain functions, tested
-without a browser); this module only binds them to the component ids of
-:class:`~dtlens.app.layout.IDS` and turns their dataclasses into components.
+The callbacks themselves live in :mod:`dtlens.app.callbacks` and :mod:`dtlens.app.gif`
+(plain functions, tested without a browser); this module only binds them to the component
+ids of :class:`~dtlens.app.layout.IDS` and turns their dataclasses into components.
 
 Dash runs the environment callback first (a key press, reset or scenario change bumps
 the ``episode-version`` store), then, in parallel, the model panel and the visible

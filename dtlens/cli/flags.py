@@ -161,7 +161,7 @@ def _add_fields(
             sub_group = parser.add_argument_group(title, _summary(nested))
             _add_fields(parser, sub_group, spec, nested, f"{path}.", sub_defaults, extra)
             continue
-        if prefix and f.name in outer_names(spec):
+        if prefix and f.name in _outer_names(spec):
             option = "--" + prefix.replace("_", "-") + f.name.replace("_", "-")
         else:
             option = "--" + f.name.replace("_", "-")
@@ -190,7 +190,7 @@ def _add_fields(
         spec.flags[path] = option
 
 
-def outer_names(spec: ConfigFlags) -> set[str]:
+def _outer_names(spec: ConfigFlags) -> set[str]:
     """The top-level field names of the spec's class (nested flags avoid them)."""
     return {f.name for f in dataclasses.fields(spec.cls)}
 

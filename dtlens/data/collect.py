@@ -397,11 +397,14 @@ def collect_to_file(
             directory (:func:`load_agent`).
         out: the ``.npz`` file to write.
         spec: sampling groups (:func:`parse_sampling_spec`).
-        env_id, max_steps, n_envs, seed, show_progress: as
-            :func:`collect_demonstrations`.
+        env_id: a MiniGrid id (:func:`collect_demonstrations`' ``env_id``).
+        max_steps: episode length limit.
+        n_envs: envs stepped together.
+        seed: root seed of every episode's env and action seeds.
         append: extend the existing ``out``.
         overwrite: replace an existing ``out``.
         planner_scale: the planner's logit scale (planner only).
+        show_progress: a tqdm bar over episodes.
 
     Raises:
         OutputPathError: ``out`` cannot be written, or exists and neither ``append``

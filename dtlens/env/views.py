@@ -61,6 +61,7 @@ def locate_memory_objects(
             layout, or its matching poses disagree on where the targets are.
 
     Examples:
+        >>> from dtlens.analysis import layout_batch
         >>> obs = layout_batch("key/top-ball", n_steps=None).obs  # step 0: instruction on the left
         >>> instruction, targets = locate_memory_objects(obs)
         >>> instruction[0, 0].nonzero().tolist(), targets[0, 0].nonzero().tolist()

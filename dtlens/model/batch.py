@@ -36,7 +36,7 @@ from torch import Tensor
 
 from dtlens.errors import BatchError, EmptyBatchError, NonFiniteError, OneHotError, PaddingMaskError
 
-__all__ = ["TrajectoryBatch"]
+__all__ = ["TrajectoryBatch", "check_is_batch"]
 
 #: Fields whose values (not only shapes) are checked when a batch is built.
 _VALUE_FIELDS = ("obs", "rtg", "padding_mask")
@@ -165,6 +165,33 @@ class TrajectoryBatch:
             )
         if "padding_mask" in names and self.padding_mask is not None:
             _check_left_padding(self.padding_mask)
+
+    def check_values(self, fields: Sequence[str] = _VALUE_FIELDS) -> None:
+        """Check the values of ``fields`` again, as building the batch did.
+
+        A batch's tensors can be edited in place after it was built
+        (``batch.rtg[0] = float("nan")``); this repeats the checks of ``obs`` (finite,
+        0/1 for one-hot grids), ``rtg`` (finite) and ``padding_mask`` (left padding).
+
+        Raises:
+            NonFiniteError, OneHotError, PaddingMaskError: as when the batch is built.
+
+        Example:
+            >>> import torch
+            >>> b = TrajectoryBatch(torch.zeros(1, 2, 5), torch.zeros(1, 1, 3),
+            ...                     torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.long))
+            >>> b.rtg[0, 0] = float("inf")
+            >>> b.check_values(["rtg"])  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            dtlens.errors.NonFiniteError: rtg holds 0 NaN and 1 inf values ...
+        """
+        unknown = sorted(set(fields) - set(_VALUE_FIELDS))
+        if unknown:
+            raise BatchError(
+                f"no value check for {unknown}; the checked fields are {list(_VALUE_FIELDS)}."
+            )
+        self._check_values(tuple(fields))
 
     def _check_actions(self, batch: int, steps: int) -> None:
         actions = self.actions
@@ -335,6 +362,34 @@ class TrajectoryBatch:
         return TrajectoryBatch._derived(
             obs=obs, actions=actions, rtg=rtg, timesteps=timesteps, padding_mask=mask
         )
+
+
+def check_is_batch(batch: object, name: str) -> None:
+    """Raise BatchError unless ``batch`` is a TrajectoryBatch; the message says how to make one.
+
+    Example:
+        >>> import torch
+        >>> check_is_batch(torch.zeros(2, 3), "corrupt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        dtlens.errors.BatchError: corrupt must be a TrajectoryBatch, got a Tensor of shape ...
+    """
+    if isinstance(batch, TrajectoryBatch):
+        return
+    build = "dtlens.TrajectoryBatch(obs=, actions=, rtg=, timesteps=)"
+    edit = "patch_observation(clean, swap_instruction()) or set_rtg(clean, 0.0)"
+    batches = isinstance(batch, list | tuple) and all(isinstance(b, TrajectoryBatch) for b in batch)
+    if isinstance(batch, Tensor):
+        got = f"a Tensor of shape {list(batch.shape)}"
+        fix = f"a tensor is one field of a batch: build the whole window with {build}"
+        fix += f", or edit the clean batch: {edit}" if name == "corrupt" else ""
+    elif batches and len(batch) > 0:
+        got = f"a {type(batch).__name__} of {len(batch)} TrajectoryBatches"
+        fix = "join them into one batch with TrajectoryBatch.cat(...)"
+    else:
+        got = "None" if batch is None else f"a {type(batch).__name__}"
+        fix = f"edit the clean batch ({edit})" if name == "corrupt" else f"build one with {build}"
+    raise BatchError(f"{name} must be a TrajectoryBatch, got {got}; {fix}.")
 
 
 def _check_shape(name: str, tensor: Tensor, expected: tuple[int, ...], dims: str) -> None:

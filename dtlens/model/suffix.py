@@ -147,6 +147,8 @@ def forward_suffix(
         BatchError: ``resid`` does not cover positions ``first_pos..n-1``.
 
     Example:
+        >>> prefix = build_prefix_cache(model, batch)
+        >>> resid = cache["blocks.1.hook_resid_pre"][:, 5:]  # positions 5.. entering block 1
         >>> logits = forward_suffix(model, prefix, resid, 1, 5, torch.arange(2))
         >>> logits.shape  # [row, pos, action]
         torch.Size([2, 11, 7])

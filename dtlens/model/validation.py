@@ -1,5 +1,7 @@
 """Checks of user input that are not a batch's: hook functions and head indices.
 
+Importing this module imports no torch (circuit nodes and configs use it).
+
 - :func:`checked_hook` wraps a user's hook function so that a wrong return value
   raises a :class:`~dtlens.errors.HookShapeError` naming the hook, instead of a
   ``RuntimeError`` from deep inside torch naming none.
@@ -21,14 +23,13 @@ Examples:
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
-
 from dtlens.errors import HeadIndexError, HookShapeError
 
-__all__ = ["check_head", "checked_hook"]
+__all__ = ["check_head", "checked_hook", "is_head_index", "negative_head_hint"]
 
 
 def checked_hook(name: str | Callable[[str], bool], fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,6 +59,7 @@ def checked_hook(name: str | Callable[[str], bool], fn: Callable[..., Any]) -> C
         >>> double(torch.ones(1, 2), hook=None).tolist()
         [[2.0, 2.0]]
     """
+    from torch import Tensor  # here, so that importing this module costs no torch import
 
     @functools.wraps(fn)
     def wrapper(activation: Any, *args: Any, **kwargs: Any) -> Any:
@@ -71,8 +73,9 @@ def checked_hook(name: str | Callable[[str], bool], fn: Callable[..., Any]) -> C
             if isinstance(out, Tensor)
             else f"a {type(out).__name__}"
         )
+        hook_point = kwargs.get("hook", args[0] if args else None)
         raise HookShapeError(
-            f"hook function {_fn_name(fn)} on {_hook_name(name, kwargs.get('hook'))!r} "
+            f"hook function {_fn_name(fn)} on {_hook_name(name, hook_point)!r} "
             f"returned {got}, but the activation has shape {list(activation.shape)}; "
             "return a tensor of the activation's shape (e.g. edit a copy: "
             "out = act.clone(); out[...] = ...; return out), or return None to leave "
@@ -88,31 +91,53 @@ def check_head(head: object, n_heads: int, what: str = "head") -> None:
     Args:
         head: the index to check (bools, floats and negative ints are refused).
         n_heads: heads per layer (``model.cfg.n_heads``).
-        what: how the message names the index (``"head"``, ``"head 2 of Head(0, 2)"``).
+        what: how the message names the index.
 
     Examples:
-        >>> check_head(-1, n_heads=4)
+        >>> check_head(-1, n_heads=4)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        dtlens.errors.HeadIndexError: head=-1 is out of range: heads are numbered 0..3 (n_heads=4); negative indices are not accepted (for the last head pass 3).
+        dtlens.errors.HeadIndexError: head=-1 must be an int in 0..3 (n_heads=4); negative ...
     """
-    if isinstance(head, int) and not isinstance(head, bool) and 0 <= head < n_heads:
+    if is_head_index(head, n_heads):
         return
-    if isinstance(head, int) and not isinstance(head, bool) and head < 0:
-        hint = f"; negative indices are not accepted (for the last head pass {n_heads - 1})."
-    elif isinstance(head, int) and not isinstance(head, bool):
-        hint = "."
-    else:
-        hint = f", got a {type(head).__name__}; pass an int."
+    got = "" if _as_int(head) is not None else f", got a {type(head).__name__}"
     raise HeadIndexError(
-        f"{what}={head!r} is out of range: heads are numbered 0..{n_heads - 1} "
-        f"(n_heads={n_heads}){hint}"
+        f"{what}={head!r} must be an int in 0..{n_heads - 1} (n_heads={n_heads}){got}"
+        f"{negative_head_hint(head, n_heads)}."
     )
+
+
+def is_head_index(head: object, n_heads: int) -> bool:
+    """Whether ``head`` is an integer (not a bool; numpy ints count) in ``0..n_heads - 1``."""
+    index = _as_int(head)
+    return index is not None and 0 <= index < n_heads
+
+
+def negative_head_hint(head: object, n_heads: int) -> str:
+    """The end of a message refusing a negative head index (empty for other values)."""
+    index = _as_int(head)
+    if index is not None and index < 0:
+        return (
+            f"; negative indices are refused (Python's -1 would silently pick the last "
+            f"head): pass {n_heads - 1} for the last head"
+        )
+    return ""
+
+
+def _as_int(value: object) -> int | None:
+    """``value`` as an int if it is an integer (``operator.index``), not a bool; else None."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _fn_name(fn: Callable[..., Any]) -> str:
     base = fn.func if isinstance(fn, functools.partial) else fn
-    return getattr(base, "__qualname__", None) or getattr(base, "__name__", None) or repr(fn)
+    return getattr(base, "__name__", None) or repr(fn)
 
 
 def _hook_name(name: str | Callable[[str], bool], hook: Any) -> str:

@@ -26,7 +26,8 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens import ActivationCache
 
-from dtlens.errors import BatchError, HookNameError
+from dtlens.errors import BatchError, HeadIndexError, HookNameError
+from dtlens.model.validation import is_head_index, negative_head_hint
 from dtlens.plotting import style
 from dtlens.plotting.heatmaps import as_numpy, check_labels, labelled_heatmap
 
@@ -58,8 +59,10 @@ def attention_from_cache(
 
     Raises:
         HookNameError: the cache has no pattern for ``layer``.
-        BatchError: ``head`` or ``batch_index`` is out of range (the message gives the
-            cached shape).
+        HeadIndexError: ``head`` is not in ``0..n_heads - 1`` (negative heads are
+            refused: ``-1`` would silently pick the last head); also a BatchError.
+        BatchError: ``batch_index`` is out of range (the message gives the cached
+            shape).
 
     Examples:
         >>> _, cache = model.run_with_cache(batch)  # doctest: +SKIP
@@ -72,10 +75,11 @@ def attention_from_cache(
         raise HookNameError(f"the cache has no {name!r}; attention patterns cached: {cached}.")
     patterns = cache[name]  # [batch, head, query, key]
     n_batch, n_heads = patterns.shape[0], patterns.shape[1]
-    if not -n_heads <= head < n_heads:
-        raise BatchError(
-            f"head {head} is out of range: {name} has shape {list(patterns.shape)} "
-            f"[batch, head, query, key], so {n_heads} heads."
+    if not is_head_index(head, n_heads):
+        raise HeadIndexError(
+            f"head {head!r} is out of range: {name} has shape {list(patterns.shape)} "
+            f"[batch, head, query, key], so heads 0..{n_heads - 1}"
+            f"{negative_head_hint(head, n_heads)}."
         )
     if not -n_batch <= batch_index < n_batch:
         raise BatchError(

@@ -13,7 +13,7 @@ Examples:
     >>> cells = np.full((7, 7), "empty"); cells[0] = "wall"
     >>> fig = plot_action_maps(probs, cells, action_names=["left", "right", "forward"],
     ...                        actions=[2])
-    >>> [t for t in fig.data if t.meta == "wedges"][0].marker.color.tolist()  # 4 facings
+    >>> list(next(t for t in fig.data if t.meta == "wedges").marker.color)  # 4 facings
     [0.7, 0.7, 0.7, 0.7]
 """
 

@@ -103,6 +103,7 @@ def plot_patching(
 
     Examples:
         >>> import torch
+        >>> from dtlens.analysis.patching.results import PatchingResult
         >>> r = PatchingResult(torch.tensor([0.2, 0.7]), axes=("layer",),
         ...                    labels={"layer": ["0", "1"]}, metric_name="restored")
         >>> fig = plot_patching(r)

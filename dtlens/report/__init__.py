@@ -2,8 +2,10 @@
 
 Each finding is a module of :mod:`dtlens.report.sections` with a
 ``run(model, config) -> Section`` function; :func:`build_report` runs them in order
-with a progress bar and writes ``report.html`` (self-contained: plotly.js inlined)
-and ``report.json`` (every section's numbers).
+with a progress bar and writes ``report.html`` (self-contained: plotly.js inlined;
+it opens with the verdict box of :mod:`dtlens.report.verdict`: which of the seed's
+findings hold on this model) and ``report.json`` (the verdicts and every section's
+numbers).
 
 The package imports light: :data:`SECTIONS`, :data:`REPORT_FILES` and
 :class:`ReportConfig` come without torch or plotly (``dtlens report --help`` needs
@@ -56,6 +58,9 @@ SECTIONS: tuple[str, ...] = (
     "patching",
     "path_patching",
     "circuit",
+    "scrubbing",
+    "probes",
+    "steering",
     "dynamics",
     "maps",
 )
@@ -115,6 +120,7 @@ def build_report(
         OutputPathError: ``out_dir`` cannot be written (checked before any work).
     """
     from dtlens.report.html import render_html
+    from dtlens.report.verdict import verdicts
 
     out = check_writable(out_dir, "dir")
     results = run_sections(model, config, sections, show_progress)
@@ -125,8 +131,14 @@ def build_report(
         "below was computed live by dtlens on this model."
     )
     html_path = out / REPORT_FILES[0]
-    html = render_html(results, title="dtlens: the MemoryDT findings", intro=intro)
-    numbers = {"model": model_name, "sections": [s.to_json() for s in results]}
+    sections_json = [s.to_json() for s in results]
+    verdict = verdicts({s["key"]: s["numbers"] for s in sections_json})
+    html = render_html(results, title="dtlens: the MemoryDT findings", intro=intro, verdict=verdict)
+    numbers = {
+        "model": model_name,
+        "verdict": [v.to_json() for v in verdict],
+        "sections": sections_json,
+    }
     write_files_atomic(
         {html_path: html, out / REPORT_FILES[1]: json.dumps(numbers, indent=2) + "\n"}
     )

@@ -32,6 +32,10 @@ class ReportConfig(ConfigIO):
         calibration_episodes: episodes per RTG (spread over the 4 layouts).
         random_walks: off-routine walks per layout for the RTG-0 entropy finding.
         seed: seed of every random choice in the report.
+        min_gap: patching whose clean and corrupt logit differences are closer than
+            this (logits, mean over the pairs of a figure or facet) is drawn greyed
+            out and judged "cannot be judged" in the verdict box (default
+            :data:`dtlens.plotting.patching.MIN_GAP`).
     """
 
     max_steps: int = 50
@@ -41,6 +45,7 @@ class ReportConfig(ConfigIO):
     calibration_episodes: int = 100
     random_walks: int = 8
     seed: int = 0
+    min_gap: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "calibration_episodes", "random_walks"):
@@ -54,6 +59,8 @@ class ReportConfig(ConfigIO):
         ok = rtgs is not None and all(isinstance(r, int | float) for r in rtgs)
         check(self, "rtgs", ok, "a list of numbers")
         object.__setattr__(self, "rtgs", tuple(float(r) for r in rtgs))
+        if not isinstance(self.min_gap, int | float) or not self.min_gap >= 0:
+            raise ConfigError(f"ReportConfig.min_gap={self.min_gap!r} must be a number >= 0.")
         if self.high_rtg <= self.low_rtg:
             raise ConfigError(
                 f"ReportConfig.high_rtg={self.high_rtg} must exceed low_rtg={self.low_rtg}."

@@ -3,8 +3,11 @@
 A section's ``numbers`` is free-form JSON. The page shows what fits a table at a
 glance and leaves the rest to the collapsed full JSON below it:
 
-- scalars, short lists of scalars and small dicts of scalars (or of such dicts and
-  lists) become rows of a "key | value" table;
+- scalars and short lists of scalars become rows of a "key | value" table;
+- a small dict of scalars becomes a small table in its row (its keys over its values),
+  and a dict of such dicts a small matrix (one row per outer key, one column per inner
+  key), so no value is shown as a raw dict; other small nested dicts are written out
+  as ``key = value`` text;
 - a list of dicts (one record per run or layout) becomes its own table, one row per
   record, one column per key.
 
@@ -13,7 +16,7 @@ are in the figures and the JSON.
 
 Examples:
     >>> page = numbers_html({"rtg": 0.9, "solved": {"key": True, "ball": False}})
-    >>> "<td>0.9</td>" in page and "key = yes" in page
+    >>> "<td>0.9</td>" in page and "<th>key</th><th>ball</th>" in page
     True
 """
 
@@ -94,6 +97,40 @@ def _record_table(name: str, rows: list[Mapping[str, Any]]) -> str:
     )
 
 
+def _is_row_dict(value: Any) -> bool:
+    """A small dict of scalars (or short lists of them): one row of an inner table."""
+    return (
+        isinstance(value, Mapping)
+        and 0 < len(value) <= _MAX_DICT
+        and all(_scalar(v) or (_inline(v, depth=1) is not None and not isinstance(v, Mapping))
+                for v in value.values())
+    )  # fmt: skip
+
+
+def _inner_table(value: Mapping[str, Any]) -> str | None:
+    """A small dict of scalars as a one-row table, a dict of those as a matrix; else None."""
+    if _is_row_dict(value):
+        head = "".join(f"<th>{html.escape(str(k))}</th>" for k in value)
+        cells = "".join(f"<td>{html.escape(_inline(v, 1) or '')}</td>" for v in value.values())
+        return f"<table class='inner'><tr>{head}</tr><tr>{cells}</tr></table>"
+    if not (isinstance(value, Mapping) and 0 < len(value) <= MAX_ITEMS):
+        return None
+    if not all(_is_row_dict(v) for v in value.values()):
+        return None
+    columns: list[str] = []
+    for row in value.values():
+        columns += [str(k) for k in row if str(k) not in columns]
+    if len(columns) > _MAX_DICT:
+        return None
+    head = "<th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = ""
+    for name, row in value.items():
+        texts = {str(k): _inline(v, 1) or "" for k, v in row.items()}
+        cells = "".join(f"<td>{html.escape(texts.get(c, ''))}</td>" for c in columns)
+        body += f"<tr><th>{html.escape(str(name))}</th>{cells}</tr>"
+    return f"<table class='inner'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def numbers_html(numbers: Mapping[str, Any]) -> str:
     """HTML tables of a section's headline numbers ('' when nothing fits a table).
 
@@ -105,6 +142,10 @@ def numbers_html(numbers: Mapping[str, Any]) -> str:
     for key, value in numbers.items():
         if _records(value):
             tables.append(_record_table(key, value))
+            continue
+        inner = _inner_table(value)
+        if inner is not None:
+            rows.append(f"<tr><th>{html.escape(key)}</th><td>{inner}</td></tr>")
             continue
         text = _inline(value)
         if text is not None:

@@ -418,7 +418,10 @@ def _episode_arrays(
     if n == 0:
         raise ConfigError("no episodes to play (got empty initial_rtg / seeds).")
     if not np.all(np.isfinite(rtgs)):
-        raise ConfigError(f"initial_rtg must be finite, got {rtgs.tolist()}.")
+        raise ConfigError(
+            f"initial_rtg must be finite, got {rtgs.tolist()}; pass the return to ask for "
+            "as a finite number (e.g. 0.9 for success, 0.0 for failure)."
+        )
     if not np.issubdtype(seed_arr.dtype, np.integer):
         raise ConfigError(f"seeds must be integers, got dtype {seed_arr.dtype}.")
     rtgs = np.broadcast_to(rtgs, (n,)).astype(np.float32)

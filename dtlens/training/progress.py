@@ -258,18 +258,17 @@ def instruction_probe(
 ) -> dict[str, float]:
     """Held-out accuracy of a logistic-regression probe for the instruction, per layer.
 
-    Features: the residual stream at the decision token (:func:`residual_at_decision`),
-    standardised on the training split; a seeded stratified split holds out
-    ``test_fraction`` of the windows. Chance is the majority class's share.
+    Features: the residual stream at the decision token (:func:`residual_at_decision`);
+    the probe is :func:`dtlens.analysis.probes.fit_probe` (standardised on the training
+    split, a seeded stratified split holding out ``test_fraction`` of the windows).
+    Chance is the majority class's share. :mod:`dtlens.analysis.probes` probes any
+    hook, token and fact, with baselines.
 
     Example:
         >>> instruction_probe(model, data)  # doctest: +SKIP
         {'embed': 0.55, 'L0': 0.56, 'L1': 1.0}
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from dtlens.analysis.probes.fit import fit_probe
 
     labels = np.asarray(data.instruction)
     counts = np.bincount(labels, minlength=2)
@@ -279,19 +278,10 @@ def instruction_probe(
             f"of each instruction; got {counts[0]} key and {counts[1]} ball. Hold out more "
             "episodes (val_fraction) or pass probe=False."
         )
-    out = {}
-    for label, features in residual_at_decision(model, data).items():
-        x_train, x_test, y_train, y_test = train_test_split(
-            features.double().numpy(),
-            labels,
-            test_size=test_fraction,
-            random_state=seed,
-            stratify=labels,
-        )
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        probe.fit(x_train, y_train)
-        out[label] = float(probe.score(x_test, y_test))
-    return out
+    return {
+        label: fit_probe(features, labels, seed=seed, test_fraction=test_fraction).accuracy
+        for label, features in residual_at_decision(model, data).items()
+    }
 
 
 def progress_measures(

@@ -200,6 +200,52 @@ def test_keys_slider_and_tabs(page, model, tmp_path):
         assert zmax == pytest.approx(max(abs(low), abs(high))) and zmin == pytest.approx(-zmax)
 
 
+def test_arrows_move_the_agent_wherever_the_focus_is_but_a_text_box(page, model, tmp_path):
+    shots = _Screenshots(page, tmp_path)
+    env = _ReferenceEnv()
+
+    # a focused radio group: the arrow turns the agent and leaves the layout alone
+    radio = page.locator("#scenario-instruction input[value=key]")
+    radio.focus()
+    page.keyboard.press("ArrowLeft")
+    _wait_text(page, "#episode-status", "step 1 of 50")
+    env.step(LEFT)
+    assert page.inner_text("#episode-status").startswith("key/top-ball")
+    assert radio.is_checked() and _focused(page, "#scenario-instruction input[value=key]")
+    assert page.locator("#trajectory li").all_inner_texts() == ["left"]
+
+    # a focused slider: the arrows turn the agent (ArrowDown does nothing), the RTG stays
+    thumb = page.locator("#rtg-slider [role=slider]")
+    thumb.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowUp")
+    _wait_text(page, "#episode-status", "step 3 of 50")
+    env.step(1)
+    env.step(FORWARD)
+    assert page.locator("#trajectory li").all_inner_texts() == ["left", "right", "forward"]
+    assert thumb.get_attribute("aria-valuenow") == "0.9"
+    _wait_probabilities(page, _probabilities(model, env, 0.9))
+    assert "RTG 0.90" in page.text_content("#probabilities .gtitle")
+    shots.take("focused_controls")
+
+    # the RTG box is a text box: arrows edit it, Enter applies it, the agent stays
+    box = page.locator("#rtg-slider input[type=number]")
+    box.fill("0.25")
+    box.press("Enter")
+    _wait_text(page, "#probabilities .gtitle", "RTG 0.25")
+    _wait_probabilities(page, _probabilities(model, env, 0.25))
+    assert _focused(page, "#rtg-slider input[type=number]")  # still typing there
+    box.press("ArrowUp")  # the number box's own step
+    assert box.input_value() == "0.26"
+    box.press("Enter")
+    _wait_text(page, "#probabilities .gtitle", "RTG 0.26")
+    assert thumb.get_attribute("aria-valuenow") == "0.26"
+    assert "step 3 of 50" in page.inner_text("#episode-status")  # no key reached the agent
+    assert page.locator("#trajectory li").count() == 3
+    shots.take("rtg_box")
+
+
 def test_model_picker_shows_errors_in_the_page(page, model, tmp_path):
     shots = _Screenshots(page, tmp_path)
     page.locator("#model-picker").click()
@@ -264,6 +310,10 @@ def _wait_probabilities(page, expected: np.ndarray) -> None:
     )
     names = page.locator("#probabilities-table th").all_inner_texts()
     assert names == list(ACTION_NAMES)
+
+
+def _focused(page, selector: str) -> bool:
+    return page.evaluate("s => document.activeElement === document.querySelector(s)", selector)
 
 
 def _wait_text(page, selector: str, text: str) -> None:

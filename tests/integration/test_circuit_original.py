@@ -28,7 +28,7 @@ CIRCUIT = {"state_embed->L0H1.v", "L0H1->MLP0.in", "L0H1->MLP1.in", "MLP0->MLP1.
 @pytest.fixture(scope="module")
 def task():
     model = dtlens.load(ORIGINAL_DT).eval()
-    pairs = [instruction_swap_pair(layout) for layout in all_layouts()]
+    pairs = [instruction_swap_pair(layout, model=model) for layout in all_layouts()]
     clean = TrajectoryBatch.cat([p.clean for p in pairs])
     corrupt = TrajectoryBatch.cat([p.corrupt for p in pairs])
     answer = torch.tensor([p.answer_action for p in pairs])

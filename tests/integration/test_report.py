@@ -8,7 +8,9 @@
   same two files with the same numbers.
 - The page opens in headless Chromium (Playwright, the system ``chromium``) with no
   network: every non-file request is blocked and must not have been attempted; no
-  console errors; every figure rendered an SVG. A screenshot goes to the test's tmp dir.
+  console errors, warnings or traces (plotly.js reports "Invalid color specifier" as a
+  console trace); every figure rendered an SVG no wider than its box (nothing clipped);
+  the verdict box opens the page. A screenshot goes to the test's tmp dir.
 - Slow (``-m slow``): the full report on the shipped MemoryDT completes.
 """
 
@@ -154,7 +156,14 @@ def test_page_renders_offline_in_chromium(built, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route("**/*", route)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "console",
+                lambda m: (
+                    errors.append(f"{m.type}: {m.text}")
+                    if m.type not in ("log", "info", "debug")
+                    else None
+                ),
+            )
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(page_path.as_uri(), wait_until="load")
             page.wait_for_function(
@@ -175,11 +184,23 @@ def test_page_renders_offline_in_chromium(built, tmp_path):
                     assert box is not None and box.is_visible(), section.get_attribute("id")
             # nothing wider than the window (wide tables or figures would scroll sideways)
             assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            # no figure cut off by its box (a colour bar past the edge would need a scroll)
+            clipped = page.evaluate(
+                "[...document.querySelectorAll('.figure')].filter(f => f.scrollWidth > "
+                "f.clientWidth).map(f => f.querySelector('.plotly-graph-div').id)"
+            )
+            assert not clipped, f"figures wider than their box: {clipped}"
+            verdict = page.query_selector(".verdicts")
+            assert verdict is not None and verdict.is_visible()
+            assert page.evaluate(
+                "document.querySelector('.verdicts') === "
+                "document.querySelector('h1').nextElementSibling.nextElementSibling"
+            )
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
     assert not blocked, f"the page tried to reach the network: {blocked}"
-    assert not errors, f"console errors: {errors}"
+    assert not errors, f"console messages: {errors}"
     assert (tmp_path / "report.png").stat().st_size > 0
 
 

@@ -61,12 +61,12 @@ def test_instruction_swap_changes_only_the_instruction_cell(layout):
 def test_swapped_views_are_the_other_layouts_views(layout):
     """Independent check: the env renders the swapped instruction itself."""
     other = Scenario("ball" if layout.instruction == "key" else "key", layout.top)
-    corrupt = instruction_swap_pair(layout).corrupt
-    assert torch.equal(corrupt.obs, layout_batch(other).obs)
+    corrupt = instruction_swap_pair(layout, padding="tokens").corrupt
+    assert torch.equal(corrupt.obs, layout_batch(other, padding="tokens").obs)
 
 
 def test_seed_recipe_window_is_left_padded_as_tokens():
-    pair = instruction_swap_pair("key/top-key", rtg=0.0)  # the seed's "exception" layout
+    pair = instruction_swap_pair("key/top-key", rtg=0.0, padding="tokens")  # the exception
     clean = pair.clean
     assert clean.n_steps == 9 and clean.padding_mask is None
     assert not clean.obs[0, :4].any() and clean.obs[0, 4:].flatten(1).any(-1).all()
@@ -81,7 +81,7 @@ def test_seed_recipe_window_is_left_padded_as_tokens():
 
 
 def test_rtg_pair():
-    source = instruction_swap_pair("ball/top-key")
+    source = instruction_swap_pair("ball/top-key", padding="tokens")
     pair = rtg_pair(source)
     assert torch.equal(pair.clean.rtg, torch.full((1, 9), 0.9))
     assert torch.equal(pair.corrupt.rtg, torch.zeros(1, 9))
@@ -95,15 +95,15 @@ def test_rtg_pair():
 
 def test_custom_routes_and_errors():
     # look at the instruction (left), turn back, walk to the decision square: 7 views
-    look = instruction_swap_pair("key/top-ball", actions=[0, 1, 2, 2, 2, 2])
+    look = instruction_swap_pair("key/top-ball", actions=[0, 1, 2, 2, 2, 2], padding="mask")
     assert (look.answer_action, look.wrong_action) == (1, 0)
     changed = (look.clean.obs != look.corrupt.obs).any(-1).nonzero()
     assert changed[:, 1].tolist() == [2, 3, 4]  # the three views at the start square
     assert changed[1, 2:].tolist() == [3, 5]  # facing it: right in front of the agent
     with pytest.raises(EnvError, match="does not end at the decision square"):
-        instruction_swap_pair("key/top-ball", actions=[2, 2])
+        instruction_swap_pair("key/top-ball", actions=[2, 2], padding="mask")
     custom = instruction_swap_pair(
-        "key/top-ball", actions=[2, 2], answer_action="forward", wrong_action="left"
+        "key/top-ball", actions=[2, 2], padding="mask", answer_action="forward", wrong_action="left"
     )
     assert (custom.answer_action, custom.wrong_action) == (2, 0)
     with pytest.raises(EnvError, match=r"action 5 \(forward\) of the route ends the episode"):
@@ -117,10 +117,14 @@ def test_custom_routes_and_errors():
     with pytest.raises(EnvError, match=r"invalid action 'jump'"):
         layout_batch("key/top-key", actions=["jump"])
     with pytest.raises(DTLensError, match="needs answer_action= and wrong_action="):
-        rtg_pair(layout_batch("key/top-key"))
+        rtg_pair(layout_batch("key/top-key", padding="mask"))
     with pytest.raises(BatchError, match="same window shape"):
         PatchingPair(
-            layout_batch("key/top-key"), layout_batch("key/top-key", n_steps=None), "", 0, 1
+            layout_batch("key/top-key", padding="mask"),
+            layout_batch("key/top-key", n_steps=None),
+            "",
+            0,
+            1,
         )
 
 
@@ -135,7 +139,7 @@ def original_dt():
 @torch.no_grad()
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda s: s.name)
 def test_original_model_follows_the_instruction_and_the_swap_flips_it(original_dt, layout):
-    pair = instruction_swap_pair(layout, rtg=0.9)
+    pair = instruction_swap_pair(layout, rtg=0.9, model=original_dt)
     clean = logit_diff(
         original_dt(pair.clean), pair.answer_action, pair.wrong_action, model=original_dt
     )

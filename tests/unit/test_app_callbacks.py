@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -438,7 +439,7 @@ def test_every_forward_holds_the_models_lock_so_pages_can_share_a_model(models_d
     lock = state.catalog.forward_lock(model)
     held = []
     unembed = dict(model.named_modules())["core.unembed._original_component"]  # every forward
-    handle = unembed.register_forward_pre_hook(lambda *_: held.append(lock.locked()))
+    handle = unembed.register_forward_pre_hook(lambda *_: held.append(_held_by_another(lock)))
     try:
         press(state, "lock", FORWARD, "follow")
         render_model_panel(state, "lock", 0.9, TINY)
@@ -450,8 +451,6 @@ def test_every_forward_holds_the_models_lock_so_pages_can_share_a_model(models_d
     assert state.catalog.forward_lock(model) is lock
 
     # two pages hammering one model from threads get what one page alone gets
-    import threading
-
     def page(sid, errors):
         try:
             for i in range(3):
@@ -552,6 +551,21 @@ def test_views_only_describe_the_session():
     assert callbacks._rtg(0.5) == 0.5
     with pytest.raises(ConfigError, match="finite number"):
         callbacks._rtg(None)
+
+
+def _held_by_another(lock) -> bool:
+    """Whether ``lock`` (re-entrant) is held, as seen from a second thread."""
+    free = []
+
+    def probe():
+        if lock.acquire(blocking=False):
+            lock.release()
+            free.append(True)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return not free
 
 
 def _find(component, component_id):

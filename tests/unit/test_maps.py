@@ -41,6 +41,8 @@ LEFT, RIGHT, FORWARD = 0, 1, 2
 #: the open squares of the Memory grid that do not end the episode (see the env's map)
 SQUARES = {(2, 2), (3, 2), (1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (1, 4), (2, 4), (3, 4)}
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -213,8 +215,8 @@ def test_plot_has_one_wedge_per_pose_and_action_with_the_maps_values(maps):
         ):
             assert colour == pytest.approx(maps.prob(scenario, (x, y, d), action), abs=1e-6)
             assert symbol == symbols[d]
-    objects = [t for t in fig.data if t.meta == "objects"][0]  # key/top-key
-    assert sorted(zip(objects.x, objects.y, objects.text)) == [
+    objects = next(t for t in fig.data if t.meta == "objects")  # key/top-key
+    assert sorted(zip(objects.x, objects.y, objects.text, strict=True)) == [
         (1, 2, "key"), (5, 1, "key"), (5, 5, "ball")
     ]  # fmt: skip
     assert f"{SCENARIOS[0].name}: P(left)" == fig.layout.annotations[0].text
@@ -236,12 +238,12 @@ def test_gif_frames_are_the_envs_renders_one_per_step_plus_one(model):
 
 
 def test_batched_gifs_match_one_at_a_time(model):
-    gifs = greedy_gifs(model, ["ball/top-ball", "key/top-key"], rtgs=(0.9, 0.0), max_steps=8)
+    gifs = greedy_gifs(model, ["ball/top-ball", "key/top-key"], rtgs=(0.9, 0.0), max_steps=6)
     assert [(g.run.scenario.name, g.run.rtg) for g in gifs] == [
         ("ball/top-ball", 0.9), ("key/top-key", 0.9), ("ball/top-ball", 0.0), ("key/top-key", 0.0)
     ]  # fmt: skip
     for gif in gifs:
-        single = play_greedy(model, gif.run.scenario, rtg=gif.run.rtg, max_steps=8)
+        single = play_greedy(model, gif.run.scenario, rtg=gif.run.rtg, max_steps=6)
         assert gif.run.actions == single.actions
         torch.testing.assert_close(gif.run.probs, single.probs, atol=1e-5, rtol=0)
 
@@ -290,7 +292,7 @@ def test_section_images_are_embedded_and_written(tmp_path):
 
 def test_section_numbers_recomputed_from_the_public_api(model, tmp_path):
     assert SECTION_MODULES["maps"] is maps_section
-    config = ReportConfig(max_steps=10)
+    config = ReportConfig(max_steps=6)
     section = maps_section.run(model, config)
     numbers = json.loads(json.dumps(section.to_json()))["numbers"]
     by_rtg = {rtg: action_maps(model, rtg) for rtg in (0.9, 0.0)}
@@ -316,7 +318,7 @@ def test_section_numbers_recomputed_from_the_public_api(model, tmp_path):
     assert len(numbers["gifs"]) == len(section.images) == 8
     for row, image in zip(numbers["gifs"], section.images, strict=True):
         run = play_greedy(model, Scenario(*row["layout"].replace("top-", "").split("/")),
-                          rtg=row["rtg"], max_steps=10)  # fmt: skip
+                          rtg=row["rtg"], max_steps=6)  # fmt: skip
         assert row["actions"] == run.action_names and row["steps"] == len(run.actions)
         frames = iio.imread(image.data, index=None, extension=".gif")
         assert frames.shape[0] == row["frames"] == len(run.actions) + 1

@@ -80,10 +80,7 @@ def test_lazy_names_are_the_subpackages_objects():
 def test_import_dtlens_is_light():
     """`import dtlens` imports no torch, TransformerLens, plotly or dash (nor gymnasium)."""
     heavy = ("torch", "transformer_lens", "plotly", "dash", "gymnasium", "numpy")
-    code = (
-        "import sys, dtlens; "
-        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
-    )
+    code = f"import sys, dtlens; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import dtlens imported {out.stdout.strip()}"
 

@@ -278,21 +278,33 @@ def test_means_average_the_layouts(patch_section):
     )
 
 
+def _shown(table: list, labels: list[str], columns) -> list:
+    """The table's columns under the heatmap's x labels."""
+    keep = [labels.index(c) for c in columns]
+    return torch.tensor(table)[:, keep].tolist()
+
+
 def test_patching_figures_hold_the_tables(patch_section):
     n = patch_section.numbers
+    labels = n["labels"]
     figures = patch_section.figures
     assert len(figures) == 5
     swap_heatmaps = [t for t in figures[0].data if t.type == "heatmap"]
     names = [f"{s.name} @ RTG {rtg:g}" for rtg in (0.9, 0.0) for s in SCENARIOS]
     assert len(swap_heatmaps) == 8
+    # before S5 nothing differs: R1..R5 restore exactly 0, are left out and named
+    assert list(swap_heatmaps[0].x) == labels[labels.index("S5") :]
+    assert "R1–R5 restore nothing in any pair" in figures[0].layout.title.text
     for trace, name in zip(swap_heatmaps, names, strict=True):
-        assert _close(n["instruction_swap_tables"][name]["resid_pre"], torch.tensor(trace.z))
+        table = n["instruction_swap_tables"][name]["resid_pre"]
+        assert torch.tensor(table)[:, : labels.index("S5")].abs().max() < 1e-6
+        assert _close(_shown(table, labels, trace.x), torch.tensor(trace.z))
     heads = [t for t in figures[1].data if t.type == "heatmap"]
     assert _close(n["instruction_swap_tables"][names[0]]["z"], torch.tensor(heads[0].z))
     rtg_heatmaps = [t for t in figures[3].data if t.type == "heatmap"]
     assert len(rtg_heatmaps) == 4
     first = n["rtg_change_tables"][SCENARIOS[0].name]["resid_pre"]
-    assert _close(first, torch.tensor(rtg_heatmaps[0].z))
+    assert _close(_shown(first, labels, rtg_heatmaps[0].x), torch.tensor(rtg_heatmaps[0].z))
     assert all(math.isfinite(v) for _, v in _numbers(patch_section.to_json()["numbers"]))
     assert "S5" in patch_section.this_model and "MLP1" in patch_section.this_model
 

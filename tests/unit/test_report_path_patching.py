@@ -167,6 +167,35 @@ def test_section_renders(section):
     section.to_json()  # every number finite
 
 
+def _greyed(figure: go.Figure) -> bool:
+    """Every colour scale of the figure grey, bars grey, and the warning inside it."""
+    scales = [t.colorscale for t in figure.data if t.type == "heatmap" and t.colorscale]
+    if figure.layout.coloraxis.colorscale:
+        scales.append(figure.layout.coloraxis.colorscale)
+    bars = [c for t in figure.data if t.type == "bar" for c in t.marker.color]
+    grey = all(len({c[1:3], c[3:5], c[5:7]}) == 1 for scale in scales for _, c in scale)
+    grey = grey and all(len({c[1:3], c[3:5], c[5:7]}) == 1 for c in bars)
+    warned = any("Greyed out" in a.text for a in figure.layout.annotations)
+    return bool(scales or bars) and grey and warned
+
+
+def test_a_weak_instruction_gap_greys_every_figure(model, section, pair):
+    """The tiny random model barely uses the instruction: its layouts are kept (gap above
+    MIN_GAP) but differ by far less than ReportConfig.min_gap, so every figure is
+    greyed out and the claim cannot be judged."""
+    clean, corrupt, metric = pair
+    with torch.no_grad():
+        gap = float((metric(model(clean)) - metric(model(corrupt))).abs().mean())
+    n = section.numbers
+    assert n["min_gap"] == ReportConfig().min_gap == 0.5
+    assert n["instruction_gap"] == pytest.approx(gap, abs=TOL) and gap < 0.5
+    assert all(_greyed(f) for f in section.figures)
+    assert "the claim cannot be judged" in section.this_model
+    loose = section_module.run(model, ReportConfig(high_rtg=RTG, min_gap=gap / 2))
+    assert not any(_greyed(f) for f in loose.figures)
+    assert "the claim cannot be judged" not in loose.this_model
+
+
 def test_one_layer_model():
     model = build_model(n_layers=1, n_ctx=26)
     numbers = section_module.run(model, ReportConfig()).numbers

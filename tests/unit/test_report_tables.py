@@ -20,14 +20,13 @@ def test_format_value():
     assert format_value("S9") == "S9"
 
 
-def test_scalars_lists_and_small_dicts_become_rows():
+def test_scalars_and_lists_become_rows_nested_dicts_become_text():
     rows = _rows(
         numbers_html(
             {
                 "rtg": 0.9,
                 "tokens": ["S5", "S9"],
                 "empty": [],
-                "diff": {"key": 1.5, "ball": -2.0},
                 "entropy": {"on": {"RTG 0": 1.0, "RTG 0.9": 0.25}, "off": [1, 2]},
             }
         )
@@ -36,9 +35,41 @@ def test_scalars_lists_and_small_dicts_become_rows():
         "rtg": "0.9",
         "tokens": "S5, S9",
         "empty": "(none)",
-        "diff": "key = 1.5; ball = -2",
         "entropy": "on = (RTG 0 1, RTG 0.9 0.25); off = 1, 2",
     }
+
+
+def _inner(page: str, key: str) -> str:
+    [table] = re.findall(
+        rf"<tr><th>{key}</th><td>(<table class='inner'>.*?</table>)</td></tr>", page
+    )
+    return table
+
+
+def test_a_dict_of_scalars_is_a_one_row_table_not_a_raw_dict():
+    page = numbers_html({"diff": {"key": 1.5, "ball": -2.0, "tokens": ["S5", "S9"]}})
+    table = _inner(page, "diff")
+    assert re.findall(r"<th>(.*?)</th>", table) == ["key", "ball", "tokens"]
+    assert re.findall(r"<td>(.*?)</td>", table) == ["1.5", "-2", "S5, S9"]
+    assert "{" not in page and " = " not in page
+
+
+def test_a_dict_of_dicts_is_a_matrix():
+    page = numbers_html(
+        {"heads": {"q": {"L0H0": 0.123456, "L0H1": True}, "v": {"L0H1": 1.0, "L1H0": None}}}
+    )
+    table = _inner(page, "heads")
+    head, *rows = re.findall(r"<tr>(.*?)</tr>", table)
+    assert re.findall(r"<th>(.*?)</th>", head) == ["", "L0H0", "L0H1", "L1H0"]
+    cells = [re.findall(r"<t[hd]>(.*?)</t[hd]>", row) for row in rows]
+    assert cells == [["q", "0.1235", "yes", ""], ["v", "", "1", "—"]]
+
+
+def test_too_wide_matrices_fall_back_to_text_or_the_json():
+    wide = {"a": {f"c{i}": 1.0 for i in range(7)}, "b": {f"c{i + 7}": 1.0 for i in range(7)}}
+    page = numbers_html({"wide": wide})
+    assert "<table class='inner'>" not in page  # 14 columns: written out instead
+    assert _rows(page)["wide"].startswith("a = (c0 1, c1 1")
 
 
 def test_big_or_deep_values_are_left_to_the_json():

@@ -22,7 +22,7 @@ Usage:
     >>> metric = lambda logits: logits[:, -1, 0] - logits[:, -1, 1]
     >>> scores = edge_attribution_patching(model, clean, corrupt, metric)
     >>> curve = faithfulness_curve(model, clean, corrupt, metric, scores, sizes=[0, 10, 191])
-    >>> round(curve.at(0), 3), round(curve.at(191), 3)  # the corrupt run, the clean run
+    >>> round(curve.at(0), 3) + 0.0, round(curve.at(191), 3)  # the corrupt run, the clean run
     (0.0, 1.0)
 
 References:
@@ -117,7 +117,7 @@ def circuit_faithfulness(
 
     Examples:
         >>> values = circuit_faithfulness(model, clean, corrupt, metric, [[], DTGraph(model).edges])
-        >>> [round(v, 3) for v in values.tolist()]
+        >>> [round(v, 3) + 0.0 for v in values.tolist()]
         [0.0, 1.0]
     """
     graph = graph or DTGraph(model)

@@ -158,7 +158,11 @@ def receiver_inputs(
         ConfigError: head inputs of different layers (they read different residuals).
 
     Example:
+        >>> resid = cache["blocks.1.hook_resid_pre"]
         >>> qs = receiver_inputs(model, [HeadInput(1, 0, "q"), HeadInput(1, 2, "q")], resid)
+        >>> one = receiver_input(model, HeadInput(1, 2, "q"), resid)
+        >>> torch.allclose(qs[HeadInput(1, 2, "q")], one, atol=1e-6)
+        True
     """
     heads = [r for r in receivers if isinstance(r, HeadInput)]
     out: dict[Receiver, Tensor] = {r: resid for r in receivers if not isinstance(r, HeadInput)}

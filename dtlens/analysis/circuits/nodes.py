@@ -43,8 +43,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
-from dtlens.errors import ConfigError
+from dtlens.errors import ConfigError, HeadIndexError
 from dtlens.model.config import DTConfig
+from dtlens.model.validation import is_head_index, negative_head_hint
 
 __all__ = [
     "MLP",
@@ -303,7 +304,8 @@ def _unique(nodes: tuple, role: str) -> tuple:
 
 
 def validate_node(node: Sender | Receiver, cfg: DTConfig) -> None:
-    """Raise ConfigError if ``node`` names a layer, head or embedding ``cfg`` lacks.
+    """Raise ConfigError if ``node`` names a layer, head or embedding ``cfg`` lacks
+    (a HeadIndexError for a head outside ``0..n_heads - 1``, negative ones included).
 
     Example:
         >>> validate_node(Head(5, 0), DTConfig(n_layers=2, d_model=8, n_heads=2, d_mlp=8,
@@ -321,12 +323,11 @@ def validate_node(node: Sender | Receiver, cfg: DTConfig) -> None:
             f"(the model has {cfg.n_layers} layers)."
         )
     head = getattr(node, "head", None)
-    if head is not None and (
-        isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < cfg.n_heads
-    ):
-        raise ConfigError(
+    if head is not None and not is_head_index(head, cfg.n_heads):
+        raise HeadIndexError(
             f"{node}: head {head!r} is outside 0..{cfg.n_heads - 1} "
-            f"(the model has {cfg.n_heads} heads per layer)."
+            f"(the model has {cfg.n_heads} heads per layer)"
+            f"{negative_head_hint(head, cfg.n_heads)}."
         )
     if isinstance(node, Embed) and node.kind == "rtg" and cfg.model_type != "decision_transformer":
         raise ConfigError(f"{node}: a {cfg.model_type} model has no RTG embedding.")

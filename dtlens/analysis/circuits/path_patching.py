@@ -45,10 +45,12 @@ change nothing) and reaches 1 where the path alone restores the clean behaviour;
 noising starts at 1 and falls towards 0 where the path alone breaks it. With
 ``normalize=False`` the value is the mean patched metric.
 
-Example:
+Examples:
     >>> value = path_patching(model, clean, corrupt, ["L0H1", "MLP0"], "L1H2.q", metric)
     >>> sweep = path_patching_sweep(model, clean, corrupt, "logits", metric)
-    >>> sweep.value(layer="0", head="3")  # restored fraction through L0H3's direct path
+    >>> one = path_patching(model, clean, corrupt, "L0H3", "logits", metric)  # L0H3's direct path
+    >>> abs(sweep.value(layer="0", head="3") - float(one)) < 1e-5  # the sweep's entry for it
+    True
 """
 
 from __future__ import annotations
@@ -138,8 +140,8 @@ def path_patching(
     Example:
         >>> from dtlens.analysis.metrics import make_logit_diff_metric
         >>> metric = make_logit_diff_metric("left", "right")
-        >>> path_patching(model, clean, corrupt, "L0H1", "logits", metric)
-        tensor(0.0312)
+        >>> path_patching(model, clean, corrupt, "L0H1", "logits", metric).shape  # a mean
+        torch.Size([])
     """
     nodes = parse_senders(senders)
     targets = _checked_receivers(receivers)
@@ -203,10 +205,10 @@ def path_patching_sweep(
         (``[*axes, B]``; None for a scalar metric).
 
     Example:
-        >>> result = path_patching_sweep(model, clean, corrupt, ["L2H0.q", "L2H1.q"], metric)
-        >>> result.value(layer="1", head="4"), result.values.shape
-        (0.21, torch.Size([3, 8]))
-        >>> path_patching_sweep(model, clean, corrupt, "resid_pre2", metric, senders="all").axes
+        >>> result = path_patching_sweep(model, clean, corrupt, ["L1H0.q", "L1H1.q"], metric)
+        >>> result.value(layer="1", head="2"), result.values.shape  # layer 1 cannot reach them
+        (0.0, torch.Size([2, 4]))
+        >>> path_patching_sweep(model, clean, corrupt, "resid_pre1", metric, senders="all").axes
         ('sender',)
     """
     cfg = model.cfg

@@ -6,8 +6,10 @@ state :mod:`dtlens.analysis.circuits.path_patching`'s engine reads. :func:`metri
 applies and checks a metric on rows grouped per pair.
 
 Example:
+    >>> from dtlens.analysis.circuits.nodes import Head
     >>> runs = PathRuns(model, clean, corrupt, metric, "denoise", "direct", True, [Head(0, 1)])
     >>> runs.write(Head(0, 1)).shape  # [batch, pos, d_model]
+    torch.Size([2, 11, 32])
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dtlens.analysis.circuits.node_io import sender_write
 from dtlens.analysis.circuits.nodes import Receiver, Sender, resolve_positions, validate_node
 from dtlens.analysis.metrics import MetricFn, metric_values
 from dtlens.errors import BatchError, ConfigError
-from dtlens.model.batch import TrajectoryBatch
+from dtlens.model.batch import TrajectoryBatch, check_is_batch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.model.suffix import PrefixCache, build_prefix_cache, model_has_hooks
 
@@ -125,8 +127,7 @@ def check_path_pair(
         >>> check_path_pair(model, clean, corrupt)  # None when they pair up
     """
     for name, batch in (("clean", clean), ("corrupt", corrupt)):
-        if not isinstance(batch, TrajectoryBatch):
-            raise BatchError(f"{name} must be a TrajectoryBatch, got {type(batch).__name__}.")
+        check_is_batch(batch, name)
         model.validate(batch)
     shapes = [(b.obs.shape, b.actions.shape) for b in (clean, corrupt)]
     if shapes[0] != shapes[1]:

@@ -4,12 +4,13 @@
   (:func:`set_cell`, :func:`swap_instruction`, :func:`flip_targets`, :func:`compose`,
   :func:`patch_observation`) and :func:`set_rtg`;
 - :mod:`~dtlens.analysis.edits.scenarios`: the seed's clean/corrupt pairs in each layout
-  (:func:`instruction_swap_pair`, :func:`rtg_pair`, :func:`layout_batch`);
+  (:func:`instruction_swap_pair`, :func:`rtg_pair`, :func:`layout_batch`), padded the
+  way the model asks (``model=``);
 - :mod:`~dtlens.analysis.edits.routine`: the model's greedy routine in one layout
   (:func:`play_greedy`).
 
 Example:
-    >>> pair = instruction_swap_pair("key/top-ball")
+    >>> pair = instruction_swap_pair("key/top-ball", padding="mask")  # or model=model
     >>> bool((pair.clean.obs != pair.corrupt.obs).any())
     True
 """

@@ -50,7 +50,7 @@ from dtlens.env.channels import (
     state_channel,
 )
 from dtlens.env.views import check_views, locate_memory_objects
-from dtlens.errors import BatchError, ObservationError
+from dtlens.errors import BatchError, NonFiniteError, ObservationError
 from dtlens.model.batch import TrajectoryBatch
 
 __all__ = [
@@ -319,7 +319,8 @@ def set_rtg(
 
     Raises:
         BatchError: if the batch has no RTG, an index is out of range, or ``value``
-            does not broadcast.
+            is not a number (or a tensor of numbers) or does not broadcast.
+        NonFiniteError: ``value`` is NaN or inf (also a BatchError).
 
     Examples:
         >>> import torch
@@ -343,15 +344,40 @@ def set_rtg(
                 f"expected ints in -{n_steps}..{n_steps - 1}"
             )
     rtg = batch.rtg.clone()
-    value = torch.as_tensor(value, dtype=rtg.dtype, device=rtg.device)
+    value = _rtg_value(value, rtg)
     try:
         rtg[:, index] = value.expand(batch.batch_size, len(index))
     except RuntimeError as e:
         raise BatchError(
             f"RTG value of shape {list(value.shape)} does not broadcast to "
-            f"[batch={batch.batch_size}, timesteps={len(index)}]"
+            f"[batch={batch.batch_size}, timesteps={len(index)}]; pass a float, or a tensor "
+            f"of shape [{batch.batch_size}, 1] for one value per row."
         ) from e
     return batch.replace(rtg=rtg)
+
+
+def _rtg_value(value: object, rtg: Tensor) -> Tensor:
+    """``value`` as a tensor of ``rtg``'s dtype and device: numbers only, all finite."""
+    tensor = value if isinstance(value, Tensor) else None
+    if tensor is None and not isinstance(value, bool | str | bytes):
+        try:  # floats, ints, numpy scalars and arrays, lists of numbers
+            tensor = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            tensor = None
+    if tensor is None or tensor.dtype == torch.bool or tensor.dtype.is_complex:
+        raise BatchError(
+            f"set_rtg needs a number (or a tensor of numbers) as value, got {value!r} "
+            f"({type(value).__name__}); pass the return-to-go as a float, e.g. "
+            "set_rtg(batch, 0.9)."
+        )
+    tensor = tensor.to(dtype=rtg.dtype, device=rtg.device)
+    if not bool(torch.isfinite(tensor).all()):
+        raise NonFiniteError(
+            f"set_rtg got the non-finite value {tensor.flatten()[:5].tolist()}; "
+            "returns-to-go must be finite numbers (e.g. 0.9 to ask for success, 0.0 for "
+            "failure)."
+        )
+    return tensor
 
 
 def _swap_key_ball(obs: Obs, mask: Bool[Tensor, "batch step x y"]) -> Obs:

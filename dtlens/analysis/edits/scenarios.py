@@ -12,8 +12,14 @@ instruction (``answer_action``) versus the turn towards the other one
 Where the instruction and targets are in a view is found by
 :func:`dtlens.env.views.locate_memory_objects`.
 
+Padding follows the model: a window longer than the route is left-padded, and how the
+padding is fed (masked, or run as ordinary tokens) changes a model's decision, so pass
+the model (``model=``: its :attr:`~dtlens.model.HookedDecisionTransformer.context_padding`
+is used) or name the padding (``padding="mask"`` / ``"tokens"``). A padded window with
+neither raises :class:`~dtlens.errors.ConfigError` rather than guess.
+
 Examples:
-    >>> pair = instruction_swap_pair("key/top-ball")
+    >>> pair = instruction_swap_pair("key/top-ball", padding="mask")
     >>> pair.clean.n_steps, pair.answer_action, pair.wrong_action  # 4 padding + 5 real steps
     (9, 1, 0)
     >>> bool((pair.clean.obs != pair.corrupt.obs).any())
@@ -58,10 +64,13 @@ __all__ = [
     "instruction_swap_pair",
     "layout_batch",
     "model_instruction_pairs",
+    "resolve_padding",
     "rtg_pair",
 ]
 
 Layout = Scenario | str | tuple[str, str]
+Padding = Literal["mask", "tokens"]
+_PADDINGS = ("mask", "tokens")
 _MAX_STEPS = 50
 
 
@@ -99,7 +108,7 @@ class PatchingPair:
         """``logit(answer) - logit(wrong)`` at the last step, as a sweep metric.
 
         Examples:
-            >>> instruction_swap_pair("ball/top-ball").metric().name
+            >>> instruction_swap_pair("ball/top-ball", padding="mask").metric().name
             'logit diff left - right at S[-1]'
         """
         return make_logit_diff_metric(self.answer_action, self.wrong_action, -1, model=model)
@@ -115,12 +124,55 @@ def all_layouts() -> tuple[Scenario, ...]:
     return SCENARIOS
 
 
+def resolve_padding(
+    padding: Padding | None,
+    model: HookedDecisionTransformer | None,
+    n_padding: int = 1,
+    what: str = "the window",
+) -> Padding:
+    """The padding a window is built with: the one named, else the model's.
+
+    Args:
+        padding: ``"mask"``, ``"tokens"`` or ``None`` (ask the model).
+        model: the model the window is for, or None.
+        n_padding: how many padding steps the window has; with none, the padding
+            does not matter and ``"mask"`` is returned when nothing says otherwise.
+        what: the window, for the error message.
+
+    Raises:
+        ConfigError: an unknown ``padding``, or a padded window with neither a padding
+            nor a model (the choice changes the decision, so it is never guessed).
+
+    Examples:
+        >>> resolve_padding("tokens", None), resolve_padding(None, None, n_padding=0)
+        ('tokens', 'mask')
+        >>> resolve_padding(None, dtlens.load("memorydt"))  # doctest: +SKIP
+        'mask'
+    """
+    if padding is not None:
+        if padding not in _PADDINGS:
+            raise ConfigError(f"padding must be 'mask' or 'tokens', got {padding!r}")
+        return padding
+    if model is not None:
+        return model.context_padding
+    if n_padding <= 0:
+        return "mask"
+    raise ConfigError(
+        f"{what} has {n_padding} padding step(s), and whether they are masked or run as "
+        "tokens changes the model's decision: pass model= (its context_padding is used) "
+        "or padding='mask' (models dtlens trains) / padding='tokens' (the original "
+        "project's checkpoints)"
+    )
+
+
 def layout_batch(
     layout: Layout,
     actions: Sequence[int] | None = None,
     rtg: float = 0.9,
     n_steps: int | None = 9,
-    padding: Literal["mask", "tokens"] = "tokens",
+    padding: Padding | None = None,
+    *,
+    model: HookedDecisionTransformer | None = None,
 ) -> TrajectoryBatch:
     """A one-row batch of a route in one layout of ``MiniGrid-MemoryS7FixedStart-v0``.
 
@@ -133,30 +185,38 @@ def layout_batch(
             observation of the route (``len(actions) + 1``), unpadded. A shorter window
             keeps the last ``n_steps``; a longer one is left-padded the original
             project's way (zero views, pad action ``N_ACTIONS``, timestep 0).
-        padding: ``"tokens"`` (default) runs padding as ordinary tokens, as the
-            original project evaluated and the seed's analyses did; ``"mask"`` keeps
-            the padding mask so the model ignores padding. The original checkpoint only
-            acts correctly with the default (see ``docs/analysis/edits_metrics.md``).
+        padding: how padding steps are fed: ``"mask"`` keeps the padding mask so the
+            model ignores them (models dtlens trains); ``"tokens"`` runs them as
+            ordinary tokens, as the original project trained and evaluated (its
+            checkpoints act correctly only so). ``None`` (default): the model's
+            (``model.context_padding``). A named padding wins over the model's.
+        model: the model the window is for; its ``context_padding`` is the default.
 
     Raises:
         EnvError: for an unknown layout, a bad action or a route that ends the episode.
-        ConfigError: for a bad ``n_steps`` or ``padding``.
+        ConfigError: for a bad ``n_steps`` or ``padding``, or a window that needs
+            padding with neither ``padding`` nor ``model`` given.
 
     Examples:
-        >>> b = layout_batch("ball/top-key", n_steps=7)
-        >>> b.timesteps.tolist(), b.actions.tolist()
-        ([[0, 0, 0, 1, 2, 3, 4]], [[7, 7, 2, 2, 2, 2]])
+        >>> b = layout_batch("ball/top-key", n_steps=7, padding="tokens")
+        >>> b.timesteps.tolist(), b.actions.tolist(), b.padding_mask
+        ([[0, 0, 0, 1, 2, 3, 4]], [[7, 7, 2, 2, 2, 2]], None)
+        >>> layout_batch("ball/top-key", n_steps=None).n_steps  # unpadded: no padding to pick
+        5
+        >>> layout_batch("ball/top-key", model=model).padding_mask  # doctest: +SKIP
+        tensor([[False, False, False, False,  True,  True,  True,  True,  True]])
     """
     scenario = _scenario(layout)
     route = _default_route(scenario) if actions is None else _route(actions)
     images, _ = _rollout(scenario, route)
-    if padding not in ("mask", "tokens"):
-        raise ConfigError(f"padding must be 'mask' or 'tokens', got {padding!r}")
     length = len(images)
     window = length if n_steps is None else n_steps
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ConfigError(f"n_steps must be a positive int or None, got {n_steps!r}")
     keep = min(window, length)
+    padding = resolve_padding(
+        padding, model, window - keep, f"the {window}-step window of {scenario.name}"
+    )
     batch = TrajectoryBatch(
         obs=encode_observation(torch.as_tensor(images[-keep:]))[None],
         actions=torch.tensor(route[length - keep :], dtype=torch.long).reshape(1, keep - 1),
@@ -176,7 +236,8 @@ def instruction_swap_pair(
     rtg: float = 0.9,
     actions: Sequence[int] | None = None,
     *,
-    padding: Literal["mask", "tokens"] = "tokens",
+    padding: Padding | None = None,
+    model: HookedDecisionTransformer | None = None,
     answer_action: int | str | None = None,
     wrong_action: int | str | None = None,
 ) -> PatchingPair:
@@ -188,7 +249,9 @@ def instruction_swap_pair(
         n_steps: window length (see :func:`layout_batch`).
         rtg: the RTG token at every step.
         actions: the route (default: forward to the decision square).
-        padding: ``"tokens"`` or ``"mask"`` (see :func:`layout_batch`).
+        padding: ``"mask"``, ``"tokens"`` or ``None`` = the model's (see
+            :func:`layout_batch`).
+        model: the model the pair is for (its padding is the default).
         answer_action: override the clean answer (required when a custom route does
             not end at the decision square facing the wall).
         wrong_action: override the compared action (likewise).
@@ -197,14 +260,15 @@ def instruction_swap_pair(
         EnvError: for a bad layout/route, or a route not ending at the decision square
             without explicit actions.
         ObservationError: if no step of the window shows the instruction.
+        ConfigError: a padded window with neither ``padding`` nor ``model``.
 
     Examples:
-        >>> pair = instruction_swap_pair(("key", "key"), rtg=0.0)  # the seed's exception layout
+        >>> pair = instruction_swap_pair(("key", "key"), rtg=0.0, padding="tokens")  # the exception
         >>> pair.description
         'key/top-key: instruction key -> ball (RTG 0.0, 9 steps; left vs right)'
     """
     scenario = _scenario(layout)
-    clean = layout_batch(scenario, actions, rtg, n_steps, padding)
+    clean = layout_batch(scenario, actions, rtg, n_steps, padding, model=model)
     corrupt = patch_observation(clean, swap_instruction())
     if torch.equal(clean.obs, corrupt.obs):
         raise ObservationError(
@@ -238,9 +302,7 @@ def model_instruction_pairs(
         [9, 9, 9, 9]
     """
     return [
-        instruction_swap_pair(
-            s, n_steps=model.cfg.n_timesteps, rtg=rtg, padding=model.context_padding
-        )
+        instruction_swap_pair(s, n_steps=model.cfg.n_timesteps, rtg=rtg, model=model)
         for s in SCENARIOS
     ]
 
@@ -254,7 +316,8 @@ def rtg_pair(
     wrong_action: int | str | None = None,
 ) -> PatchingPair:
     """The seed's RTG patch: the same trajectory with RTG ``clean`` vs ``corrupt`` at
-    every position (the in-distribution way, since Memory's RTG is constant).
+    every position (the in-distribution way, since Memory's RTG is constant). The
+    batches keep the source's padding (masked or run as tokens).
 
     Args:
         source: a batch, or a pair whose clean batch (and actions) to reuse.
@@ -268,7 +331,8 @@ def rtg_pair(
         BatchError: if the batch has no RTG.
 
     Examples:
-        >>> pair = rtg_pair(instruction_swap_pair("key/top-key"), clean=0.0, corrupt=0.5)
+        >>> source = instruction_swap_pair("key/top-key", padding="mask")
+        >>> pair = rtg_pair(source, clean=0.0, corrupt=0.5)
         >>> pair.clean.rtg.unique().tolist(), pair.corrupt.rtg.unique().tolist(), pair.answer_action
         ([0.0], [0.5], 0)
     """

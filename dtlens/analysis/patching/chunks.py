@@ -6,11 +6,16 @@ first token position they write, so given the window length they are sorted by t
 position and each chunk records where its recomputation may start (see
 :func:`dtlens.model.suffix.forward_suffix`).
 
-Example:
+Examples:
+    >>> import torch
+    >>> from dtlens.analysis.patching.groups import PatchGroup, ResidPatch
+    >>> act = torch.zeros(16, 26, 8)  # 16 pairs x 26 positions x d_model 8
+    >>> writes_at = lambda idx: torch.eye(26, dtype=torch.bool)[(25 - idx) % 26, :, None]
+    >>> group = PatchGroup(52, writes_at, ResidPatch(0, "pre", act, act, lambda a, pair: a))
     >>> chunks = plan_chunks(group, n_pairs=16, per_chunk=64, n_pos=26)  # 26 positions
     >>> firsts = [c.first_pos for c in chunks]
-    >>> firsts == sorted(firsts), firsts[0]
-    (True, 0)
+    >>> firsts == sorted(firsts), firsts[0], firsts[-1]
+    (True, 0, 25)
 """
 
 from __future__ import annotations
@@ -54,7 +59,12 @@ def plan_chunks(group: PatchGroup, n_pairs: int, per_chunk: int, n_pos: int | No
     (``first_pos`` None).
 
     Example:
-        >>> [c.patches.tolist() for c in plan_chunks(group, 1, 2, None)]  # 5 patches
+        >>> import torch
+        >>> from dtlens.analysis.patching.groups import HookPatch, PatchGroup
+        >>> every = lambda idx: torch.ones(len(idx), 1, 1, dtype=torch.bool)
+        >>> patch = HookPatch("blocks.0.hook_resid_pre", 0, torch.zeros(1, 4, 8))
+        >>> five = PatchGroup(5, every, patch)
+        >>> [c.patches.tolist() for c in plan_chunks(five, 1, 2, None)]
         [[0, 1], [2, 3], [4]]
     """
     device = group.patch.source.device

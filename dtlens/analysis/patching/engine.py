@@ -63,7 +63,7 @@ from dtlens.analysis.metrics import MetricFn, metric_values
 from dtlens.analysis.patching.chunks import plan_chunks
 from dtlens.analysis.patching.groups import HookPatch, PatchGroup, ResidPatch
 from dtlens.errors import BatchError, ConfigError
-from dtlens.model.batch import TrajectoryBatch
+from dtlens.model.batch import TrajectoryBatch, check_is_batch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.model.suffix import PrefixCache, build_prefix_cache, forward_suffix, model_has_hooks
 
@@ -370,12 +370,19 @@ def _expand_source(source: object, act_shape: tuple[int, ...]) -> Tensor:
         ) from None
 
 
-def check_pair(a: TrajectoryBatch, b: TrajectoryBatch) -> None:
+def check_pair(
+    a: TrajectoryBatch, b: TrajectoryBatch, names: tuple[str, str] = ("clean", "corrupt")
+) -> None:
     """Raise BatchError unless two batches pair up row by row (same B and window shape).
+
+    ``names`` are how the message calls ``a`` and ``b``, e.g. when one of them is not a
+    batch at all (a tensor, a list of batches, None).
 
     Example:
         >>> check_pair(clean, corrupt)  # None: row i of clean pairs with row i of corrupt
     """
+    for name, batch in zip(names, (a, b), strict=True):
+        check_is_batch(batch, name)
     fields = {
         "obs": (a.obs.shape, b.obs.shape),
         "actions": (a.actions.shape, b.actions.shape),

@@ -60,9 +60,11 @@ class ScrubbingDataset:
         HypothesisError: a feature named ``"identity"`` or ``"any"`` (reserved).
 
     Examples:
-        >>> data = ScrubbingDataset(batch, {"instruction": ("key", "ball")})  # doctest: +SKIP
-        >>> data.classes(("instruction",)).tolist()  # doctest: +SKIP
-        [0, 1]
+        >>> from tests.conftest import build_batch
+        >>> features = {"instruction": ("key", "ball", "key"), "rtg": (0.9, 0.9, 0.0)}
+        >>> data = ScrubbingDataset(build_batch(batch_size=3), features)
+        >>> data.classes("instruction").tolist(), data.classes(("instruction", "rtg")).tolist()
+        ([0, 1, 0], [0, 1, 2])
     """
 
     batch: TrajectoryBatch
@@ -146,7 +148,8 @@ def memory_dataset(
         layouts: layout names (default the four).
 
     Examples:
-        >>> memory_dataset(model, rtgs=(0.9,)).features["top"]  # doctest: +SKIP
+        >>> import dtlens
+        >>> memory_dataset(dtlens.load("memorydt"), rtgs=(0.9,)).features["top"]
         ('key', 'ball', 'key', 'ball')
     """
     chosen = [s for s in SCENARIOS if layouts is None or s.name in layouts]
@@ -157,12 +160,10 @@ def memory_dataset(
     rows, features = [], {"instruction": [], "top": [], "layout": [], "rtg": []}
     for rtg in rtgs:
         for s in chosen:
-            rows.append(
-                layout_batch(
-                    s, rtg=float(rtg), n_steps=model.cfg.n_timesteps, padding=model.context_padding
-                )
-            )
-            for name, value in zip(features, (s.instruction, s.top, s.name, float(rtg)), strict=True):
+            rows.append(layout_batch(s, rtg=float(rtg), n_steps=model.cfg.n_timesteps, model=model))
+            for name, value in zip(
+                features, (s.instruction, s.top, s.name, float(rtg)), strict=True
+            ):
                 features[name].append(value)
     return ScrubbingDataset(TrajectoryBatch.cat(rows).to(model.device), features)
 
@@ -212,9 +213,14 @@ def decision_metric(
     turns the other way, negative.
 
     Examples:
-        >>> metric = decision_metric(model, memory_dataset(model))  # doctest: +SKIP
-        >>> metric(model(memory_dataset(model).batch), torch.arange(8)).min() > 0  # doctest: +SKIP
-        tensor(True)
+        >>> import dtlens
+        >>> model = dtlens.load("memorydt")
+        >>> data = memory_dataset(model, rtgs=(0.9,))
+        >>> metric = decision_metric(model, data)
+        >>> metric.answer.tolist()  # the turn taken: left (0) or right (1), per layout
+        [0, 1, 1, 0]
+        >>> [round(v, 1) for v in metric(model(data.batch), torch.arange(4)).tolist()]
+        [5.8, 6.3, 5.8, 6.6]
     """
     a, b = (ACTION_INDEX[x] if isinstance(x, str) else int(x) for x in actions)
     per = model.cfg.tokens_per_step

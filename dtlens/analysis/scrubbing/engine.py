@@ -213,11 +213,18 @@ def scrub_forward(
         return out
 
     for layer, (qkv, mlp_in, heads, mlp) in enumerate(cache.layers):
-        block = cache.blocks[layer]
-        x = block.ln1(cache.pre[layer][rand][:, None] + correction(qkv))
-        n = block.n_heads
-        q, k, v = (_project(x[:, j * n : (j + 1) * n], p, block) for j, p in enumerate(
-            (block.q, block.k, block.v)))  # fmt: skip
+        block, n = cache.blocks[layer], cache.blocks[layer].n_heads
+        base = cache.pre[layer][rand]
+        projected: list[Tensor] = [base] * (3 * n)  # q of every head, then k, then v
+        for group in _alike(qkv, sources):  # receivers reading the same input: one norm
+            x = block.ln1(base + correction([qkv[group[0]]])[:, 0])
+            for j, proj in enumerate((block.q, block.k, block.v)):
+                chosen = [i for i in group if j * n <= i < (j + 1) * n]
+                if chosen:
+                    out = _project(x, proj, block, [i - j * n for i in chosen])
+                    for c, i in enumerate(chosen):
+                        projected[i] = out[:, c]
+        q, k, v = (torch.stack(projected[j * n : (j + 1) * n], 1) for j in range(3))
         scores = q @ k.transpose(-2, -1) / block.scale
         pattern = torch.softmax(scores.masked_fill(cache.blocked, float("-inf")), dim=-1)
         z = pattern.masked_fill(cache.blocked, 0.0) @ v  # [row, head, pos, d_head]
@@ -232,12 +239,24 @@ def scrub_forward(
     return cache.readout(final)
 
 
+def _alike(receivers: list[int], sources: Sequence[Source]) -> list[list[int]]:
+    """Positions in ``receivers`` grouped by identical edges and sources (identical inputs)."""
+    groups: dict[bytes, list[int]] = {}
+    for i, r in enumerate(receivers):
+        key = b"".join(src.mask[:, r].numpy().tobytes() for src in sources)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 def _project(
-    x: Float[Tensor, "row head pos d_model"], proj: torch.nn.Linear, block: NativeBlockParts
+    x: Float[Tensor, "row pos d_model"],
+    proj: torch.nn.Linear,
+    block: NativeBlockParts,
+    heads: list[int],
 ) -> Float[Tensor, "row head pos d_head"]:
-    """Each head's query/key/value from its own input (``x[:, h]`` for head h)."""
-    w = proj.weight.view(block.n_heads, block.d_head, -1)
-    out = einsum(x, w, "row head pos d, head e d -> row head pos e")
+    """The query/key/value of ``heads`` from one input ``x``."""
+    w = proj.weight.view(block.n_heads, block.d_head, -1)[heads]
+    out = einsum(x, w, "row pos d, head e d -> row head pos e")
     if proj.bias is not None:
-        out = out + proj.bias.view(block.n_heads, 1, block.d_head)
+        out = out + proj.bias.view(block.n_heads, 1, block.d_head)[heads]
     return out

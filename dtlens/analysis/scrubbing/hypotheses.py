@@ -56,7 +56,9 @@ def through_heads(
         HypothesisError: no heads, or a head the graph lacks.
 
     Examples:
-        >>> through_heads(graph, ["L0H1"], rest="identity").claims[1].feature  # doctest: +SKIP
+        >>> from tests.conftest import build_model
+        >>> graph = DTGraph(build_model())
+        >>> through_heads(graph, ["L0H1"], rest="identity").claims[1].feature
         'identity'
     """
     try:

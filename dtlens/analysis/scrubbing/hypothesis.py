@@ -34,7 +34,9 @@ tree of claims):
 
 A claim with feature ``"identity"`` and children keeps its senders in its parent's
 forward pass (their children are claims of that pass too); with another feature it
-starts a new forward pass on an equivalent input.
+starts a new forward pass on an equivalent input. A child claim's edges end at inputs of
+senders its forward pass computes: its parent's, or those of identity claims with
+children in the same pass.
 
 :meth:`Hypothesis.from_edges` builds the tree from a labelled subgraph (edge ->
 feature), the form of a circuit.
@@ -175,6 +177,8 @@ class Hypothesis:
         claims: the top-level claims (about edges read in the forward pass on the
             reference input itself).
         name: a label for results and plots.
+        labels: the edge -> feature labels of :meth:`from_edges` (build those with it;
+            the tree is then made for a graph by :meth:`tree`).
 
     Examples:
         >>> Hypothesis([Claim("L0H1", "instruction")], name="L0H1").claims[0].edges
@@ -240,9 +244,9 @@ class Hypothesis:
         Examples:
             >>> h = Hypothesis.from_edges({"L0H1->MLP1.in": "instruction", "MLP1->logits":
             ...                            "identity"})
-            >>> graph = DTGraph(model)  # doctest: +SKIP
-            >>> print(Hypothesis(h.tree(graph)))  # doctest: +SKIP
-            [MLP1->logits | identity: []], [L0H1->MLP1.in | instruction: []]
+            >>> from tests.conftest import build_model
+            >>> print(Hypothesis(h.tree(DTGraph(build_model()))))
+            hypothesis: [L0H1->MLP1.in | instruction: []], [MLP1->logits | identity: []]
         """
         if isinstance(edges, Mapping):
             labels = tuple((e, _as_feature(f)) for e, f in edges.items())
@@ -281,7 +285,9 @@ def inputs_of(sender: Sender, graph: DTGraph) -> tuple[Receiver, ...]:
     """The receivers through which ``sender`` reads the residual stream (none: embeddings).
 
     Examples:
-        >>> [str(r) for r in inputs_of(Head(1, 0), graph)]  # doctest: +SKIP
+        >>> from tests.conftest import build_model
+        >>> graph = DTGraph(build_model())
+        >>> [str(r) for r in inputs_of(Head(1, 0), graph)]
         ['L1H0.q', 'L1H0.k', 'L1H0.v']
     """
     if isinstance(sender, Head):
@@ -296,7 +302,10 @@ def inputs_of(sender: Sender, graph: DTGraph) -> tuple[Receiver, ...]:
 
 
 def resolve_edges(
-    spec: EdgeLike | Sequence[EdgeLike], graph: DTGraph, into: Iterable[Receiver] | None = None
+    spec: EdgeLike | Sequence[EdgeLike],
+    graph: DTGraph,
+    into: Iterable[Receiver] | None = None,
+    check: bool = True,
 ) -> tuple[Edge, ...]:
     """The graph's edges a claim's ``edges`` stand for, in graph order.
 
@@ -305,13 +314,17 @@ def resolve_edges(
         graph: the model's graph.
         into: receivers the edges must end at (a child claim: its parent's senders'
             inputs); nodes and ``"all"`` are restricted to them. None: any receiver.
+        check: whether an explicit edge not into ``into`` raises (False: the caller
+            checks it, as causal scrubbing does once a forward pass's senders are known).
 
     Raises:
         HypothesisError: an unknown edge or node, an edge not into ``into``, or a spec
             standing for no edge.
 
     Examples:
-        >>> [str(e) for e in resolve_edges("L1H0", graph)]  # doctest: +SKIP
+        >>> from tests.conftest import build_model
+        >>> graph = DTGraph(build_model())
+        >>> [str(e) for e in resolve_edges("L1H0", graph)]
         ['L1H0->MLP1.in', 'L1H0->logits']
     """
     allowed = None if into is None else set(into)
@@ -321,11 +334,11 @@ def resolve_edges(
             found = [e for e in graph.edges if allowed is None or e.receiver in allowed]
         elif isinstance(item, Edge) or (isinstance(item, str) and "->" in item):
             edge = _graph_edge(item, graph)
-            if allowed is not None and edge.receiver not in allowed:
+            if check and allowed is not None and edge.receiver not in allowed:
+                inputs = ", ".join(map(str, into or ())) or "none: embeddings have no inputs"
                 raise HypothesisError(
                     f"{edge}: a child claim's edges must end at an input of its parent's "
-                    f"senders ({', '.join(map(str, into or ())) or 'none: embeddings have no inputs'}"
-                    "); move the claim to where its receiver is claimed."
+                    f"senders ({inputs}); move the claim to where its receiver is claimed."
                 )
             found = [edge]
         else:
@@ -376,7 +389,9 @@ def _senders(item: Sender | str, graph: DTGraph) -> set[Sender]:
     )
 
 
-def _treeify(graph: DTGraph, labelled: Mapping[Edge, Feature], needed: set[Receiver]) -> list[Claim]:
+def _treeify(
+    graph: DTGraph, labelled: Mapping[Edge, Feature], needed: set[Receiver]
+) -> list[Claim]:
     """The claims of one forward pass that needs ``needed`` (see :meth:`Hypothesis.from_edges`)."""
     into: dict[Receiver, list[Edge]] = {}
     for edge in labelled:

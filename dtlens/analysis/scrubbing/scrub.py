@@ -32,18 +32,16 @@ one per treeified copy); (2) the expectation is estimated by ``n_samples`` draws
 reference, not enumerated.
 
 Examples:
-    >>> import pytest
+    >>> import dtlens
     >>> from dtlens.analysis.scrubbing import decision_metric, memory_dataset
-    >>> from tests.conftest import build_model
-    >>> model = build_model(n_ctx=26)
+    >>> model = dtlens.load("memorydt")
     >>> data = memory_dataset(model, rtgs=(0.9, 0.0))
     >>> metric = decision_metric(model, data)
-    >>> result = causal_scrubbing(model, data, metric, Hypothesis.identity(), n_samples=4)
-    >>> result.scrubbed == pytest.approx(result.clean, abs=1e-5)
-    True
-    >>> result = causal_scrubbing(model, data, metric, Hypothesis.empty(), n_samples=4)
-    >>> result.scrubbed == pytest.approx(result.resampled, abs=1e-5)
-    True
+    >>> result = causal_scrubbing(model, data, metric, Hypothesis.identity())
+    >>> round(result.clean, 3), round(result.resampled, 3), round(result.recovered, 3)
+    (3.088, -0.002, 1.0)
+    >>> round(causal_scrubbing(model, data, metric, Hypothesis.empty()).recovered, 3) + 0.0
+    0.0
 """
 
 from __future__ import annotations
@@ -135,9 +133,13 @@ class Scrubber:
             ``token_embeddings=`` for per-token embedding claims).
 
     Examples:
-        >>> scrubber = Scrubber(model, data, decision_metric(model, data))  # doctest: +SKIP
+        >>> import dtlens
+        >>> from dtlens.analysis.scrubbing import decision_metric, memory_dataset
+        >>> model = dtlens.load("memorydt")
+        >>> data = memory_dataset(model, rtgs=(0.9, 0.0))
+        >>> scrubber = Scrubber(model, data, decision_metric(model, data))
         >>> [round(scrubber.run(h).recovered, 3) + 0.0 for h in (Hypothesis.identity(),
-        ...  Hypothesis.empty())]  # doctest: +SKIP
+        ...  Hypothesis.empty())]
         [1.0, 0.0]
     """
 
@@ -185,16 +187,20 @@ class Scrubber:
             raise ConfigError(f"n_samples must be a positive int, got {n_samples!r}.")
         n = len(self.dataset)
         reference = torch.arange(n).repeat_interleave(n_samples).to(self.model.device)
-        plan = _Plan(self, torch.Generator().manual_seed(seed), reference)
+        plan = _Plan(self, torch.Generator().manual_seed(seed), reference, n_samples)
         plan.resolve(hypothesis.tree(self.graph), 0, None, "")
+        plan.check()
         with torch.no_grad():
             scrubbed = self.metric(scrub_forward(self.cache, plan.worlds, plan.sources), reference)
             clean = self.metric(self.cache.readout(self.cache.final[reference]), reference)
             resampled = self.metric(
                 self.cache.readout(self.cache.final[plan.worlds[0].random]), reference
             )
+        scale = max(abs(float(clean.mean())), abs(float(resampled.mean())), 1.0)
         try:
-            recovered = restored_logit_diff(scrubbed.mean(), clean.mean(), resampled.mean())
+            recovered = restored_logit_diff(
+                scrubbed.mean(), clean.mean(), resampled.mean(), tol=1e-4 * scale
+            )
         except DTLensError:
             raise DTLensError(
                 f"the clean ({float(clean.mean()):.4g}) and fully resampled "
@@ -254,9 +260,14 @@ def causal_scrubbing(
         DTLensError: a metric of the wrong shape, or one resampling does not change.
 
     Examples:
-        >>> h = Hypothesis([Claim("L0H1", feature="instruction")], name="L0H1 carries it")
-        >>> causal_scrubbing(model, data, metric, h).recovered  # doctest: +SKIP
-        0.02
+        >>> import dtlens
+        >>> from dtlens.analysis.scrubbing import decision_metric, memory_dataset
+        >>> model = dtlens.load("memorydt")
+        >>> data = memory_dataset(model, rtgs=(0.9, 0.0))
+        >>> metric = decision_metric(model, data)
+        >>> h = Hypothesis([Claim("L0H1", feature="instruction")], name="L0H1 alone")
+        >>> round(causal_scrubbing(model, data, metric, h).recovered, 2) + 0.0  # all else random
+        0.0
     """
     return Scrubber(model, dataset, metric, graph).run(hypothesis, n_samples, seed)
 
@@ -279,8 +290,10 @@ def _two_argument(metric: ScrubMetric) -> Callable[[Tensor, Tensor], Tensor]:
 class _Plan:
     """The worlds and sources of one hypothesis, drawn as the tree is walked."""
 
-    def __init__(self, scrubber: Scrubber, generator: torch.Generator, reference: Tensor):
-        self.scrubber, self.generator = scrubber, generator
+    def __init__(
+        self, scrubber: Scrubber, generator: torch.Generator, reference: Tensor, n_samples: int
+    ):
+        self.scrubber, self.generator, self.n_samples = scrubber, generator, n_samples
         self.graph, self.dataset = scrubber.graph, scrubber.dataset
         self.device = reference.device
         self.worlds = [World(reference, self._uniform(reference.shape[0]))]
@@ -288,10 +301,36 @@ class _Plan:
         self.sources: list[Source] = []
         self._claimed: list[dict] = [{}]  # per world: edge -> (source key, claim path)
         self._by_key: dict[tuple, Source] = {}
+        self._live: list[set] = [set()]  # per world: the senders it computes for others
+        self._pending: list[tuple] = []  # child claims' edges, to check against _live
+
+    def check(self) -> None:
+        """Every child claim's edge must end at an input of a sender its pass computes."""
+        for world, edges, where, claim in self._pending:
+            inputs = {r for s in self._live[world] for r in inputs_of(s, self.graph)}
+            for edge in edges:
+                if edge.receiver not in inputs:
+                    names = ", ".join(sorted(map(str, inputs))) or "none"
+                    raise HypothesisError(
+                        f"{edge} (claim {where} {claim}): a child claim's edges must end at an "
+                        "input of a sender computed in its forward pass (its parent's senders, "
+                        f"or those of identity claims with children there: {names}); move the "
+                        "claim to where its receiver is claimed."
+                    )
 
     def _uniform(self, rows: int) -> Tensor:
         n = len(self.dataset)
-        return torch.randint(n, (rows,), generator=self.generator).to(self.device)
+        return self._stratified(torch.full((rows,), n)).to(self.device)
+
+    def _stratified(self, counts: Tensor) -> Tensor:
+        """A draw in ``0..counts[row] - 1`` per row, uniform for each row, stratified over
+        the draws of each reference (Latin hypercube: draw k of a reference falls in the
+        k-th of ``n_samples`` equal strata, in a random order), so every choice is drawn
+        about equally often."""
+        n_ref, per = counts.shape[0] // self.n_samples, self.n_samples
+        order = torch.argsort(torch.rand(n_ref, per, generator=self.generator), dim=1)
+        u = (order + torch.rand(n_ref, per, generator=self.generator)) / per
+        return torch.minimum((u.flatten() * counts).long(), counts - 1)
 
     def _equivalent(self, feature, of: Tensor) -> Tensor:
         """For each row, a uniform draw among the windows equivalent to ``of[row]``."""
@@ -302,16 +341,16 @@ class _Plan:
         counts = torch.bincount(classes)
         starts = torch.cumsum(counts, 0) - counts
         cls = classes[of.cpu()]
-        u = torch.rand(of.shape[0], generator=self.generator)
-        pick = torch.minimum((u * counts[cls]).long(), counts[cls] - 1)
-        return order[starts[cls] + pick].to(self.device)
+        return order[starts[cls] + self._stratified(counts[cls])].to(self.device)
 
     def resolve(self, claims: Sequence[Claim], world: int, into, path: str) -> None:
         """Add ``claims`` (children of senders reading through ``into``) to ``world``."""
         for k, claim in enumerate(claims):
             where = f"{path}{k}"
-            edges = resolve_edges(claim.edges, self.graph, into)
+            edges = resolve_edges(claim.edges, self.graph, into, check=False)
             senders = list(dict.fromkeys(e.sender for e in edges))
+            if path:  # a child: checked once the senders of its pass are known
+                self._pending.append((world, edges, where, claim))
             if claim.children is not None and all(isinstance(s, Embed) for s in senders):
                 raise HypothesisError(
                     f"claim {where} {claim}: embeddings are computed from the input alone, "
@@ -331,6 +370,7 @@ class _Plan:
                 key, source = ("live", world, world), None
                 if key not in self._by_key:
                     source = Source(world, self._empty_mask(), live=world)
+                self._live[world].update(senders)
                 self.resolve(claim.children, world, inner, f"{where}.")
             else:
                 if len(self.worlds) >= MAX_WORLDS:
@@ -341,6 +381,7 @@ class _Plan:
                     )
                 self.worlds.append(World(x, self._uniform(x.shape[0])))
                 self._claimed.append({})
+                self._live.append(set(senders))
                 new = len(self.worlds) - 1
                 self.draws[f"random {where}"] = self.worlds[new].random
                 key, source = ("live", world, new), Source(world, self._empty_mask(), live=new)

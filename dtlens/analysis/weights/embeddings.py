@@ -25,6 +25,7 @@ from torch import Tensor
 from dtlens.env.actions import ACTION_NAMES
 from dtlens.env.channels import N_CHANNELS, channel_names
 from dtlens.errors import ConfigError
+from dtlens.model.validation import check_head
 
 if TYPE_CHECKING:
     from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -264,6 +265,4 @@ def _check_layer(model: HookedDecisionTransformer, layer: int | None) -> None:
 
 def _check_head(model: HookedDecisionTransformer, layer: int, head: int) -> None:
     _check_layer(model, layer)
-    n = model.cfg.n_heads
-    if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < n:
-        raise ConfigError(f"head={head!r} must be an int in 0..{n - 1} (n_heads={n}).")
+    check_head(head, model.cfg.n_heads)  # HeadIndexError, a ConfigError; -1 refused too

@@ -8,7 +8,17 @@
  * Every press becomes {id, action} or {id, follow: true} with an increasing id; the last
  * MAX_EVENTS are written to the "key-events" store, so the server (which applies each
  * id once) loses no press even when two presses reach it in one request.
- * Keys are ignored while typing in an input or using a slider / dropdown.
+ *
+ * Focus: the keys go to the agent wherever the focus is, unless a text box has it (an
+ * <input> you type in, such as a slider's number box, or a <textarea>) or an open
+ * dropdown menu does. The listener runs in the capture phase on the window, before any
+ * component sees the key, and stops it there: a focused radio group does not change
+ * its choice (which would reset the episode) and a focused slider does not move.
+ * ArrowDown, which is no action, is kept from those controls too (on the page itself
+ * it still scrolls). Other keys (Tab, Home, End, Page Up/Down, Space) work as usual.
+ *
+ * Enter in a slider's number box (the RTG box) applies the typed value at once, as
+ * leaving the box does, and keeps the focus there.
  */
 (function () {
     "use strict";
@@ -16,6 +26,8 @@
     var FOLLOW_KEY = "f";
     var STORE_ID = "key-events";
     var MAX_EVENTS = 16;
+    // <input> types one types into (a radio button, checkbox or range is not a text box)
+    var TEXT_INPUTS = ["", "text", "number", "search", "email", "url", "tel", "password"];
     var nextId = 1;
     var events = [];
 
@@ -32,29 +44,69 @@
         clientside.set_props(STORE_ID, {data: {events: events.slice()}});
     }
 
-    function isEditing(target) {
-        if (!target || !target.closest) {
+    function isTextBox(target) {
+        if (!target || !target.tagName) {
             return false;
         }
-        return Boolean(target.closest(
-            "input, textarea, select, [contenteditable='true'], [role='slider'], " +
-            "[role='combobox'], [role='listbox'], .rc-slider, .dash-dropdown"
+        if (target.isContentEditable || target.tagName === "TEXTAREA") {
+            return true;
+        }
+        if (target.tagName !== "INPUT") {
+            return false;
+        }
+        var type = (target.getAttribute("type") || "").toLowerCase();
+        return TEXT_INPUTS.indexOf(type) >= 0;
+    }
+
+    function inOpenMenu(target) {
+        // a dropdown's open list of options (Dash 4: .dash-dropdown-options)
+        return Boolean(target && target.closest && target.closest(
+            ".dash-dropdown-options, .dash-dropdown-content, [role='dialog']"
         ));
     }
 
-    document.addEventListener("keydown", function (e) {
-        if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isEditing(e.target)) {
+    function isPage(target) {
+        return !target || target === document.body || target === document.documentElement;
+    }
+
+    function applyOnEnter(e) {
+        var box = e.target;
+        if (e.key !== "Enter" || !box.closest || !box.closest(".dash-slider-container")) {
+            return;
+        }
+        e.preventDefault();
+        box.blur();  // the slider applies its box's value when the box loses the focus
+        box.focus();
+        if (typeof box.select === "function") {
+            box.select();
+        }
+    }
+
+    window.addEventListener("keydown", function (e) {
+        if (isTextBox(e.target)) {
+            applyOnEnter(e);
+            return;  // typing: the keys belong to the box
+        }
+        if (e.ctrlKey || e.metaKey || e.altKey || inOpenMenu(e.target)) {
             return;
         }
         var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-        if (Object.prototype.hasOwnProperty.call(KEY_TO_ACTION, key)) {
-            e.preventDefault();
+        var isAction = Object.prototype.hasOwnProperty.call(KEY_TO_ACTION, key);
+        if (!isAction && key !== FOLLOW_KEY && !(key === "ArrowDown" && !isPage(e.target))) {
+            return;
+        }
+        // ours: no radio group, slider or tab list may act on it
+        e.preventDefault();
+        e.stopPropagation();
+        if (e.repeat) {
+            return;  // a held key steps once
+        }
+        if (isAction) {
             send({action: KEY_TO_ACTION[key]});
         } else if (key === FOLLOW_KEY) {
-            e.preventDefault();
             send({follow: true});
         }
-    });
+    }, true);
 
     document.addEventListener("click", function (e) {
         var button = e.target && e.target.closest ? e.target.closest("[data-action], [data-follow]") : null;

@@ -15,8 +15,11 @@ from dtlens.report.sections import (
     maps,
     patching,
     path_patching,
+    probes,
     rtg_entropy,
+    scrubbing,
     set_routine,
+    steering,
 )
 
 __all__ = ["SECTION_MODULES"]
@@ -32,6 +35,9 @@ SECTION_MODULES: dict[str, ModuleType] = {
     "patching": patching,
     "path_patching": path_patching,
     "circuit": circuit,
+    "scrubbing": scrubbing,
+    "probes": probes,
+    "steering": steering,
     "dynamics": dynamics,
     "maps": maps,
 }

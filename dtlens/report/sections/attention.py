@@ -43,7 +43,7 @@ def patterns_at_rtg(
 
     Returns the patterns, the token labels and the index of the first real token.
     """
-    batch = layout_batch(LAYOUT, rtg=rtg, padding=model.context_padding).to(model.device)
+    batch = layout_batch(LAYOUT, rtg=rtg, model=model).to(model.device)
     _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("attn.hook_pattern"))
     patterns = torch.stack(
         [cache[f"blocks.{layer}.attn.hook_pattern"][0] for layer in range(model.cfg.n_layers)]

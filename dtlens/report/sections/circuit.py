@@ -21,6 +21,10 @@ square; layouts whose clean - corrupt gap is too small to normalise are left out
    faithfulness, not by overlap);
 3. the heads each method implicates are set beside the heads activation patching
    (``z``, by head) and path patching (head -> logits) single out.
+
+``numbers["instruction_gap"]`` is the kept layouts' mean clean - corrupt gap; under
+``config.min_gap`` logits the text says that faithfulness is a share of almost nothing
+(the verdict box calls the finding one that cannot be judged).
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         "left_out_layouts": [name for name in p.all_layouts if name not in p.layouts],
         "target": TARGET,
         "n_edges_total": len(graph.edges),
+        "instruction_gap": p.mean_gap(),
+        "min_gap": config.min_gap,
     }
     title = "The instruction-swap circuit: EAP-IG, checked by ACDC and by exact faithfulness"
     if not p.layouts:
@@ -160,15 +166,22 @@ def _round(value: torch.Tensor | float) -> float:
 def _describe(n: dict, final: str) -> str:
     """The section's summary, written from its numbers."""
     a, heads = n["acdc"], n["heads"]
+    text = ""
+    if n["instruction_gap"] < n["min_gap"]:
+        text = (
+            f"The swap moves the decision at {final} by only {n['instruction_gap']:.3f} logits on "
+            f"average (under {n['min_gap']:g}): faithfulness below is a share of almost nothing, "
+            "so this circuit describes noise, not how the model uses the instruction. "
+        )
     if n["n_edges"] is None:
         best = max(n["curve"]["faithfulness"][:-1], default=0.0)
-        text = (
+        text += (
             f"No top-k set of EAP-IG's edges short of the whole graph keeps {n['target']:.0%} of "
             f"the clean - corrupt logit difference at {final} (best {best:.2f}): EAP-IG's ranking "
             "does not isolate a circuit here. "
         )
     else:
-        text = (
+        text += (
             f"EAP-IG's top {n['n_edges']} of {n['n_edges_total']} edges keep "
             f"{n['faithfulness']:.2f} of the clean - corrupt logit difference at {final} "
             f"(exact faithfulness, mean over {len(n['layouts'])} layouts). "

@@ -39,7 +39,7 @@ def decision_square_preferences(
     model: HookedDecisionTransformer, rtg: float
 ) -> list[dict[str, float | str]]:
     """Left-right logit difference and turn probabilities at the decision square, per layout."""
-    batches = [layout_batch(s, rtg=rtg, padding=model.context_padding) for s in SCENARIOS]
+    batches = [layout_batch(s, rtg=rtg, model=model) for s in SCENARIOS]
     batch = TrajectoryBatch.cat(batches).to(model.device)
     logits = model(batch)
     diff = logit_diff(logits, "left", "right", model=model)

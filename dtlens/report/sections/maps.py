@@ -103,8 +103,8 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     figures = [
         maps.plot(
             actions=MOVES,
-            title=f"RTG {maps.rtg:g}: the probability of each move with the agent placed on "
-            "every square (triangles point the way the agent faces)",
+            title=f"RTG {maps.rtg:g}: each move's probability, the agent placed on every "
+            "square and facing",
         )
         for maps in all_maps
     ]

@@ -38,10 +38,15 @@ denoising (run the corrupt input, patch in one clean activation;
 
 Values are restored fractions per pair (0 = the patch changes nothing, 1 = fully
 clean); summaries average the four layouts. Pairs whose clean and corrupt logit
-differences are within :data:`WEAK_DIFF` of each other are listed as weak: their
-fractions divide by a small number. Figures: one heatmap per pair (layouts x RTGs) for
-each sweep. Every sweep is batched over the four layouts; the section takes ~2 s on
-one CPU thread for a MemoryDT-sized model.
+differences are within ``config.min_gap`` (default :data:`WEAK_DIFF`) of each other are
+listed as weak: their fractions divide by a small number, so their heatmaps are drawn
+greyed out with the gap written inside (:func:`~dtlens.plotting.plot_patching`), and an
+RTG whose pairs are weak on average is described as telling nothing (a pair whose runs
+are equal gets fractions of 0, not an error). Figures: one heatmap per pair (layouts x
+RTGs) for each sweep; the leading token columns that restore exactly nothing in every
+pair (those before the first token that differs, and masked padding) are left out and
+named in the title. Every sweep is batched over the four layouts; the section takes ~2 s
+on one CPU thread for a MemoryDT-sized model.
 """
 
 from __future__ import annotations
@@ -57,25 +62,30 @@ from dtlens.analysis.edits.scenarios import (
     model_instruction_pairs,
     rtg_pair,
 )
-from dtlens.analysis.metrics import Metric, make_logit_diff_metric
+from dtlens.analysis.metrics import Metric, make_logit_diff_metric, restored_logit_diff
 from dtlens.analysis.patching.activation import activation_patching
 from dtlens.analysis.patching.results import PatchingResult
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching
+from dtlens.plotting.patching import PAIR_AXIS
 from dtlens.report.config import ReportConfig
 from dtlens.report.section import Section
 
 __all__ = [
+    "EQUAL_RUNS",
     "INSTRUCTION_SWEEPS",
     "ONE_TOKEN",
     "RTG_SWEEPS",
+    "SILENT",
     "WEAK_DIFF",
+    "best_token_is_small",
     "instruction_blind_caveat",
     "instruction_pairs",
     "patch_pairs",
     "rtg_pairs",
     "run",
+    "seed_pattern",
 ]
 
 #: Instruction-swap sweeps: hook -> axes.
@@ -86,11 +96,19 @@ INSTRUCTION_SWEEPS = {
 }
 #: RTG-change sweeps: hook -> axes.
 RTG_SWEEPS = {"resid_pre": ("layer", "pos"), "mlp_out": ("layer", "pos")}
-#: A pair is weak when |clean - corrupt logit difference| is below this (logits).
+#: A pair is weak when |clean - corrupt logit difference| is below this (logits): the
+#: default of ``ReportConfig.min_gap``, equal to :data:`dtlens.plotting.patching.MIN_GAP`.
 WEAK_DIFF = 0.5
+#: Pairs whose clean and corrupt metrics are this close get restored fractions of 0.
+EQUAL_RUNS = 1e-5
 #: A single token restoring less than this fraction is a small share of the effect.
 ONE_TOKEN = 0.2
+#: A patch moving the metric by less than this (logits) restores nothing; leading
+#: position columns of such patches in every pair are left out of the figures.
+SILENT = 1e-4
 _FACET_HEIGHT = 300
+#: position columns up to which every label is written under a heatmap
+_ALL_TICKS = 14
 
 SEED_SAW = (
     "Instruction swap (key -> ball, exception layout, RTG 0): logit difference -0.066 -> "
@@ -126,15 +144,44 @@ def patch_pairs(
     metric: Metric,
     sweeps: dict[str, tuple[str, ...]],
 ) -> dict[str, PatchingResult]:
-    """Denoising sweeps over all ``pairs`` at once (row i of the batches = pair i)."""
+    """Denoising sweeps over all ``pairs`` at once (row i of the batches = pair i).
+
+    Values are restored fractions, as ``activation_patching`` normalises them, except
+    that a pair whose clean and corrupt metrics are equal (within :data:`EQUAL_RUNS`;
+    a model blind to the edit) gets 0 everywhere instead of failing the whole sweep.
+    """
     clean = TrajectoryBatch.cat([p.clean for p in pairs]).to(model.device)
     corrupt = TrajectoryBatch.cat([p.corrupt for p in pairs]).to(model.device)
     return {
-        hook: activation_patching(
-            model, clean, corrupt, metric, hook, by=by, direction="denoise", show_progress=False
+        hook: _restored(
+            activation_patching(
+                model,
+                clean,
+                corrupt,
+                metric,
+                hook,
+                by=by,
+                direction="denoise",
+                normalize=False,
+                show_progress=False,
+            )
         )
         for hook, by in sweeps.items()
     }
+
+
+def _restored(raw: PatchingResult) -> PatchingResult:
+    """A raw sweep as restored fractions per pair; pairs with equal runs get 0."""
+    clean, corrupt = raw.info["clean_metric"], raw.info["corrupt_metric"]
+    per_pair = raw.info["per_pair"]
+    distinct = (clean - corrupt).abs() > EQUAL_RUNS
+    fractions = torch.zeros_like(per_pair)
+    if bool(distinct.any()):
+        fractions[..., distinct] = restored_logit_diff(
+            per_pair[..., distinct], clean[distinct], corrupt[distinct], tol=EQUAL_RUNS
+        )
+    info = {**raw.info, "normalize": True, "per_pair": fractions}
+    return PatchingResult(fractions.mean(-1), raw.axes, raw.labels, "restored fraction", info)
 
 
 def _round(value: Tensor | float) -> float:
@@ -177,25 +224,55 @@ def _facets(
     names: list[str],
     title: str,
     n_rows: int,
+    min_gap: float,
     ticks: list[str] | None = None,
 ) -> go.Figure:
     """One heatmap per pair of one sweep over one or more pair sets, on one colour scale.
 
+    Each pair's heatmap is greyed out when its clean - corrupt gap is under ``min_gap``
+    (``plot_patching`` judges facets of a ``"pair"`` axis one by one). Leading position
+    columns that are exactly 0 in every pair are left out and named in the title.
     ``ticks``: the position labels to write under each heatmap (26 do not fit).
     """
     per_pair = torch.cat([r.info["per_pair"] for r in results], dim=-1)
+    clean = torch.cat([r.info["clean_metric"] for r in results])
+    corrupt = torch.cat([r.info["corrupt_metric"] for r in results])
+    labels = dict(results[0].labels)
+    if results[0].axes[-1] == "pos":
+        moved = per_pair * (clean - corrupt)  # patched - corrupt, in logits
+        per_pair, labels["pos"], title = _trim_silent(per_pair, moved, labels["pos"], title)
     stacked = PatchingResult(
         per_pair.permute(-1, *range(per_pair.ndim - 1)),
-        axes=("pair", *results[0].axes),
-        labels={"pair": names, **results[0].labels},
+        axes=(PAIR_AXIS, *results[0].axes),
+        labels={PAIR_AXIS: names, **labels},
         metric_name="restored fraction",
+        info={"clean_metric": clean, "corrupt_metric": corrupt},
     )
-    figure = plot_patching(stacked, title=title)
+    figure = plot_patching(stacked, title=title, min_gap=min_gap)
     for note in figure.layout.annotations:
-        note.text = note.text.removeprefix("pair ")
-    if ticks is not None:
-        figure.update_xaxes(tickmode="array", tickvals=ticks, ticktext=ticks)
+        note.text = note.text.removeprefix(f"{PAIR_AXIS} ")
+    if ticks is not None and len(labels["pos"]) > _ALL_TICKS:
+        shown = [t for t in ticks if t in labels["pos"]]
+        figure.update_xaxes(tickmode="array", tickvals=shown, ticktext=shown)
     return figure.update_layout(height=120 + _FACET_HEIGHT * n_rows)
+
+
+def _trim_silent(
+    per_pair: Float[Tensor, "layer pos pair"],
+    moved: Float[Tensor, "layer pos pair"],
+    labels: list[str],
+    title: str,
+) -> tuple[Tensor, list[str], str]:
+    """Drop the leading positions whose patches move the metric by less than
+    :data:`SILENT` logits in every layer and pair (tokens before the first one that
+    differs, masked padding); say so in the title."""
+    silent = (moved.abs() < SILENT).all(-1).all(0)  # [pos]
+    first = int(silent.long().cumprod(0).sum())
+    if first == 0 or first == len(labels):
+        return per_pair, labels, title
+    span = labels[0] if first == 1 else f"{labels[0]}–{labels[first - 1]}"
+    note = f"<br><sup>{span} restore nothing in any pair and are not shown</sup>"
+    return per_pair[:, first:], labels[first:], title + note
 
 
 class _Sweeps:
@@ -203,6 +280,7 @@ class _Sweeps:
 
     def __init__(self, model: HookedDecisionTransformer, config: ReportConfig) -> None:
         self.model = model
+        self.min_gap = config.min_gap
         self.metric = make_logit_diff_metric("left", "right", model=model)
         self.rtgs = [config.high_rtg, config.low_rtg]
         self.layouts = [s.name for s in all_layouts()]
@@ -240,10 +318,11 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         for k, label in enumerate(s.labels)
         if label.startswith("R")
     }
-    weak = [f"{r['layout']} @ RTG {r['rtg']:g}" for r in swap_rows if _weak(r)] + [
-        f"{r['layout']} RTG change" for r in rtg_rows if _weak(r)
+    weak = [f"{r['layout']} @ RTG {r['rtg']:g}" for r in swap_rows if _weak(r, s.min_gap)] + [
+        f"{r['layout']} RTG change" for r in rtg_rows if _weak(r, s.min_gap)
     ]
     numbers = {
+        "min_gap": s.min_gap,
         "metric": f"logit(left) - logit(right) at {s.final}",
         "direction": "denoise",
         "instruction_token": s.instr,
@@ -254,10 +333,14 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         "instruction_swap_pairs": swap_rows,
         "instruction_swap_mean": swap_means,
         "instruction_swap_tables": swap_tables,
+        "instruction_swap_gap": {
+            f"RTG {rtg:g}": _mean_gap([r for r in swap_rows if r["rtg"] == rtg]) for rtg in s.rtgs
+        },
         "rtg_change": {"clean_rtg": config.low_rtg, "corrupt_rtg": config.high_rtg},
         "rtg_change_pairs": rtg_rows,
         "rtg_change_mean": rtg_mean,
         "rtg_change_tables": rtg_tables,
+        "rtg_change_gap": _mean_gap(rtg_rows),
         "weak_pairs": weak,
     }
     return Section(
@@ -309,8 +392,17 @@ def _mean_summary(s: _Sweeps, results: dict[str, PatchingResult]) -> dict:
     return out
 
 
-def _weak(row: dict) -> bool:
-    return abs(row["clean_logit_diff"] - row["corrupt_logit_diff"]) < WEAK_DIFF
+def _gap(row: dict) -> float:
+    return abs(row["clean_logit_diff"] - row["corrupt_logit_diff"])
+
+
+def _weak(row: dict, min_gap: float = WEAK_DIFF) -> bool:
+    return _gap(row) < min_gap
+
+
+def _mean_gap(rows: list[dict]) -> float:
+    """Mean |clean - corrupt| logit difference of the pairs (what greys a figure out)."""
+    return _round(sum(_gap(r) for r in rows) / len(rows)) if rows else 0.0
 
 
 def _figures(s: _Sweeps) -> list[go.Figure]:
@@ -326,6 +418,7 @@ def _figures(s: _Sweeps) -> list[go.Figure]:
             names,
             swap_title + what,
             n_rows=len(s.rtgs),
+            min_gap=s.min_gap,
             ticks=ticks,
         )
         for hook, what, ticks in (
@@ -336,7 +429,12 @@ def _figures(s: _Sweeps) -> list[go.Figure]:
     ]
     figures += [
         _facets(
-            [s.rtg_results[hook]], s.layouts, change + what, n_rows=1, ticks=[*rtgs[:-1], s.final]
+            [s.rtg_results[hook]],
+            s.layouts,
+            change + what,
+            n_rows=1,
+            min_gap=s.min_gap,
+            ticks=[*rtgs[:-1], s.final],
         )
         for hook, what in (
             ("resid_pre", "residual stream by layer x position"),
@@ -346,7 +444,12 @@ def _figures(s: _Sweeps) -> list[go.Figure]:
     return figures
 
 
-def _seed_pattern(summary: dict, final: str) -> bool:
+def best_token_is_small(tokens: dict[str, float]) -> bool:
+    """No single RTG token restores :data:`ONE_TOKEN` or more at layer 0 (and there is one)."""
+    return bool(tokens) and max(abs(v) for v in tokens.values()) < ONE_TOKEN
+
+
+def seed_pattern(summary: dict, final: str) -> bool:
     """The seed's picture: restoration at S_final from layer 1 on, none in between."""
     return (
         summary["handoff_layer"] == 1
@@ -355,8 +458,10 @@ def _seed_pattern(summary: dict, final: str) -> bool:
     )
 
 
-def instruction_blind_caveat(gaps: list[float], instr: str, final: str) -> str:
-    """A leading warning when no clean/corrupt gap reaches :data:`WEAK_DIFF` logits.
+def instruction_blind_caveat(
+    gaps: list[float], instr: str, final: str, min_gap: float = WEAK_DIFF
+) -> str:
+    """A leading warning when no clean/corrupt gap reaches ``min_gap`` logits.
 
     Restored fractions divide by ``clean - corrupt``; when the edit barely moves the
     decision they are ratios of noise, and the reader must be told before the numbers.
@@ -368,21 +473,22 @@ def instruction_blind_caveat(gaps: list[float], instr: str, final: str) -> str:
         ''
     """
     largest = max((abs(g) for g in gaps), default=0.0)
-    if largest >= WEAK_DIFF:
+    if largest >= min_gap:
         return ""
     return (
         f"The instruction swap moves the decision at {final} by at most {largest:.3f} logits "
-        f"(under {WEAK_DIFF}): this model does not use the instruction it sees at {instr}, "
-        "so the restored fractions below divide by almost nothing and describe no circuit. "
+        f"(under {min_gap:g}): this model does not use the instruction it sees at {instr}, "
+        "so the restored fractions below divide by almost nothing and describe no circuit "
+        "(their figures are greyed out). "
     )
 
 
 def _describe(n: dict) -> str:
     """The section's summary, written from its numbers."""
-    instr, final = n["instruction_token"], n["final_token"]
+    instr, final, min_gap = n["instruction_token"], n["final_token"], n["min_gap"]
     gaps = [r["clean_logit_diff"] - r["corrupt_logit_diff"] for r in n["instruction_swap_pairs"]]
-    caveat = instruction_blind_caveat(gaps, instr, final)
-    parts = [caveat] if caveat else []
+    caveat = instruction_blind_caveat(gaps, instr, final, min_gap)
+    parts = [caveat.strip()] if caveat else []
     for rtg in n["rtgs"]:
         rows = [r for r in n["instruction_swap_pairs"] if r["rtg"] == rtg]
         m = n["instruction_swap_mean"][f"RTG {rtg:g}"]
@@ -390,6 +496,14 @@ def _describe(n: dict) -> str:
             f"{r['layout']} {r['clean_logit_diff']:+.2f} -> {r['corrupt_logit_diff']:+.2f}"
             for r in rows
         )
+        gap = n["instruction_swap_gap"][f"RTG {rtg:g}"]
+        if gap < min_gap:
+            parts.append(
+                f"Instruction swap at RTG {rtg:g} ({flips}): the decision moves by {gap:.3f} "
+                f"logits on average (under {min_gap:g}), so the restored fractions at this RTG "
+                "are ratios of noise: greyed out, and no circuit is read from them."
+            )
+            continue
         peaks = ", ".join(
             f"layer {k} {p} ({v:.2f})"
             for k, (p, v) in enumerate(
@@ -408,7 +522,7 @@ def _describe(n: dict) -> str:
             f"{moved}, and no token between restores more than {m['most_between']:.2f}"
             + (
                 f": as the seed saw, the instruction moves from {instr} straight to {final}. "
-                if _seed_pattern(m, final) and not caveat
+                if seed_pattern(m, final) and not caveat
                 else f": unlike the seed, not a direct move from {instr} to {final}. "
             )
             + f"Top heads: {', '.join(m['top_heads'])}; MLPs at {final} by layer: "
@@ -418,37 +532,46 @@ def _describe(n: dict) -> str:
     r = n["rtg_change_mean"]
     change = n["rtg_change"]
     tokens = r["layer0_rtg_tokens"]
-    best = max(tokens, key=lambda k: abs(tokens[k])) if tokens else None
-    mlps = r["mlp_at_final_by_layer"]
-    parts.append(
-        f"RTG change (clean {change['clean_rtg']:g}, corrupt {change['corrupt_rtg']:g} at every "
-        "position; logit difference clean -> corrupt: "
-        + ", ".join(
-            f"{row['layout']} {row['clean_logit_diff']:+.2f} -> {row['corrupt_logit_diff']:+.2f}"
-            for row in n["rtg_change_pairs"]
+    if n["rtg_change_gap"] < min_gap:
+        parts.append(
+            f"RTG change (clean {change['clean_rtg']:g}, corrupt {change['corrupt_rtg']:g} at "
+            f"every position): the decision moves by {n['rtg_change_gap']:.3f} logits on average "
+            f"(under {min_gap:g}), so its restored fractions are ratios of noise (greyed out); "
+            f"the seed's collection into {final} through MLP1 cannot be checked here."
         )
-        + "): "
-        + (
-            f"at layer 0 the largest single RTG token is {best} ({tokens[best]:+.2f}); "
-            if best
-            else ""
+    else:
+        collected = best_token_is_small(tokens) and r["at_final_by_layer"][-1] > 0.5
+        best = max(tokens, key=lambda k: abs(tokens[k])) if tokens else None
+        mlps = r["mlp_at_final_by_layer"]
+        parts.append(
+            f"RTG change (clean {change['clean_rtg']:g}, corrupt {change['corrupt_rtg']:g} at "
+            "every position; logit difference clean -> corrupt: "
+            + ", ".join(
+                f"{row['layout']} {row['clean_logit_diff']:+.2f} -> "
+                f"{row['corrupt_logit_diff']:+.2f}"
+                for row in n["rtg_change_pairs"]
+            )
+            + "): "
+            + (
+                f"at layer 0 the largest single RTG token is {best} ({tokens[best]:+.2f}); "
+                if best
+                else ""
+            )
+            + f"{final}'s residual stream restores "
+            + ", ".join(f"{v:.2f}" for v in r["at_final_by_layer"])
+            + f" by layer, and the MLPs' outputs at {final} restore "
+            + ", ".join(f"MLP{k} {v:.2f}" for k, v in enumerate(mlps))
+            + " (the seed: MLP1 0.87, MLP2 nothing)"
+            + (
+                f", so the RTG is collected from many tokens into {final} rather than read "
+                "from one."
+                if collected
+                else "."
+            )
         )
-        + f"{final}'s residual stream restores "
-        + ", ".join(f"{v:.2f}" for v in r["at_final_by_layer"])
-        + f" by layer, and the MLPs' outputs at {final} restore "
-        + ", ".join(f"MLP{k} {v:.2f}" for k, v in enumerate(mlps))
-        + " (the seed: MLP1 0.87, MLP2 nothing)"
-        + (
-            f", so the RTG is collected from many tokens into {final} rather than read from one."
-            if best is not None
-            and abs(tokens[best]) < ONE_TOKEN
-            and r["at_final_by_layer"][-1] > 0.5
-            else "."
-        )
-    )
     if n["weak_pairs"]:
         parts.append(
-            f"Weak pairs (|clean - corrupt| < {WEAK_DIFF} logits, fractions noisy): "
+            f"Weak pairs (|clean - corrupt| < {min_gap:g} logits, fractions noisy, greyed out): "
             + ", ".join(n["weak_pairs"])
             + "."
         )

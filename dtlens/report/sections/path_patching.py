@@ -35,9 +35,16 @@ S_final only through attention; the question is whether one attention hop carrie
 3. the instruction observation's state embedding -> each head's q, k and v: which heads
    read the instruction where it enters; with the attention each head pays from S_final
    to S_instr in the clean runs.
+
+When the kept layouts' clean and corrupt decisions differ by less than
+``config.min_gap`` logits on average (``numbers["instruction_gap"]``), every figure is
+drawn greyed out with the gap written inside it (the restored fractions divide by almost
+nothing), and the text says the claim cannot be judged.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import plotly.graph_objects as go
 import torch
@@ -175,9 +182,10 @@ def _round(value: Tensor | float) -> float:
     return round(float(value), 4) + 0.0
 
 
-def _plot(result: PatchingResult, title: str) -> go.Figure:
-    """``plot_patching`` with each heatmap cell's value written in it (grids are small)."""
-    figure = _plot_patching(result, title=title)
+def _plot(result: PatchingResult, title: str, p: _Pairs) -> go.Figure:
+    """``plot_patching`` with each heatmap cell's value written in it (grids are small),
+    greyed out when the kept layouts' clean - corrupt gap is under ``config.min_gap``."""
+    figure = _plot_patching(replace(result, info=p.gap_info()), title=title, min_gap=p.min_gap)
     return figure.update_traces(texttemplate="%{z:.2f}", selector={"type": "heatmap"})
 
 
@@ -195,6 +203,7 @@ class _Pairs:
 
     def __init__(self, model: HookedDecisionTransformer, config: ReportConfig) -> None:
         self.model = model
+        self.min_gap = config.min_gap
         clean, corrupt, self.all_layouts = instruction_pairs(model, config.high_rtg)
         self.metric = make_logit_diff_metric("left", "right", model=model)
         with torch.no_grad():
@@ -203,9 +212,23 @@ class _Pairs:
         gap = (self.clean_diff - self.corrupt_diff).abs()
         keep = ((gap >= MIN_GAP) & (gap >= MIN_GAP_SHARE * gap.max())).nonzero().flatten()
         self.layouts = [self.all_layouts[i] for i in keep.tolist()]
-        self.clean, self.corrupt = clean[keep], corrupt[keep]
+        self.keep = keep
+        # no layout kept: nothing is path-patched (run() says so), and a batch is never empty
+        self.clean, self.corrupt = (clean[keep], corrupt[keep]) if len(keep) else (clean, corrupt)
         self.labels = model.token_labels(clean)
         self.instr, self.between, self.final = key_tokens(model, clean, corrupt)
+
+    def gap_info(self) -> dict[str, Tensor]:
+        """The kept layouts' clean and corrupt metrics, as a sweep's ``info`` holds them."""
+        return {
+            "clean_metric": self.clean_diff[self.keep],
+            "corrupt_metric": self.corrupt_diff[self.keep],
+        }
+
+    def mean_gap(self) -> float:
+        """Mean |clean - corrupt| over the kept layouts (0 when none is kept)."""
+        gaps = (self.clean_diff - self.corrupt_diff)[self.keep].abs()
+        return _round(gaps.mean()) if len(gaps) else 0.0
 
     def diffs(self) -> dict[str, dict[str, float]]:
         """The metric on the clean and corrupt runs of every layout (kept or not)."""
@@ -267,6 +290,8 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         "final_token": p.final,
         "clean_logit_diff": p.diffs()["clean"],
         "corrupt_logit_diff": p.diffs()["corrupt"],
+        "instruction_gap": p.mean_gap(),
+        "min_gap": config.min_gap,
     }
     title = f"Path patching: does the instruction move straight from {p.instr} to {p.final}?"
     if not p.layouts:
@@ -292,6 +317,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
             _by_head(torch.stack([to_logits.values, via_mlps.values]), {"path": paths}),
             title=f"Each head's effect on the decision at {p.final}: direct, and through the "
             "MLPs with every other head frozen",
+            p=p,
         )
     ]
     figures += _routes(p, numbers)
@@ -315,6 +341,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         _plot(
             _by_head(reads, {"input": list(RECEIVER_KINDS)}),
             title=f"The instruction observation's embedding ({p.instr}) -> each head's q, k, v",
+            p=p,
         )
     )
     return Section(
@@ -331,7 +358,9 @@ def _caveat(numbers: dict) -> str:
     """The activation-patching section's warning when the swap barely moves the decision."""
     clean, corrupt = numbers["clean_logit_diff"], numbers["corrupt_logit_diff"]
     gaps = [clean[name] - corrupt[name] for name in numbers["layouts"]]
-    return instruction_blind_caveat(gaps, numbers["instruction_token"], numbers["final_token"])
+    return instruction_blind_caveat(
+        gaps, numbers["instruction_token"], numbers["final_token"], numbers["min_gap"]
+    )
 
 
 def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
@@ -371,10 +400,12 @@ def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
             stacked,
             title=f"Each head -> later heads' q/k/v and MLPs, its writes only at {p.instr}, "
             f"between, or at {p.final}",
+            p=p,
         ),
         _plot(
             tokens,
             title="All layer-0 heads -> later heads' q/k/v and MLPs, their writes at one token",
+            p=p,
         ),
     ]
 
@@ -423,6 +454,12 @@ def _describe(n: dict) -> str:
         f"{len(n['intermediate_tokens'])} tokens between: {g['intermediate_tokens']:+.2f}. "
     )
     ratio = n["intermediate_over_one_hop"]
+    if n["instruction_gap"] < n["min_gap"]:
+        return text + (
+            f"The swap moves the decision by {n['instruction_gap']:.3f} logits on average (under "
+            f"{n['min_gap']:g}), so these shares divide by almost nothing: the figures are greyed "
+            "out and the claim cannot be judged."
+        )
     if ratio is None:
         return text + "Neither one-hop route restores anything, so the claim cannot be judged."
     verdict = "supports" if n["claim_holds"] else "does not support"

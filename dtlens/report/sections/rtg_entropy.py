@@ -67,9 +67,7 @@ def _keeps_going(scenario, route: list[int]) -> bool:
 
 @torch.no_grad()
 def _entropies(model: HookedDecisionTransformer, routes, rtg: float) -> np.ndarray:
-    batches = [
-        layout_batch(s, actions=r, rtg=rtg, padding=model.context_padding) for s, r in routes
-    ]
+    batches = [layout_batch(s, actions=r, rtg=rtg, model=model) for s, r in routes]
     logits = model(TrajectoryBatch.cat(batches).to(model.device))
     return action_entropy(logits, model=model).cpu().numpy()
 
