@@ -450,8 +450,12 @@ def _index(value: Any, n: int, name: str) -> int:
     """
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an int in 0..{n - 1}, got {value!r}; pick one.")
+    if not 0 <= value < n:
+        raise ConfigError(
+            f"{name} {value} is out of range: the model has {n} {name}s (0..{n - 1}); pick one."
+        )
     return value
 
 

@@ -29,9 +29,10 @@ Example:
     >>> from dtlens.report.config import ReportConfig
     >>> parser = argparse.ArgumentParser()
     >>> flags = add_config_flags(parser, ReportConfig)
-    >>> config_from_args(parser.parse_args(["--seed", "3", "--rtgs", "0", "0.9"]), flags)
-    ReportConfig(max_steps=50, high_rtg=0.9, low_rtg=0.0, rtgs=(0.0, 0.9), calibration_episodes=100, random_walks=8, seed=3)
-"""  # noqa: E501
+    >>> config = config_from_args(parser.parse_args(["--seed", "3", "--rtgs", "0", "0.9"]), flags)
+    >>> config.seed, config.rtgs, config.max_steps
+    (3, (0.0, 0.9), 50)
+"""
 
 from __future__ import annotations
 

@@ -77,7 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "to the MemoryDT architecture."
         ),
     )
-    parser.add_argument("--demos", required=True, type=Path, help="demonstrations .npz file")
+    parser.add_argument(
+        "--demos",
+        required=True,
+        help="demonstrations: an .npz file, or minari:DATASET_ID for a local Minari dataset "
+        "(see docs/data.md)",
+    )
     parser.add_argument(
         "--out",
         type=Path,

@@ -59,8 +59,7 @@ class ReportConfig(ConfigIO):
         ok = rtgs is not None and all(isinstance(r, int | float) for r in rtgs)
         check(self, "rtgs", ok, "a list of numbers")
         object.__setattr__(self, "rtgs", tuple(float(r) for r in rtgs))
-        if not isinstance(self.min_gap, int | float) or not self.min_gap >= 0:
-            raise ConfigError(f"ReportConfig.min_gap={self.min_gap!r} must be a number >= 0.")
+        check_number(self, "min_gap", 0.0)
         if self.high_rtg <= self.low_rtg:
             raise ConfigError(
                 f"ReportConfig.high_rtg={self.high_rtg} must exceed low_rtg={self.low_rtg}."

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dtlens.report.sections.patching_text import ONE_TOKEN, best_token_is_small, seed_pattern
+
 __all__ = [
     "CANNOT_JUDGE",
     "DOES_NOT_HOLD",
@@ -187,8 +189,6 @@ def _congruence(n: Numbers) -> tuple[str, str]:
 
 
 def _instruction_moves(n: Numbers) -> tuple[str, str]:
-    from dtlens.report.sections.patching import seed_pattern
-
     min_gap, final = n.get("min_gap", _DEFAULT_MIN_GAP), n["final_token"]
     judged, parts = [], []
     for label, gap in n["instruction_swap_gap"].items():
@@ -207,8 +207,6 @@ def _instruction_moves(n: Numbers) -> tuple[str, str]:
 
 
 def _rtg_collected(n: Numbers) -> tuple[str, str]:
-    from dtlens.report.sections.patching import ONE_TOKEN, best_token_is_small
-
     min_gap, gap = n.get("min_gap", _DEFAULT_MIN_GAP), n["rtg_change_gap"]
     if gap < min_gap:
         return CANNOT_JUDGE, f"the RTG change moves the decision by {gap:.3f} < {min_gap:g} logits"

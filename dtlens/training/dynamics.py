@@ -288,7 +288,7 @@ def run_dynamics(
         ConfigError: the checkpoints name no demonstrations file and ``demos`` is None,
             or the run has no validation split.
     """
-    from dtlens.data.demonstrations import Demonstrations
+    from dtlens.data.minari_bridge import load_demonstrations
     from dtlens.training.config import TrainConfig
     from dtlens.training.pipeline import make_samplers
     from dtlens.training.trainer import STATE_JSON
@@ -301,7 +301,7 @@ def run_dynamics(
             f"the checkpoints in {run_dir} do not name their demonstrations; pass --demos"
         )
     config = TrainConfig.from_dict(state["train_config"])
-    data = Demonstrations.load(demos_path)
+    data = load_demonstrations(demos_path)  # an .npz file or 'minari:DATASET_ID'
     _, val = make_samplers(data, config)
     if val is None:
         raise ConfigError("the run has no validation split (val_fraction=0): nothing held out")

@@ -27,6 +27,7 @@ import numpy as np
 
 from dtlens.data.curriculum import Curriculum, group_episodes
 from dtlens.data.demonstrations import Demonstrations
+from dtlens.data.minari_bridge import load_demonstrations
 from dtlens.data.windows import WindowSampler, train_val_split
 from dtlens.errors import ConfigError, OutputPathError
 from dtlens.files import check_writable
@@ -190,7 +191,7 @@ def train_to_checkpoint(
                 "to replace it (or --resume to continue the run that wrote it), or choose "
                 "another --out"
             )
-    demos = Demonstrations.load(demos_path)
+    demos = load_demonstrations(demos_path)  # an .npz file or 'minari:DATASET_ID'
     if overwrite:
         for path in earlier:
             shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -374,3 +374,23 @@ def test_an_export_failing_half_way_leaves_no_partial_dataset(demos, tmp_path, m
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     assert list(minari.list_local_datasets()) == ["dtlens/old-v0"]
     assert_same(demos, from_minari("dtlens/old-v0", datasets_path=tmp_path))
+
+
+def test_dtlens_train_reads_a_minari_dataset(demos, tmp_path, monkeypatch):
+    """``dtlens train --demos minari:ID`` trains on the local dataset and names it as its data."""
+    import json
+
+    from dtlens.cli import main
+
+    to_minari(demos, "dtlens/memory-planner-v0", datasets_path=tmp_path / "datasets")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    flags = ["--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--d-mlp", "16",
+             "--batch-size", "8", "--warmup-steps", "1", "--total-steps", "3",
+             "--device", "cpu", "--no-progress"]  # fmt: skip
+    run_dir = tmp_path / "run"
+    argv = ["train", "--demos", "minari:dtlens/memory-planner-v0", "--run-dir", str(run_dir)]
+    assert main([*argv, *flags]) == 0
+    states = sorted(run_dir.glob("step_*/trainer_state.json"))
+    assert states and "minari:dtlens/memory-planner-v0" in json.dumps(
+        json.loads(states[-1].read_text())
+    )

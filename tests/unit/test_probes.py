@@ -228,7 +228,7 @@ def test_probe_activations_read_the_chosen_token(model):
 
 
 def test_linear_probes_have_both_baselines(model):
-    data = memory_windows(model, n_routes=200, rtg=(0.0, 1.0), seed=0)
+    data = memory_windows(model, n_routes=400, rtg=(0.0, 1.0), seed=0)
     result = linear_probes(model, data, "rtg_bucket", token="R", seed=0)
     assert result.hooks == tuple(residual_hooks(model))
     assert len(result.trained) == len(result.random_model) == len(result.shuffled) == 5
