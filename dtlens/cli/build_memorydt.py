@@ -11,8 +11,14 @@ into ``--out``. Intermediate files (demonstrations, training checkpoints) go to
 ``--run-dir`` (default ``runs/memorydt``, git-ignored); an interrupted build picks up
 the saved demonstrations and resumes training from its last checkpoint.
 
+``--model-type clone`` builds a behavioural clone (no RTG) with the same recipe on the
+same demonstrations, into ``dtlens/pretrained/memorydt-clone`` (run dir
+``runs/memorydt-clone``) unless ``--out`` / ``--run-dir`` say otherwise; its bar is
+greedy success per layout (a clone has no RTG calibration).
+
 Example:
     $ dtlens build-memorydt --out dtlens/pretrained/memorydt
+    $ dtlens build-memorydt --model-type clone
 """
 
 from __future__ import annotations
@@ -23,7 +29,26 @@ from pathlib import Path
 from dtlens.errors import CheckpointError
 from dtlens.training.recipe import MEMORYDT_RECIPE, RECIPES, Recipe, customise_recipe
 
-__all__ = ["add_parser", "recipe_from_args", "resume_hint", "run"]
+__all__ = ["add_parser", "output_paths", "recipe_from_args", "resume_hint", "run"]
+
+DT_OUT, DT_RUN_DIR = Path("dtlens/pretrained/memorydt"), Path("runs/memorydt")
+#: where a clone build goes when --out / --run-dir are left at the DT's defaults
+CLONE_OUT, CLONE_RUN_DIR = Path("dtlens/pretrained/memorydt-clone"), Path("runs/memorydt-clone")
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """``(out, run_dir)``: a clone build left at the DT's defaults goes to its own dirs.
+
+    Example:
+        >>> sub = argparse.ArgumentParser().add_subparsers()
+        >>> output_paths(add_parser(sub).parse_args(["--model-type", "clone"]))
+        (PosixPath('dtlens/pretrained/memorydt-clone'), PosixPath('runs/memorydt-clone'))
+    """
+    out, run_dir = Path(getattr(args, "out", DT_OUT)), Path(args.run_dir)
+    if getattr(args, "model_type", "decision_transformer") == "clone":
+        out = CLONE_OUT if out == DT_OUT else out
+        run_dir = CLONE_RUN_DIR if run_dir == DT_RUN_DIR else run_dir
+    return out, run_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,7 +74,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--out",
         type=Path,
         default=Path("dtlens/pretrained/memorydt"),
-        help="where the model, calibration.json and MODEL_CARD.md go",
+        help=(
+            "where the model, calibration.json and MODEL_CARD.md go (with --model-type "
+            f"clone and this left at its default: {CLONE_OUT})"
+        ),
+    )
+    parser.add_argument(
+        "--model-type",
+        choices=("decision_transformer", "clone"),
+        default="decision_transformer",
+        help=(
+            "'clone' trains a behavioural clone (S, A tokens, no RTG) with the same recipe "
+            "on the same demonstrations; its bar is greedy success per layout"
+        ),
     )
     parser.add_argument(
         "--architecture",
@@ -64,7 +101,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--run-dir",
         type=Path,
         default=Path("runs/memorydt"),
-        help="intermediate files: demos.npz, training checkpoints (step_k/)",
+        help=(
+            "intermediate files: demos.npz, training checkpoints (step_k/); with "
+            f"--model-type clone and this left at its default: {CLONE_RUN_DIR}"
+        ),
     )
     parser.add_argument(
         "--demos",
@@ -118,12 +158,13 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """
     return customise_recipe(
         RECIPES[getattr(args, "architecture", "original")],
-        args.run_dir,
+        output_paths(args)[1],
         total_steps=args.total_steps,
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
         calibration_episodes=args.calibration_episodes,
+        model_type=getattr(args, "model_type", None),
     )
 
 
@@ -131,10 +172,11 @@ def run(args: argparse.Namespace) -> int:
     """Build (one library call); exit code 1 if the calibration misses its bar."""
     from dtlens.training.build import build_memorydt
 
+    out, run_dir = output_paths(args)
     result = build_memorydt(
         recipe_from_args(args),
-        args.out,
-        args.run_dir,
+        out,
+        run_dir,
         demos=args.demos,
         fresh=args.fresh,
         threads=args.threads,
@@ -153,7 +195,7 @@ def resume_hint(args: argparse.Namespace) -> str | None:
     from dtlens.training.trainer import latest_checkpoint
 
     try:
-        last = latest_checkpoint(Path(args.run_dir) / "train")
+        last = latest_checkpoint(output_paths(args)[1] / "train")
     except CheckpointError:
         return "no training checkpoint was written yet; rerun the same command to start again"
     return f"last checkpoint {last}; rerun the same command to resume from it"

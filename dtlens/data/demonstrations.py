@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from dtlens.data.npz_archive import open_npz, read_npz_array
 from dtlens.errors import BatchError, ConfigError, DemonstrationsFileError
 from dtlens.files import write_atomic
 
@@ -387,7 +386,7 @@ class Demonstrations:
             dtlens.errors.DemonstrationsFileError: ...d.npz is empty (0 bytes): ...
         """
         path = Path(path)
-        archive = _open_archive(path)
+        archive = open_npz(path)
         with archive:
             members = {
                 name.removesuffix(".npy"): name
@@ -406,7 +405,7 @@ class Demonstrations:
                     f"{path} is not a demonstrations file: missing {missing} "
                     f"(has {sorted(members)})"
                 )
-            arrays = {name: _read_member(path, archive, members[name], name) for name in names}
+            arrays = {name: read_npz_array(path, archive, members[name], name) for name in names}
         header = _parse_header(path, arrays.pop("header"))
         try:
             return Demonstrations(header=header, **arrays)
@@ -475,97 +474,6 @@ def _summarise(demos: Demonstrations, idx: np.ndarray) -> dict[str, Any]:
         },
     }
     return out
-
-
-def _open_archive(path: Path) -> zipfile.ZipFile:
-    """``path`` opened as a zip archive, or a named error for every way it is not one."""
-    if not path.exists():
-        raise DemonstrationsFileError(f"no demonstrations file at {path}")
-    if path.is_dir():
-        raise DemonstrationsFileError(
-            f"{path} is a directory, not a demonstrations file; pass the .npz written by "
-            "`dtlens collect`"
-        )
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            start = f.read(8)
-    except OSError as err:
-        raise DemonstrationsFileError(f"cannot read demonstrations file {path}: {err}") from err
-    if size == 0:
-        raise DemonstrationsFileError(
-            f"{path} is empty (0 bytes): a write that never finished, or not a dtlens "
-            "file; collect the demonstrations again (`dtlens collect`)"
-        )
-    if start.startswith(b"\x93NUMPY"):
-        raise DemonstrationsFileError(
-            f"{path} is a single .npy array, not a demonstrations .npz archive; pass the "
-            "file written by `dtlens collect` or Demonstrations.save"
-        )
-    if not start.startswith(b"PK"):
-        raise DemonstrationsFileError(
-            f"{path} is not a readable .npz archive (it starts with {start!r}, not a zip "
-            "header); pass the file written by `dtlens collect` or Demonstrations.save"
-        )
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
-        raise DemonstrationsFileError(
-            f"{path} is truncated or corrupt ({size} bytes; {err}): its zip directory is "
-            "missing or damaged, as after an interrupted copy; restore a copy or collect "
-            "the demonstrations again"
-        ) from err
-
-
-def _read_member(path: Path, archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray:
-    """Read one array, checking its header against the bytes the archive holds first."""
-    info = archive.getinfo(member)
-    damaged = (
-        f"{path} is corrupt: array {name!r} cannot be read; restore a copy or collect "
-        "the demonstrations again"
-    )
-    # deflate compresses at most ~1032:1, so a larger claim is a damaged zip directory
-    limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else 1032)
-    if info.file_size > limit + 1024:
-        raise DemonstrationsFileError(
-            f"{damaged} (the archive claims {info.file_size} bytes for it from "
-            f"{info.compress_size} stored)"
-        )
-    try:
-        with archive.open(info) as fp:
-            version = np.lib.format.read_magic(fp)
-            readers = {
-                (1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0,
-            }
-            if version not in readers:
-                raise ValueError(f".npy format version {version} is not one dtlens writes")
-            shape, _, dtype = readers[version](fp)
-            header_size = fp.tell()
-        if dtype.hasobject:
-            raise DemonstrationsFileError(
-                f"{path}: array {name!r} holds pickled Python objects; refusing to load it "
-                "(dtlens files hold plain arrays only)"
-            )
-        if any(size < 0 for size in shape):
-            raise ValueError(f"negative size in shape {list(shape)}")
-        n_bytes = dtype.itemsize
-        for size in shape:
-            n_bytes *= int(size)
-        held = info.file_size - header_size
-        if n_bytes > held:
-            rows = f"{shape[0]} rows, " if shape else ""
-            raise DemonstrationsFileError(
-                f"{path}: array {name!r} claims shape {list(shape)} ({rows}{n_bytes} bytes) "
-                f"but the file holds {held} bytes of it: the file is truncated or its header "
-                "is damaged; restore a copy or collect the demonstrations again"
-            )
-        with archive.open(info) as fp:
-            return np.lib.format.read_array(fp, allow_pickle=False)
-    except DemonstrationsFileError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise DemonstrationsFileError(f"{damaged} ({err})") from err
 
 
 def _parse_header(path: Path, raw: np.ndarray) -> dict:

@@ -24,7 +24,8 @@ Example:
     ...                         torch.full((1, 3), 0.9), torch.arange(3)[None])
     >>> def analyse(results):
     ...     with hooks_lock(model), torch.no_grad():  # one hooked forward at a time
-    ...         results.append(model.run_with_cache(batch)[1]["blocks.0.attn.hook_pattern"])
+    ...         logits, cache = model.run_with_cache(batch)
+    ...     results.append(cache["blocks.0.attn.hook_pattern"])
     >>> results = []
     >>> threads = [threading.Thread(target=analyse, args=(results,)) for _ in range(4)]
     >>> for thread in threads: thread.start()

@@ -8,7 +8,11 @@ the checkpoint (``config.json`` + ``model.safetensors``), ``calibration.json``,
 ``dynamics.json`` and ``MODEL_CARD.md`` into ``out``. Intermediate files
 (demonstrations, training checkpoints) go to ``run_dir``; an interrupted build picks
 up the saved demonstrations and resumes training from its last checkpoint.
-:func:`calibration_verdict` is the bar the model must meet.
+:func:`calibration_verdict` is the bar the model must meet. A recipe whose model is a
+behavioural clone (``customise_recipe(..., model_type="clone")``) trains on the same
+demonstrations; it has no RTG, so its bar is :func:`clone_verdict` (greedy success per
+layout) and its card (:func:`~dtlens.training.model_card.render_clone_card`) makes no
+RTG claims.
 
 Example:
     >>> from dtlens.training.recipe import MEMORYDT_RECIPE, customise_recipe
@@ -37,13 +41,16 @@ from dtlens.files import check_writable, write_text_atomic
 from dtlens.model.checkpoint import save
 from dtlens.training.calibration import CalibrationResult, calibration_curve
 from dtlens.training.dynamics import DYNAMICS_FILE, Dynamics, training_dynamics
-from dtlens.training.model_card import rebuild_command, render_model_card
+from dtlens.training.model_card import rebuild_command, render_clone_card, render_model_card
 from dtlens.training.pipeline import make_samplers, train_on_demonstrations
 from dtlens.training.progress import DecisionData, make_progress_evaluator, success_by_layout
 from dtlens.training.recipe import Recipe
 from dtlens.training.trainer import STATE_JSON, Trainer, TrainHistory
 
-__all__ = ["BuildResult", "build_memorydt", "calibration_verdict"]
+__all__ = ["BuildResult", "build_memorydt", "calibration_verdict", "clone_verdict"]
+
+#: the RTG a clone's single calibration row is labelled with (the clone ignores it)
+CLONE_RTG = 0.9
 
 #: the files a build writes into its output directory
 BUILD_FILES = (
@@ -65,7 +72,8 @@ class BuildResult:
         history: the training history.
         calibration: the calibration curve (unpadded contexts).
         dynamics: the progress measures over the run's checkpoints.
-        verdict: :func:`calibration_verdict`'s dict.
+        verdict: :func:`calibration_verdict`'s dict (:func:`clone_verdict`'s for a
+            behavioural clone).
         timings: seconds per stage (``collect_s``, ``train_s``, ``calibrate_s``,
             ``dynamics_s``).
     """
@@ -137,6 +145,21 @@ def build_memorydt(
         recipe, data, demos_path, decisions, run_dir / "train", fresh, show_progress, log
     )
     timings["train_s"] = time.perf_counter() - start
+
+    if recipe.train.model.model_type == "clone":
+        return _finish_clone(
+            recipe,
+            out,
+            data,
+            demos_path,
+            trainer,
+            history,
+            decisions,
+            timings,
+            run_dir,
+            show_progress,
+            log,
+        )
 
     start = time.perf_counter()
     calibration = calibration_curve(
@@ -234,6 +257,99 @@ def calibration_verdict(
         "masked": {"success_at_0.9": masked_high, "success_at_0": masked_low, "passed": masked_ok},
         "passed": passed,
     }
+
+
+def clone_verdict(
+    recipe: Recipe, calibration: CalibrationResult, masked: dict[str, float]
+) -> dict[str, Any]:
+    """A behavioural clone's bar: greedy success >= ``required_success_high`` in EACH
+    layout, with unpadded contexts (``calibration``, one row: a clone reads no RTG) and
+    mask-padded ones (``masked``: ``{layout: success}``). There is no low-RTG bar: a
+    clone cannot be asked to fail.
+
+    Returns:
+        ``{"success", "by_layout", "masked": {"success", "passed"}, "passed"}``.
+    """
+    n = len(SCENARIOS)
+    by_layout = {
+        s.name: float(calibration.success[0, j::n].mean()) for j, s in enumerate(SCENARIOS)
+    }
+    masked_ok = min(masked.values()) >= recipe.required_success_high
+    return {
+        "success": float(calibration.success_rate[0]),
+        "by_layout": by_layout,
+        "masked": {"success": masked, "passed": masked_ok},
+        "passed": min(by_layout.values()) >= recipe.required_success_high and masked_ok,
+    }
+
+
+def _finish_clone(
+    recipe: Recipe,
+    out: Path,
+    data: Demonstrations,
+    demos_path: Path,
+    trainer: Trainer,
+    history: TrainHistory,
+    decisions: DecisionData,
+    timings: dict[str, float],
+    run_dir: Path,
+    show_progress: bool,
+    log: Callable[[str], Any],
+) -> BuildResult:
+    """Calibrate, measure and write a behavioural clone: no RTG curve (a clone reads no
+    RTG), greedy success per layout instead."""
+    start = time.perf_counter()
+    calibration = calibration_curve(
+        trainer.model,
+        rtgs=[CLONE_RTG],
+        episodes_per_rtg=recipe.calibration_episodes,
+        env_id=recipe.env_id,
+        max_steps=recipe.max_steps,
+        seed=0,
+        layouts="balanced",
+        show_progress=show_progress,
+    )
+    masked = success_by_layout(
+        trainer.model, CLONE_RTG, padding="masked", max_steps=recipe.max_steps
+    )
+    timings["calibrate_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    dynamics = training_dynamics(run_dir / "train", decisions, show_progress=show_progress)
+    timings["dynamics_s"] = time.perf_counter() - start
+    verdict = clone_verdict(recipe, calibration, masked)
+    meta = {
+        "name": "memorydt-clone",
+        "env": {"env_id": recipe.env_id, "max_steps": recipe.max_steps},
+        "recipe": recipe.to_dict(),
+        "data": {"file": str(demos_path), "header": data.header, "summary": data.summary()},
+        "training": {
+            "step": trainer.step,
+            "train_loss": history.train[-1]["train/loss"],
+            "val_loss": history.val[-1]["val/loss"] if history.val else None,
+        },
+        "calibration": {
+            "success": verdict["success"],
+            "success_by_layout": verdict["by_layout"],
+            "masked_padding": verdict["masked"],
+            "passed": verdict["passed"],
+        },
+        "build_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "torch_threads": torch.get_num_threads(),
+        "rebuild": rebuild_command(recipe),
+    }
+    save(trainer.model, out, metadata=meta)
+    write_text_atomic(out / "calibration.json", calibration.to_json(indent=None) + "\n")
+    dynamics.save(out / DYNAMICS_FILE)
+    card = render_clone_card(recipe, data.summary(), trainer, history, verdict, timings, dynamics)
+    write_text_atomic(out / "MODEL_CARD.md", card)
+    log(f"wrote {out}/ ({', '.join(BUILD_FILES)})")
+    log(
+        f"clone requirement {'PASSED' if verdict['passed'] else 'FAILED'}: greedy success "
+        f"{verdict['success']:.3f} (>= {recipe.required_success_high} in each layout, worst "
+        f"{min(verdict['by_layout'].values()):.3f}); mask-padded contexts "
+        f"{'pass' if verdict['masked']['passed'] else 'FAIL'}"
+    )
+    return BuildResult(out, trainer, history, calibration, dynamics, verdict, timings)
 
 
 # --------------------------------------------------------------------- stages

@@ -27,7 +27,13 @@ from dtlens.training.dynamics import Dynamics
 from dtlens.training.recipe import REBUILD_COMMAND, Recipe
 from dtlens.training.trainer import Trainer, TrainHistory
 
-__all__ = ["rebuild_command", "render_model_card", "runs_table"]
+__all__ = ["rebuild_command", "render_clone_card", "render_model_card", "runs_table"]
+
+#: the command that rebuilds the shipped behavioural clone
+CLONE_REBUILD_COMMAND = (
+    "dtlens build-memorydt --model-type clone --out dtlens/pretrained/memorydt-clone "
+    "--run-dir runs/memorydt-clone"
+)
 
 
 def runs_table() -> str:
@@ -48,11 +54,23 @@ def rebuild_command(recipe: Recipe) -> str:
         >>> rebuild_command(RECIPES["original"])
         'dtlens build-memorydt --out dtlens/pretrained/memorydt'
     """
-    if recipe.architecture == "original":
-        return REBUILD_COMMAND
-    return REBUILD_COMMAND.replace(
-        "build-memorydt", f"build-memorydt --architecture {recipe.architecture}"
-    )
+    base = REBUILD_COMMAND
+    if recipe.train.model.model_type == "clone":
+        base = CLONE_REBUILD_COMMAND
+    steps = recipe.train.total_steps
+    if recipe.architecture != "original":
+        base = base.replace(
+            "build-memorydt", f"build-memorydt --architecture {recipe.architecture}"
+        )
+    if base == CLONE_REBUILD_COMMAND and steps != _default_steps(recipe):
+        base += f" --total-steps {steps}"
+    return base
+
+
+def _default_steps(recipe: Recipe) -> int:
+    from dtlens.training.recipe import RECIPES
+
+    return RECIPES[recipe.architecture].train.total_steps
 
 
 def render_model_card(
@@ -176,6 +194,88 @@ The seed's demonstrations came from a PPO LSTM agent; these come from an exact p
 whose failures at high temperature are mostly truncations (wandering until the step
 limit) rather than walks to the wrong target: see the data table above.
 {_shape_difference(recipe)}"""
+
+
+def render_clone_card(
+    recipe: Recipe,
+    data_summary: dict[str, Any],
+    trainer: Trainer,
+    history: TrainHistory,
+    verdict: dict[str, Any],
+    timings: dict[str, float],
+    dynamics: Dynamics | None = None,
+) -> str:
+    """MODEL_CARD.md of a behavioural clone built on the MemoryDT's demonstrations.
+
+    A clone reads no RTG, so the card reports greedy success per layout and makes no
+    calibration claims.
+    """
+    cfg, tc = recipe.train.model, recipe.train
+    val = history.val[-1]["val/loss"] if history.val else float("nan")
+    total = sum(timings.values())
+    params = sum(p.numel() for p in trainer.model.parameters())
+    shipped = _default_steps(recipe)
+    shortened = (
+        ""
+        if tc.total_steps == shipped
+        else f"\n**Shortened build:** {tc.total_steps} training steps instead of the recipe's "
+        f"{shipped} (the curriculum and checkpoints scaled with it), to fit the build in "
+        "the time available on a loaded 2-core machine.\n"
+    )
+    by_layout = ", ".join(f"{k} {v:.0%}" for k, v in verdict["by_layout"].items())
+    masked = ", ".join(f"{k} {v:.0%}" for k, v in verdict["masked"]["success"].items())
+    return f"""# MemoryDT behavioural clone (dtlens build)
+
+A behavioural clone for `{recipe.env_id}`: the MemoryDT's architecture and training
+recipe, trained on the same planner demonstrations, but with `model_type="clone"`:
+its tokens are S, A per step and it reads **no return-to-go**. Load it with
+`dtlens.load("memorydt-clone")`; the report's `clone` section compares it with the
+MemoryDT (`dtlens.load("memorydt")`).
+{shortened}
+## Rebuild
+
+```
+{rebuild_command(recipe)}
+```
+
+Wall time of this build on {_machine()}: collection {timings.get("collect_s", 0):.0f} s,
+training {timings.get("train_s", 0):.0f} s, evaluation {timings.get("calibrate_s", 0):.0f} s,
+dynamics {timings.get("dynamics_s", 0):.0f} s (total {total / 60:.1f} min).
+
+## Architecture
+
+{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads x {cfg.d_head}, d_mlp
+{cfg.d_mlp}, {_mlp(cfg)} MLP, n_ctx {cfg.n_ctx} ({cfg.n_timesteps} timesteps of S, A
+tokens: the MemoryDT's context in timesteps), {params:,} parameters.
+
+## Data and training
+
+The MemoryDT's demonstrations ({data_summary["n_episodes"]} episodes of
+`BoltzmannPlanner(logit_scale={recipe.planner_scale:g})`, sampling groups
+{", ".join(f"`{s}`" for s in recipe.sampling)}, success
+{data_summary["success_fraction"]:.1%}); a clone imitates all of them alike, the
+temperature-5 ones included, since it cannot be told which return to aim for.
+
+{_curriculum_paragraph(tc)}
+
+{trainer.step} steps, batch {tc.batch_size}; final training loss
+{history.train[-1]["train/loss"]:.4f}, validation loss {val:.4f}.
+
+## Evaluation (no RTG calibration)
+
+A clone has no RTG input, so there is no calibration curve: `calibration.json` holds one
+row (labelled RTG 0.9, which the clone ignores) of greedy episodes, the 4 layouts in
+turn. Greedy success {verdict["success"]:.1%}; per layout: {by_layout}; mask-padded
+contexts, one greedy episode per layout: {masked}.
+
+Requirement (greedy success >= {recipe.required_success_high:.0%} in each layout, unpadded
+and mask-padded): **{"met" if verdict["passed"] else "NOT met"}**.
+{_clone_dynamics(dynamics)}"""
+
+
+def _clone_dynamics(dynamics: Dynamics | None) -> str:
+    text = _dynamics_section(dynamics).replace("runs/memorydt/train", "runs/memorydt-clone/train")
+    return text.replace("Greedy success at RTG 0.9", "Greedy success (no RTG)")
 
 
 def _layout_paragraph(calibration: CalibrationResult) -> str:

@@ -153,18 +153,24 @@ def customise_recipe(
     device: str | None = None,
     seed: int | None = None,
     calibration_episodes: int | None = None,
+    model_type: str | None = None,
 ) -> Recipe:
     """``base`` with its training checkpoints in ``run_dir/train`` and the given changes.
 
     A different ``total_steps`` scales the schedule with it: the warm-up is capped at
     it, every curriculum phase end and dense checkpoint step is scaled by
     ``total_steps / base.train.total_steps``. ``seed`` seeds both the training and the
-    model initialisation.
+    model initialisation. ``model_type="clone"`` trains a behavioural clone (S, A tokens,
+    no RTG) of the same shape on the same data, with ``n_ctx`` shrunk to the same number
+    of timesteps (``2T - 1`` tokens instead of ``3T - 1``).
 
     Example:
         >>> r = customise_recipe(MEMORYDT_RECIPE, "runs/x", total_steps=3000, seed=2)
         >>> r.train.curriculum[0].until_step, r.train.model.seed, r.train.run_dir
         (500, 2, 'runs/x/train')
+        >>> c = customise_recipe(MEMORYDT_RECIPE, "runs/c", model_type="clone").train.model
+        >>> c.model_type, c.n_ctx, c.n_timesteps
+        ('clone', 17, 9)
     """
     train = base.train
     changes: dict[str, Any] = {"run_dir": str(Path(run_dir) / "train")}
@@ -183,6 +189,12 @@ def customise_recipe(
     if seed is not None:
         changes["seed"] = seed
         changes["model"] = train.model.to_dict() | {"seed": seed}
+    if model_type is not None and model_type != train.model.model_type:
+        steps = train.model.n_timesteps
+        n_ctx = steps * (2 if model_type == "clone" else 3) - 1
+        model = changes.get("model", train.model.to_dict())
+        changes["model"] = model | {"model_type": model_type, "n_ctx": n_ctx}
+        changes["model_type"] = model_type
     recipe = replace(base, train=TrainConfig.from_dict(train.to_dict() | changes))
     if calibration_episodes is not None:
         recipe = replace(recipe, calibration_episodes=calibration_episodes)

@@ -20,7 +20,7 @@ from dtlens.cli import main
 from dtlens.env import SCENARIOS
 from dtlens.errors import OutputPathError
 from dtlens.training import recipe as recipes
-from dtlens.training.build import build_memorydt, calibration_verdict
+from dtlens.training.build import build_memorydt, calibration_verdict, clone_verdict
 from dtlens.training.calibration import CalibrationResult
 from dtlens.training.config import TrainConfig
 from dtlens.training.dynamics import DYNAMICS_FILE, Dynamics
@@ -171,3 +171,51 @@ def test_the_library_function_checks_outputs_first_and_logs_through_log(tmp_path
     with pytest.raises(OutputPathError, match="--out"):
         build_memorydt(recipe, tmp_path / "file.txt" / "o", tmp_path / "r", log=lines.append)
     assert lines == [] and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_clone_build_writes_a_clone_with_no_rtg_claims(tiny_recipe, tmp_path, capsys):
+    """``--model-type clone``: the same recipe and data, a clone's config, its own bar."""
+    from dtlens.cli import build_parser
+    from dtlens.cli.build_memorydt import output_paths, recipe_from_args
+
+    parsed = build_parser().parse_args(["build-memorydt", "--model-type", "clone"])
+    assert [str(p) for p in output_paths(parsed)] == [
+        "dtlens/pretrained/memorydt-clone",
+        "runs/memorydt-clone",
+    ]
+    recipe = recipe_from_args(parsed)
+    assert recipe.train.model.model_type == "clone" and recipe.train.model_type == "clone"
+    assert recipe.train.model.n_timesteps == tiny_recipe.train.model.n_timesteps
+    assert recipe.sampling == tiny_recipe.sampling  # the same demonstrations
+
+    run_dir, out = tmp_path / "run", tmp_path / "clone"
+    args = ["build-memorydt", "--model-type", "clone", "--run-dir", str(run_dir)]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 1  # tiny: misses its bar
+    printed = capsys.readouterr().out
+    assert "clone requirement FAILED" in printed and "RTG 0 (" not in printed
+    model = dtlens.load(out)
+    assert model.cfg.model_type == "clone"
+    meta = json.loads((out / "config.json").read_text())["metadata"]
+    assert meta["name"] == "memorydt-clone"
+    assert set(meta["calibration"]["success_by_layout"]) == {s.name for s in SCENARIOS}
+    assert "success_at_0" not in meta["calibration"]
+    assert len(CalibrationResult.from_json((out / "calibration.json").read_text()).rtgs) == 1
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "no RTG calibration" in card and "**NOT met**" in card
+    assert "RTG 0 " not in card and "--model-type clone" in card
+
+
+def test_clone_verdict_is_success_in_every_layout():
+    clone = _calibration([1, 1, 1, 1], 0.0)
+    one_row = CalibrationResult(
+        rtgs=clone.rtgs[1:],
+        rewards=clone.rewards[1:],
+        success=clone.success[1:],
+        lengths=clone.lengths[1:],
+        layouts=clone.layouts[:8],
+        settings={},
+    )
+    ok = {s.name: 1.0 for s in SCENARIOS}
+    assert clone_verdict(recipes.MEMORYDT_RECIPE, one_row, ok)["passed"] is True
+    missed = clone_verdict(recipes.MEMORYDT_RECIPE, one_row, {**ok, "key/top-key": 0.0})
+    assert missed["passed"] is False and missed["masked"]["passed"] is False

@@ -21,11 +21,9 @@ from dtlens.analysis.agent_comparison.compare import (
     RETURN_RTG,
     AgentComparison,
     ComparedAgent,
-    argmax_agreement,
     compare_agents,
     demonstrator_agents,
     dt_probabilities,
-    kl_divergence,
     planner_scale,
     rtg_label,
 )
@@ -33,18 +31,28 @@ from dtlens.analysis.agent_comparison.episodes import (
     DEFAULT_SAMPLING,
     STATE_KINDS,
     ComparisonEpisodes,
+    agent_logits,
     agent_probabilities,
     play_episodes,
+    probabilities_from_logits,
     state_kinds,
+)
+from dtlens.analysis.agent_comparison.measures import (
+    KINDS,
+    argmax_agreement,
+    kl_divergence,
+    summarise_steps,
 )
 
 __all__ = [
     "DEFAULT_SAMPLING",
+    "KINDS",
     "RETURN_RTG",
     "STATE_KINDS",
     "AgentComparison",
     "ComparedAgent",
     "ComparisonEpisodes",
+    "agent_logits",
     "agent_probabilities",
     "argmax_agreement",
     "compare_agents",
@@ -53,6 +61,8 @@ __all__ = [
     "kl_divergence",
     "planner_scale",
     "play_episodes",
+    "probabilities_from_logits",
     "rtg_label",
     "state_kinds",
+    "summarise_steps",
 ]

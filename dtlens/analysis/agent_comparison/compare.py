@@ -49,17 +49,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from dtlens.analysis.agent_comparison.episodes import (
-    STATE_KINDS,
     ComparisonEpisodes,
-    agent_probabilities,
+    agent_logits,
+    probabilities_from_logits,
+)
+from dtlens.analysis.agent_comparison.measures import (
+    KINDS,
+    argmax_agreement,
+    kl_divergence,
+    summarise_steps,
 )
 from dtlens.data.agents.base import Agent
 from dtlens.env import encode_observation
-from dtlens.errors import BatchError, ConfigError
+from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
@@ -70,68 +76,15 @@ __all__ = [
     "RETURN_RTG",
     "AgentComparison",
     "ComparedAgent",
-    "argmax_agreement",
     "compare_agents",
     "demonstrator_agents",
     "dt_probabilities",
-    "kl_divergence",
     "planner_scale",
     "rtg_label",
 ]
 
 #: The RTG option that gives each step its episode's own return-to-go (as in training).
 RETURN_RTG = "return"
-#: Agent probabilities this close to the agent's maximum count as its argmax (ties).
-TIE_TOLERANCE = 1e-6
-
-
-# ------------------------------------------------------------------ measures
-def _check_pair(p: Tensor, q: Tensor) -> None:
-    if not isinstance(p, Tensor) or not isinstance(q, Tensor) or p.shape != q.shape:
-        shapes = [tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__ for x in (p, q)]
-        raise BatchError(f"p and q must be tensors of the same shape [..., n_actions], got {shapes}")
-
-
-def kl_divergence(p: Float[Tensor, "... action"], q: Float[Tensor, "... action"]) -> Tensor:
-    """``KL(p || q)`` in nats along the last axis (terms with ``p = 0`` count 0).
-
-    Args:
-        p: the reference distribution (the agent's), rows summing to 1.
-        q: the approximating one (the DT's), same shape.
-
-    Returns:
-        ``[...]`` float64; ``inf`` where ``q = 0`` at an action with ``p > 0``.
-
-    Examples:
-        >>> p = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
-        >>> q = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.25, 0.25]])
-        >>> [round(v, 4) for v in kl_divergence(p, q).tolist()]  # 0 and ln 2
-        [0.0, 0.6931]
-    """
-    _check_pair(p, q)
-    p, q = p.double(), q.double()
-    terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
-    return terms.sum(-1)
-
-
-def argmax_agreement(
-    p: Float[Tensor, "... action"], q: Float[Tensor, "... action"], atol: float = TIE_TOLERANCE
-) -> Bool[Tensor, "..."]:
-    """Whether ``q``'s most likely action is one of ``p``'s most likely actions.
-
-    ``p``'s ties (probabilities within ``atol`` of its maximum) all count as its
-    argmax; ``q``'s argmax is ``torch.argmax`` (the first on exact ties).
-
-    Examples:
-        >>> p = torch.tensor([[0.4, 0.4, 0.2], [0.1, 0.2, 0.7]])
-        >>> q = torch.tensor([[0.3, 0.6, 0.1], [0.5, 0.3, 0.2]])
-        >>> argmax_agreement(p, q).tolist()
-        [True, False]
-    """
-    _check_pair(p, q)
-    p = p.double()
-    at_q = p.gather(-1, q.argmax(-1, keepdim=True)).squeeze(-1)
-    return at_q >= p.max(-1).values - atol
 
 
 # ------------------------------------------------------------ the DT's side
@@ -303,7 +256,7 @@ class AgentComparison:
     Attributes:
         agents: agent names ``[A]``.
         rtgs: the RTGs ``[R]`` (numbers, or ``"return"``).
-        kinds: :data:`~.episodes.STATE_KINDS` and ``"all"`` ``[K]``.
+        kinds: the state kinds and ``"all"`` ``[K]`` (:data:`~.measures.KINDS`).
         kl: mean KL over the steps of each kind, nats ``[A, R, K]`` (NaN: no steps).
         kl_ci: its 95 % bootstrap interval over episodes ``[A, R, K, 2]``.
         agreement: fraction of steps whose argmaxes agree ``[A, R, K]``.
@@ -315,6 +268,8 @@ class AgentComparison:
         agent_probs: each agent's distribution ``[A, N, n_actions]``.
         dt_probs: the DT's distribution at each RTG ``[R, N, n_actions]``.
         episodes: the episodes compared on.
+        n_boot: bootstrap resamples behind the intervals.
+        seed: the bootstrap's seed.
     """
 
     agents: tuple[str, ...]
@@ -331,21 +286,42 @@ class AgentComparison:
     agent_probs: Tensor
     dt_probs: Tensor
     episodes: ComparisonEpisodes
+    n_boot: int = 1000
+    seed: int = 0
 
     @property
     def rtg_labels(self) -> tuple[str, ...]:
         """``rtg_label`` of each RTG."""
         return tuple(rtg_label(r) for r in self.rtgs)
 
-    def to_dict(self, digits: int = 4) -> dict[str, Any]:
-        """JSON-ready nested numbers: ``{"kl": {agent: {rtg label: {kind: value}}},
-        "kl_ci": ..., "agreement": ..., "agreement_ci": ..., "n_steps": {kind: n},
-        "n_episodes": {kind: n}}``; a kind without steps has ``None``.
+    def summary(self, where: np.ndarray | None = None, digits: int = 4) -> dict[str, Any]:
+        """JSON-ready numbers, optionally over a subset of the steps.
+
+        ``{"kl": {agent: {rtg label: {kind: value}}}, "kl_ci": ..., "agreement": ...,
+        "agreement_ci": ..., "n_steps": {kind: n}, "n_episodes": {kind: n}}``; a kind
+        without steps has ``None``.
+
+        Args:
+            where: ``[N]`` bool, the steps to summarise (default: all, the attributes'
+                numbers), e.g. ``result.episodes.demos.timesteps < 9``: the steps whose
+                window still holds the first observation (the instruction).
+            digits: rounding.
 
         Examples:
-            >>> result.to_dict()["agreement"]["planner T=1"]["RTG 0.9"]["decision"]  # doctest: +SKIP
-            0.9744
+            >>> result.summary()["agreement"]["planner T=1"]["RTG 0.9"]["routine"]  # doctest: +SKIP
+            1.0
         """
+        if where is None:
+            kl, kl_ci, agree, agree_ci = self.kl, self.kl_ci, self.agreement, self.agreement_ci
+            n_steps, n_episodes = self.n_steps, self.n_episodes
+        else:
+            kinds, episode = self.episodes.kinds, self.episodes.episode_of_step
+            kl, kl_ci, n_steps, n_episodes = summarise_steps(
+                self.step_kl, kinds, episode, self.n_boot, self.seed, where
+            )
+            agree, agree_ci, _, _ = summarise_steps(
+                self.step_agreement, kinds, episode, self.n_boot, self.seed, where
+            )
 
         def value(x: np.ndarray) -> Any:
             if x.ndim:
@@ -362,12 +338,12 @@ class AgentComparison:
             }
 
         return {
-            "kl": nest(self.kl),
-            "kl_ci": nest(self.kl_ci),
-            "agreement": nest(self.agreement),
-            "agreement_ci": nest(self.agreement_ci),
-            "n_steps": {k: int(n) for k, n in zip(self.kinds, self.n_steps, strict=True)},
-            "n_episodes": {k: int(n) for k, n in zip(self.kinds, self.n_episodes, strict=True)},
+            "kl": nest(kl),
+            "kl_ci": nest(kl_ci),
+            "agreement": nest(agree),
+            "agreement_ci": nest(agree_ci),
+            "n_steps": {k: int(n) for k, n in zip(self.kinds, n_steps, strict=True)},
+            "n_episodes": {k: int(n) for k, n in zip(self.kinds, n_episodes, strict=True)},
         }
 
     def plot(self, title: str | None = None) -> go.Figure:
@@ -387,24 +363,6 @@ class AgentComparison:
         )
 
 
-def _bootstrap(
-    values: np.ndarray, episode: np.ndarray, n_boot: int, seed: int
-) -> tuple[float, float, float]:
-    """Mean over steps and a 95 % percentile interval resampling whole episodes."""
-    if values.size == 0:
-        return math.nan, math.nan, math.nan
-    ids, inverse = np.unique(episode, return_inverse=True)
-    sums = np.bincount(inverse, weights=values, minlength=ids.size)
-    counts = np.bincount(inverse, minlength=ids.size).astype(np.float64)
-    mean = float(sums.sum() / counts.sum())
-    if n_boot == 0:
-        return mean, math.nan, math.nan
-    pick = np.random.default_rng(seed).integers(0, ids.size, size=(n_boot, ids.size))
-    boot = sums[pick].sum(1) / counts[pick].sum(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return mean, float(lo), float(hi)
-
-
 def compare_agents(
     model: HookedDecisionTransformer,
     episodes: ComparisonEpisodes,
@@ -414,6 +372,9 @@ def compare_agents(
     seed: int = 0,
 ) -> AgentComparison:
     """KL(agent || DT) and argmax agreement of every agent at every RTG, per state kind.
+
+    Agents that share one agent object (the planner at two temperatures) are replayed
+    once.
 
     Args:
         model: the decision transformer.
@@ -427,7 +388,8 @@ def compare_agents(
         An :class:`AgentComparison`.
 
     Raises:
-        ConfigError: no agents or RTGs, duplicate agent names, a bad RTG or ``n_boot``.
+        ConfigError: no agents or RTGs, duplicate agent names, a bad RTG, temperature
+            or ``n_boot``.
 
     Examples:
         >>> from dtlens.analysis.agent_comparison import play_episodes
@@ -449,43 +411,37 @@ def compare_agents(
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
         raise ConfigError(f"n_boot must be an int >= 0, got {n_boot!r}")
     n_actions = model.cfg.n_actions
-    agent_probs = torch.stack(
-        [agent_probabilities(a.agent, episodes, a.temperature, n_actions) for a in agents]
-    )
+    replayed: dict[int, Tensor] = {}
+    probs = []
+    for spec in agents:
+        if id(spec.agent) not in replayed:
+            replayed[id(spec.agent)] = agent_logits(spec.agent, episodes, n_actions)
+        probs.append(
+            probabilities_from_logits(replayed[id(spec.agent)], spec.temperature, n_actions)
+        )
+    agent_probs = torch.stack(probs)
     dt_probs = torch.stack([dt_probabilities(model, episodes, r) for r in rtg_values])
     size = (len(agents), len(rtg_values), *dt_probs.shape[1:])  # [A, R, N, n_actions]
     p, q = agent_probs[:, None].expand(size), dt_probs[None].expand(size)
     step_kl, step_agree = kl_divergence(p, q).numpy(), argmax_agreement(p, q).numpy()
-
-    kinds = (*STATE_KINDS, "all")
-    masks = [episodes.kinds == k for k in range(len(STATE_KINDS))]
-    masks.append(np.ones(episodes.n_steps, dtype=bool))
-    episode = episodes.episode_of_step
-    shape = (len(agents), len(rtg_values), len(kinds))
-    kl, agreement = np.full(shape, np.nan), np.full(shape, np.nan)
-    kl_ci, agreement_ci = np.full((*shape, 2), np.nan), np.full((*shape, 2), np.nan)
-    for a in range(len(agents)):
-        for r in range(len(rtg_values)):
-            for k, mask in enumerate(masks):
-                for values, mean, ci in (
-                    (step_kl[a, r], kl, kl_ci),
-                    (step_agree[a, r].astype(np.float64), agreement, agreement_ci),
-                ):
-                    m, lo, hi = _bootstrap(values[mask], episode[mask], n_boot, seed)
-                    mean[a, r, k], ci[a, r, k] = m, (lo, hi)
+    kinds, episode = episodes.kinds, episodes.episode_of_step
+    kl, kl_ci, n_steps, n_episodes = summarise_steps(step_kl, kinds, episode, n_boot, seed)
+    agreement, agreement_ci, _, _ = summarise_steps(step_agree, kinds, episode, n_boot, seed)
     return AgentComparison(
         agents=tuple(names),
         rtgs=rtg_values,
-        kinds=kinds,
+        kinds=KINDS,
         kl=kl,
         kl_ci=kl_ci,
         agreement=agreement,
         agreement_ci=agreement_ci,
-        n_steps=np.array([int(m.sum()) for m in masks]),
-        n_episodes=np.array([np.unique(episode[m]).size for m in masks]),
+        n_steps=n_steps,
+        n_episodes=n_episodes,
         step_kl=step_kl,
         step_agreement=step_agree,
         agent_probs=agent_probs,
         dt_probs=dt_probs,
         episodes=episodes,
+        n_boot=n_boot,
+        seed=seed,
     )

@@ -50,8 +50,10 @@ __all__ = [
     "DEFAULT_SAMPLING",
     "STATE_KINDS",
     "ComparisonEpisodes",
+    "agent_logits",
     "agent_probabilities",
     "play_episodes",
+    "probabilities_from_logits",
     "state_kinds",
 ]
 
@@ -230,8 +232,11 @@ def _drive(
         attach(envs)
     routes = {s.name: _route(s, max_steps) for s in set(layouts)}
     labellers = [_Labeller(*routes[s.name]) for s in layouts]
-    obs = [env.reset(seed=int(seed), options=s.options)[0]["image"] for env, s, seed in
-           zip(envs, layouts, seeds, strict=True)]  # fmt: skip
+
+    def reset(i: int) -> np.ndarray:
+        return envs[i].reset(seed=int(seeds[i]), options=layouts[i].options)[0]["image"]
+
+    obs = [reset(i) for i in range(n)]
     played = _Played(*([[] for _ in range(n)] for _ in range(5)), [False] * n, [False] * n)
     live = np.ones(n, dtype=bool)
     done = torch.zeros(n, dtype=torch.bool)
@@ -264,9 +269,7 @@ def _drive(
                 if step[2] or step[3]:
                     live[i] = False
                     played.terminated[i], played.truncated[i] = bool(step[2]), bool(step[3])
-                    obs[i] = envs[i].reset(seed=int(seeds[i]), options=layouts[i].options)[0][
-                        "image"
-                    ]
+                    obs[i] = reset(i)  # a valid row for the agent; its output is ignored
                     done[i] = True
     finally:
         for env in envs:
@@ -359,54 +362,37 @@ def play_episodes(
     )
 
 
-def agent_probabilities(
-    agent: Agent,
-    episodes: ComparisonEpisodes,
-    temperature: float = 1.0,
-    n_actions: int = 7,
-) -> Float[Tensor, "step action"]:
-    """An agent's action distribution at every step of ``episodes`` (replayed).
+def agent_logits(
+    agent: Agent, episodes: ComparisonEpisodes, n_actions: int = 7
+) -> Float[Tensor, "step agent_action"]:
+    """An agent's logits at every step of ``episodes``, replayed.
 
     Each episode is replayed in a fresh env (same seed and layout, the recorded
     actions), all episodes in lockstep; the agent reads the recorded observations, so
     a recurrent agent carries its hidden state along the episode as if it had played
-    it. The distribution is ``softmax(logits / temperature)``
-    (:func:`~dtlens.data.agents.base.action_probabilities`).
-
-    Action sets: an agent with fewer actions than ``n_actions`` is taken to use
-    MiniGrid's first ones (``left, right, forward, ...``); the others get probability
-    0. An agent with more raises.
+    it (and the planner, which reads the map, sees the same map).
 
     Args:
         agent: any :class:`~dtlens.data.agents.base.Agent`.
         episodes: from :func:`play_episodes` (played by this agent or another).
-        temperature: > 0; the agent's sampling temperature.
-        n_actions: the action set to report on (the DT's: 7 in MiniGrid).
+        n_actions: the action set compared (the DT's); the agent may have fewer.
 
     Returns:
-        ``[N, n_actions]`` float32 probabilities, rows in step order of ``episodes``.
+        ``[N, agent.n_actions]`` float32 logits, rows in step order of ``episodes``.
 
     Raises:
-        ConfigError: temperature 0 (a greedy agent has no distribution to compare:
-            use a small temperature) or an agent with more than ``n_actions`` actions.
+        ConfigError: an agent with more than ``n_actions`` actions.
         EnvError: the replay diverged from the recorded observations (episodes from
             another env).
 
     Examples:
         >>> from dtlens.data.agents.planner import BoltzmannPlanner
-        >>> planner = BoltzmannPlanner(logit_scale=2.5)
+        >>> planner = BoltzmannPlanner()
         >>> eps = play_episodes(planner, ["key/top-key"], ["greedy:1"])
-        >>> p = agent_probabilities(planner, eps)
-        >>> p.shape, p.argmax(-1).tolist() == eps.demos.actions.tolist()
-        (torch.Size([6, 7]), True)
+        >>> logits = agent_logits(planner, eps)
+        >>> logits.argmax(-1).tolist() == eps.demos.actions.tolist()  # greedy: its argmax
+        True
     """
-    if not isinstance(temperature, int | float) or isinstance(temperature, bool):
-        raise ConfigError(f"temperature must be a number > 0, got {temperature!r}")
-    if not temperature > 0:
-        raise ConfigError(
-            f"temperature must be > 0 to give a distribution, got {temperature!r} "
-            "(greedy has none; use a small temperature instead)"
-        )
     if agent.n_actions > n_actions:
         raise ConfigError(
             f"the agent has {agent.n_actions} actions, more than the {n_actions} compared"
@@ -424,8 +410,80 @@ def agent_probabilities(
     played = _drive(
         agent, layouts, episodes.seeds.tolist(), episodes.max_steps, recorded_action, recorded_obs
     )
-    logits = torch.stack([row for episode in played.logits for row in episode])
+    return torch.stack([row for episode in played.logits for row in episode])
+
+
+def _check_temperature(temperature: float) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise ConfigError(f"temperature must be a number > 0, got {temperature!r}")
+    if not temperature > 0:
+        raise ConfigError(
+            f"temperature must be > 0 to give a distribution, got {temperature!r} "
+            "(greedy has none; use a small temperature instead)"
+        )
+
+
+def probabilities_from_logits(
+    logits: Float[Tensor, "step agent_action"], temperature: float = 1.0, n_actions: int = 7
+) -> Float[Tensor, "step action"]:
+    """``softmax(logits / temperature)``, widened to ``n_actions`` actions.
+
+    An agent with fewer actions than ``n_actions`` is taken to use MiniGrid's first
+    ones (``left, right, forward, ...``, as MiniGrid's reduced action spaces do); the
+    others get probability 0.
+
+    Raises:
+        ConfigError: temperature not > 0 (a greedy agent has no distribution to
+            compare; use a small temperature), or more than ``n_actions`` logits.
+
+    Examples:
+        >>> probabilities_from_logits(torch.zeros(1, 2), n_actions=3).tolist()
+        [[0.5, 0.5, 0.0]]
+    """
+    _check_temperature(temperature)
+    if logits.shape[-1] > n_actions:
+        raise ConfigError(f"got {logits.shape[-1]} action logits, more than {n_actions}")
     probs = action_probabilities(logits.double(), float(temperature)).float()
-    if probs.shape[-1] < n_actions:
-        probs = torch.cat([probs, probs.new_zeros(probs.shape[0], n_actions - probs.shape[-1])], 1)
-    return probs
+    missing = n_actions - probs.shape[-1]
+    return torch.cat([probs, probs.new_zeros(probs.shape[0], missing)], -1) if missing else probs
+
+
+def agent_probabilities(
+    agent: Agent,
+    episodes: ComparisonEpisodes,
+    temperature: float = 1.0,
+    n_actions: int = 7,
+) -> Float[Tensor, "step action"]:
+    """An agent's action distribution at every step of ``episodes`` (replayed).
+
+    :func:`agent_logits`, then :func:`probabilities_from_logits`:
+    ``softmax(logits / temperature)`` (the distribution
+    :func:`~dtlens.data.agents.base.sample_actions` draws from), with probability 0
+    on actions the agent does not have.
+
+    Args:
+        agent: any :class:`~dtlens.data.agents.base.Agent`.
+        episodes: from :func:`play_episodes` (played by this agent or another).
+        temperature: > 0; the agent's sampling temperature.
+        n_actions: the action set to report on (the DT's: 7 in MiniGrid).
+
+    Returns:
+        ``[N, n_actions]`` float32 probabilities, rows in step order of ``episodes``.
+
+    Raises:
+        ConfigError: temperature not > 0, or an agent with more than ``n_actions``
+            actions.
+        EnvError: the replay diverged from the recorded observations.
+
+    Examples:
+        >>> from dtlens.data.agents.planner import BoltzmannPlanner
+        >>> planner = BoltzmannPlanner(logit_scale=2.5)
+        >>> eps = play_episodes(planner, ["key/top-key"], ["greedy:1"])
+        >>> p = agent_probabilities(planner, eps)
+        >>> p.shape, p.argmax(-1).tolist() == eps.demos.actions.tolist()
+        (torch.Size([6, 7]), True)
+    """
+    _check_temperature(temperature)
+    return probabilities_from_logits(
+        agent_logits(agent, episodes, n_actions), temperature, n_actions
+    )
