@@ -19,6 +19,8 @@
 - :mod:`~dtlens.analysis.weights`: QK/OV circuits, congruence, embeddings (weights only);
 - :mod:`~dtlens.analysis.maps` and :mod:`~dtlens.analysis.rollout_gif`: the model's
   actions with the agent placed on every square, and GIFs of its greedy play.
+- :mod:`~dtlens.analysis.agent_comparison`: the DT against the agents it simulates (KL
+  and argmax agreement on the same episodes, per state kind).
 
 This package re-exports their public names.
 
@@ -26,6 +28,19 @@ Example:
     >>> from dtlens.analysis import activation_patching, instruction_swap_pair, path_patching
 """
 
+from dtlens.analysis.agent_comparison import (
+    AgentComparison,
+    ComparedAgent,
+    ComparisonEpisodes,
+    agent_probabilities,
+    argmax_agreement,
+    compare_agents,
+    demonstrator_agents,
+    dt_probabilities,
+    kl_divergence,
+    play_episodes,
+    state_kinds,
+)
 from dtlens.analysis.circuits import (
     ACDCResult,
     DTGraph,
@@ -138,8 +153,11 @@ __all__ = [
     "MLP",
     "ACDCResult",
     "ActionMaps",
+    "AgentComparison",
     "Circuit",
     "Claim",
+    "ComparedAgent",
+    "ComparisonEpisodes",
     "CongruenceTable",
     "DTGraph",
     "Edge",
@@ -177,14 +195,19 @@ __all__ = [
     "action_maps",
     "action_probability",
     "activation_patching",
+    "agent_probabilities",
     "all_layouts",
+    "argmax_agreement",
     "attribution_patching",
     "causal_scrubbing",
     "circuit_faithfulness",
+    "compare_agents",
     "compose",
     "congruence",
     "decision_metric",
+    "demonstrator_agents",
     "direct_logit_attribution",
+    "dt_probabilities",
     "edge_attribution_patching",
     "edge_patching",
     "embedding_congruence",
@@ -200,6 +223,7 @@ __all__ = [
     "head_svd",
     "history_batch",
     "instruction_swap_pair",
+    "kl_divergence",
     "layout_batch",
     "linear_probes",
     "logit_diff",
@@ -216,6 +240,7 @@ __all__ = [
     "path_patching",
     "path_patching_sweep",
     "per_layer_growth",
+    "play_episodes",
     "play_greedy",
     "probe_activations",
     "probe_direction",
@@ -229,6 +254,7 @@ __all__ = [
     "set_cell",
     "set_rtg",
     "state_embedding_pca",
+    "state_kinds",
     "steer",
     "steering_sweep",
     "steps_to_decision",

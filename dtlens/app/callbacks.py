@@ -44,6 +44,7 @@ from dtlens.app.session import ContextRun, EpisodeSession, SessionStore
 from dtlens.env import Scenario
 from dtlens.errors import ConfigError, DTLensError, EnvError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
+from dtlens.plotting.patching import greyed_out, metric_gaps
 
 __all__ = [
     "AppState",
@@ -325,7 +326,10 @@ def render_patching(
                 )
 
         by_pos, by_head, summary = session.memo(("patching", *settings), sweep)
-        key = _figure_key(*settings, run.batch.n_steps)
+        # a greyed figure states its gap: while greyed, a new gap sends whole figures
+        gaps = metric_gaps(by_pos) or [0.0]
+        greyed = round(sum(gaps) / len(gaps), 3) if greyed_out(by_pos) else None
+        key = _figure_key(*settings, run.batch.n_steps, greyed)
         with session.lock:
             sent = session.figures.get("patching")
             if shown == key and sent is not None and sent[0] == key:

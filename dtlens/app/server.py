@@ -19,8 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_SERVER_THREADS",
     "SERVERS",
+    "AppServer",
     "create_app",
     "make_server",
     "run",
@@ -116,13 +121,12 @@ def make_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     threads: int = DEFAULT_SERVER_THREADS,
-) -> Any:
-    """A waitress server for ``app``, bound but not yet serving.
+) -> AppServer:
+    """A waitress server for ``app``, bound but not yet serving (an :class:`AppServer`).
 
     Call its ``run()`` to serve until interrupted (from a thread, if the caller goes
-    on) and ``close()`` to stop accepting connections; ``effective_port`` is the port
-    it bound (useful with ``port=0``, a free one) when ``host`` is one address (a name
-    such as ``localhost`` may bind several).
+    on) and ``close()``, from any thread, to stop it; ``port`` is the port it bound
+    (useful with ``port=0``, a free one).
 
     Args:
         app: from :func:`create_app`.
@@ -137,10 +141,13 @@ def make_server(
     Example:
         >>> import threading, urllib.request
         >>> server = make_server(create_app(model="memorydt"), port=0)
-        >>> threading.Thread(target=server.run, daemon=True).start()
-        >>> urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/").status
+        >>> thread = threading.Thread(target=server.run)
+        >>> thread.start()
+        >>> urllib.request.urlopen(server.url).status
         200
         >>> server.close()
+        >>> thread.join(timeout=10); thread.is_alive()
+        False
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"server threads must be a positive int, got {threads!r}.")
@@ -152,13 +159,15 @@ def make_server(
             "waitress), or serve it with Flask's development server: run(app, server='flask')."
         ) from err
     try:
-        return create_server(
-            app.server,
-            host=host,
-            port=port,
-            threads=threads,
-            ident="dtlens",
-            max_request_body_size=MAX_REQUEST_BODY,
+        return AppServer(
+            create_server(
+                app.server,
+                host=host,
+                port=port,
+                threads=threads,
+                ident="dtlens",
+                max_request_body_size=MAX_REQUEST_BODY,
+            )
         )
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
@@ -198,6 +207,8 @@ def run(
     Raises:
         ConfigError: ``torch_threads`` is not a positive int or None, ``server`` is
             unknown, ``debug`` with ``server="waitress"``, or see :func:`make_server`.
+        KeyboardInterrupt: Ctrl+C stopped the server (both servers catch it; it is
+            raised again once the server has closed).
 
     Example:
         >>> run(create_app(model="memorydt"), port=8051)  # doctest: +SKIP
@@ -222,10 +233,105 @@ def run(
             )
         torch.set_num_threads(torch_threads)
     if server == "flask":
-        app.run(host=host, port=port, debug=debug)
+        with _reraise_interrupt():
+            app.run(host=host, port=port, debug=debug)
         return
     waitress = make_server(app, host=host, port=port, threads=server_threads)
     try:
-        waitress.run()
+        with _reraise_interrupt():
+            waitress.run()
     finally:
         waitress.close()
+
+
+class AppServer:
+    """A waitress server bound to its port, with a stop that is safe from any thread.
+
+    From :func:`make_server`. waitress serves from one loop (``run()``) that must not
+    be touched from other threads; :meth:`close` asks that loop to close every socket
+    (the listening one and open connections), which ends ``run()``, and waits for it.
+
+    Attributes:
+        server: the waitress server itself.
+    """
+
+    def __init__(self, server: Any):
+        from waitress import wasyncore
+        from waitress.trigger import trigger
+
+        self.server = server
+        self._wasyncore = wasyncore
+        socket_map = getattr(server, "_map", None)  # one socket; several: .map
+        self._map = server.map if socket_map is None else socket_map
+        self._wake = trigger(self._map)  # runs a function in the loop's thread
+        self._lock = threading.Lock()
+        self._running = self._closed = False
+        self._done = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        listen = getattr(self.server, "effective_listen", None)
+        return self.server.effective_port if listen is None else listen[0][1]
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/`` of (the first address of) the server."""
+        listen = getattr(self.server, "effective_listen", None)
+        host = self.server.effective_host if listen is None else listen[0][0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+    def run(self) -> None:
+        """Serve until :meth:`close` (from another thread) or Ctrl+C."""
+        with self._lock:
+            if self._closed:
+                return
+            self._running = True
+        try:
+            self.server.run()
+        finally:
+            self.server.task_dispatcher.shutdown()
+            self._wasyncore.close_all(self._map)
+            self._done.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop serving: close every connection and the port; waits up to ``timeout``
+        seconds for :meth:`run` to end. Does nothing the second time."""
+        with self._lock:
+            first, self._closed = not self._closed, True
+            running = self._running
+        if not running:
+            if first:
+                self.server.task_dispatcher.shutdown()
+                self._wasyncore.close_all(self._map)
+            return
+        if not self._done.is_set():
+            self._wake.pull_trigger(lambda: self._wasyncore.close_all(self._map))
+            self._done.wait(timeout)
+
+
+@contextlib.contextmanager
+def _reraise_interrupt() -> Iterator[None]:
+    """Raise KeyboardInterrupt after the block if Ctrl+C (SIGINT) ended it.
+
+    waitress and Flask's server both catch the interrupt and return as if the server
+    had simply stopped; the caller (``dtlens app``) should see it, to end like every
+    other command interrupted by Ctrl+C. Outside the main thread (no signal handler can
+    be set there) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt

@@ -308,7 +308,7 @@ def patching_results(
         )
     )
     gap = abs(clean_diff - corrupt_diff)
-    if gap < patching_plots.MIN_GAP:
+    if patching_plots.greyed_out(by_pos):
         summary += (
             f" The two runs differ by only {gap:.3f} logits (under {patching_plots.MIN_GAP:g}): "
             "the maps are greyed out, since these fractions divide by almost nothing."

@@ -44,8 +44,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "dtlens-checkpoint"
 FORMAT_VERSION = 1
-#: Names ``load`` resolves to checkpoints shipped inside the package.
-SHIPPED_MODELS = {"memorydt": "memorydt"}
+#: Names ``load`` resolves to checkpoints shipped inside the package (``memorydt-clone``:
+#: the behavioural clone of ``dtlens build-memorydt --model-type clone``).
+SHIPPED_MODELS = {"memorydt": "memorydt", "memorydt-clone": "memorydt-clone"}
+#: the command that rebuilds each shipped model
+_REBUILD = {
+    "memorydt": "dtlens build-memorydt",
+    "memorydt-clone": "dtlens build-memorydt --model-type clone",
+}
 
 
 def save(
@@ -144,7 +150,8 @@ def _shipped_path(name: str) -> Path:
     if not (path / WEIGHTS_FILE).exists():
         raise CheckpointError(
             f"the shipped model {name!r} is missing from this installation ({path}); "
-            "rebuild it with `dtlens build-memorydt` or pass a checkpoint path."
+            f"rebuild it with `{_REBUILD.get(name, 'dtlens build-memorydt')}` or pass a "
+            "checkpoint path."
         )
     return path
 

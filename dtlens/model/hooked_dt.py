@@ -344,6 +344,7 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
                 f"models take a TrajectoryBatch, got {type(batch).__name__}; build one with "
                 "dtlens.TrajectoryBatch(obs=, actions=, rtg=, timesteps=)."
             )
+        batch.check_values(("rtg",))  # an RTG set to NaN in place after the batch was built
         if tuple(batch.obs.shape[2:]) != cfg.obs_shape:
             raise BatchError(
                 f"obs has per-step shape {list(batch.obs.shape[2:])} but this model reads "

@@ -53,6 +53,7 @@ from dtlens.errors import BatchError, DTLensError, HookNameError
 from dtlens.model import tl_core
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.tl_forward import unsupported
+from dtlens.model.validation import checked_hook
 
 __all__ = ["TransformerLensMixin"]
 
@@ -297,8 +298,13 @@ class TransformerLensMixin:
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
     ):
-        """Context manager adding temporary hooks (TransformerLens semantics), names checked."""
+        """Context manager adding temporary hooks (TransformerLens semantics), names checked.
+
+        Forward hooks are wrapped by :func:`dtlens.model.validation.checked_hook`: one
+        that returns a tensor of another shape raises ``HookShapeError`` naming it.
+        """
         self.check_hook_names([name for name, _ in [*fwd_hooks, *bwd_hooks]])
+        fwd_hooks = [(name, checked_hook(name, fn)) for name, fn in fwd_hooks]
         return super().hooks(  # type: ignore[misc]
             list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts
         )

@@ -54,7 +54,7 @@ class _PatchingValues(Protocol):
     metric_name: str
 
 
-__all__ = ["MIN_GAP", "PAIR_AXIS", "metric_gaps", "plot_patching"]
+__all__ = ["MIN_GAP", "PAIR_AXIS", "greyed_out", "metric_gaps", "plot_patching"]
 
 #: facets per row of a three-axis patching grid.
 FACET_COLUMNS = 4
@@ -130,7 +130,7 @@ def plot_patching(
     per_facet = (
         values.ndim == 3 and axes[0] == PAIR_AXIS and gaps is not None and len(gaps) == len(values)
     )
-    greyed = gaps is not None and float(np.mean(gaps)) < threshold
+    greyed = greyed_out(result, threshold)
     if values.ndim == 1:
         fig = _bar(values, labels[0], axes[0], metric, zmid, greyed)
     elif values.ndim == 2:
@@ -157,6 +157,24 @@ def plot_patching(
     if greyed:
         _warn(fig, float(np.mean(gaps)), threshold, per_pair=per_facet)
     return fig.update_layout(title=title, template=style.TEMPLATE)
+
+
+def greyed_out(result: Any, min_gap: float | None = None) -> bool:
+    """Whether the mean ``|clean - corrupt|`` of ``result``'s pairs is under ``min_gap``
+    (``None`` = :data:`MIN_GAP`): what greys :func:`plot_patching`'s figure out (a
+    :data:`PAIR_AXIS` grid is judged facet by facet instead). False without the metrics.
+
+    Examples:
+        >>> import torch
+        >>> from dtlens.analysis.patching.results import PatchingResult
+        >>> r = PatchingResult(torch.zeros(2), axes=("layer",), labels={"layer": ["0", "1"]},
+        ...                    info={"clean_metric": [0.3], "corrupt_metric": [0.0]})
+        >>> greyed_out(r), greyed_out(r, min_gap=0.2)
+        (True, False)
+    """
+    gaps = metric_gaps(result)
+    threshold = MIN_GAP if min_gap is None else float(min_gap)
+    return gaps is not None and float(np.mean(gaps)) < threshold
 
 
 def metric_gaps(result: Any) -> list[float] | None:

@@ -63,6 +63,8 @@ SECTIONS: tuple[str, ...] = (
     "steering",
     "dynamics",
     "maps",
+    "agent_comparison",
+    "clone",
 )
 
 #: name -> the module it is imported from on first use (they import plotly)

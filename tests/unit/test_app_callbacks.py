@@ -39,6 +39,8 @@ from dtlens.app.server import create_app
 from dtlens.app.session import EpisodeSession, SessionStore
 from dtlens.env import MEMORY_ENV_ID, Scenario, make_env
 from dtlens.errors import CheckpointError, ConfigError
+from dtlens.plotting import patching as patching_plots
+from dtlens.plotting import style
 from tests.conftest import build_model
 
 LEFT, RIGHT, FORWARD = 0, 1, 2
@@ -357,7 +359,10 @@ def test_lens_tab_attribution_sums_to_the_models_logit_difference(state, catalog
     assert render_lens(state, "lens", 0.9, TINY, 1, 1).message.startswith("pick two different")
 
 
-def test_patching_tab_restores_only_where_the_runs_differ(state, catalog):
+def test_patching_tab_restores_only_where_the_runs_differ(state, catalog, monkeypatch):
+    # the tiny model's RTG edit moves the decision by less than MIN_GAP: drawn in colour
+    # here, so that a new step patches the values (greying: the next test)
+    monkeypatch.setattr(patching_plots, "MIN_GAP", 0.0)
     model = catalog.get(TINY)
     press(state, "patch", FORWARD, LEFT)
     out = render_patching(state, "patch", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT)
@@ -387,6 +392,29 @@ def test_patching_tab_restores_only_where_the_runs_differ(state, catalog):
     with torch.no_grad():
         clean = model.action_logits(run.batch)[0, -1]
     assert f"is {float(clean[LEFT] - clean[RIGHT]):.3f} clean" in out.message
+
+
+def test_patching_a_barely_moved_decision_is_greyed_out(state, catalog):
+    """The tiny model's RTG edit moves its decision by far less than MIN_GAP logits: both
+    maps are greyed with the gap inside them, the message says so, and the next step
+    (a new gap) sends whole figures, so the gap written on the page is never stale."""
+    model = catalog.get(TINY)
+    press(state, "grey", FORWARD, LEFT)
+    out = render_patching(state, "grey", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT)
+    run = state.sessions.get("grey").context_run(model, TINY, 0.9)
+    with torch.no_grad():
+        clean = model.action_logits(run.batch)[0, -1]
+        corrupt = model.action_logits(set_rtg(run.batch, 0.0))[0, -1]
+    gap = abs(float((clean[LEFT] - clean[RIGHT]) - (corrupt[LEFT] - corrupt[RIGHT])))
+    assert gap < patching_plots.MIN_GAP
+    assert f"differ by only {gap:.3f} logits" in out.message and "greyed out" in out.message
+    for fig in out.figures:
+        assert {c for _, c in fig.data[0].colorscale} <= {c for _, c in style.GREYED}
+        [note] = [a.text for a in fig.layout.annotations]
+        assert f"differ by {gap:.3g} on average" in note
+    press(state, "grey", FORWARD, start_id=3)
+    again = render_patching(state, "grey", 0.9, TINY, "rtg", 0.0, LEFT, RIGHT, shown=out.shown)
+    assert again.shown != out.shown and isinstance(again.figures[0], go.Figure)
 
 
 def test_patching_an_edit_that_changes_nothing_says_so(state):

@@ -9,8 +9,10 @@ a 500 or a logged traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import socket
 import threading
 import urllib.error
@@ -270,7 +272,8 @@ def test_waitress_serves_the_app_and_answers_requests_in_parallel(app):
     server = make_server(app, port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{server.effective_port}"
+    base = f"http://127.0.0.1:{server.port}"
+    assert server.url == base + "/"
     try:
         status, page = _http(base + "/")
         assert status == 200 and b"dtlens live" in page
@@ -305,6 +308,8 @@ def test_waitress_serves_the_app_and_answers_requests_in_parallel(app):
     finally:
         server.close()
         thread.join(timeout=10)
+    assert not thread.is_alive()  # close() from another thread ended run()
+    server.close()  # a second close does nothing
 
 
 def test_make_server_and_run_check_their_arguments(app):
@@ -314,12 +319,37 @@ def test_make_server_and_run_check_their_arguments(app):
         run(app, debug=True, server="waitress", torch_threads=None)
     with pytest.raises(ConfigError, match="server threads must be a positive int"):
         make_server(app, port=0, threads=0)
+    idle = make_server(app, port=0)
+    idle.close()  # closed before it ran: run() returns at once
+    idle.run()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is in use"):
             make_server(app, port=port)
+
+
+def test_ctrl_c_stops_the_server_and_reaches_the_caller(app, monkeypatch):
+    """waitress returns quietly on Ctrl+C; run() closes it and raises KeyboardInterrupt,
+    so `dtlens app` ends like every interrupted command (one line, exit 130)."""
+    import dtlens.app.server as server_module
+
+    closed = []
+
+    class Interrupted:  # a server that gets Ctrl+C and, like waitress, swallows it
+        def run(self):
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(server_module, "make_server", lambda *args, **kwargs: Interrupted())
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run(app, torch_threads=None)
+    assert closed == [True] and signal.getsignal(signal.SIGINT) is handler
 
 
 # ---------------------------------------------------------------- the model's lock

@@ -436,3 +436,27 @@ def test_every_new_error_is_a_dtlens_error_with_a_docstring():
     for name in errors.__all__:
         cls = getattr(errors, name)
         assert issubclass(cls, DTLensError) and cls.__doc__, name
+
+
+def test_a_user_hook_of_the_wrong_shape_is_named_by_the_model():
+    """``model.hooks`` / ``run_with_hooks`` wrap user hooks with ``checked_hook``."""
+    from dtlens.errors import HookShapeError
+
+    model, batch = build_model(), build_batch()
+
+    def one_head(act, hook):
+        return act[:, :, :1]  # drops three of the four heads
+
+    with pytest.raises(HookShapeError, match=r"one_head on 'blocks\.0\.attn\.hook_z'"):
+        model.run_with_hooks(batch, fwd_hooks=[("blocks.0.attn.hook_z", one_head)])
+    same = model.run_with_hooks(batch, fwd_hooks=[("blocks.0.attn.hook_z", lambda a, hook: a)])
+    torch.testing.assert_close(same, model(batch))  # a well-shaped hook still runs
+
+
+def test_an_rtg_set_to_nan_after_the_batch_was_built_is_refused_by_the_model():
+    from dtlens.errors import NonFiniteError
+
+    model, batch = build_model(), build_batch()
+    batch.rtg[0, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match="rtg"):
+        model(batch)

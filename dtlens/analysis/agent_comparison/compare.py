@@ -56,6 +56,7 @@ from dtlens.analysis.agent_comparison.episodes import (
     ComparisonEpisodes,
     agent_logits,
     probabilities_from_logits,
+    single_threaded,
 )
 from dtlens.analysis.agent_comparison.measures import (
     KINDS,
@@ -106,6 +107,7 @@ def _check_rtg(rtg: Any) -> float | str:
     return float(rtg)
 
 
+@single_threaded()
 @torch.no_grad()
 def dt_probabilities(
     model: HookedDecisionTransformer,
@@ -120,7 +122,8 @@ def dt_probabilities(
     and every RTG token set to ``rtg`` (``"return"``: the episode's return-to-go at
     each step). Short windows are padded the way the model expects
     (:meth:`~dtlens.model.hooked_dt.HookedDecisionTransformer.pad_context`). The
-    prediction is read at the window's last state token.
+    prediction is read at the window's last state token. Runs torch on one thread
+    (:func:`~.episodes.single_threaded`).
 
     Args:
         model: the decision transformer (or clone: RTGs are then ignored).

@@ -6,9 +6,11 @@
 from types import ModuleType
 
 from dtlens.report.sections import (
+    agent_comparison,
     attention,
     calibration,
     circuit,
+    clone,
     congruence,
     dynamics,
     look_back,
@@ -40,4 +42,6 @@ SECTION_MODULES: dict[str, ModuleType] = {
     "steering": steering,
     "dynamics": dynamics,
     "maps": maps,
+    "agent_comparison": agent_comparison,
+    "clone": clone,
 }
