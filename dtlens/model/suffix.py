@@ -11,7 +11,7 @@ The computation runs the blocks' plain torch modules (:func:`dtlens.model.tl_cor
 native_parts`), so no hook fires in it: callers use it only when the model has no
 hooks attached (:func:`model_has_hooks`), and fall back to a full forward otherwise.
 
-Example:
+Examples:
     >>> import torch
     >>> from tests.conftest import build_batch, build_model
     >>> model, batch = build_model(), build_batch()
@@ -64,7 +64,7 @@ class PrefixCache:
 def model_has_hooks(model: HookedDecisionTransformer) -> bool:
     """Whether any hook point of ``model`` has a forward or backward hook attached.
 
-    Example:
+    Examples:
         >>> model_has_hooks(model)
         False
     """
@@ -87,7 +87,7 @@ def build_prefix_cache(
     the transformer core uses a feature the suffix computation does not implement
     (see :func:`dtlens.model.tl_core.native_parts`).
 
-    Example:
+    Examples:
         >>> prefix = build_prefix_cache(model, batch)
         >>> prefix.keys[0].shape  # [batch, head, pos, d_head]
         torch.Size([2, 4, 11, 8])
@@ -146,7 +146,7 @@ def forward_suffix(
     Raises:
         BatchError: ``resid`` does not cover positions ``first_pos..n-1``.
 
-    Example:
+    Examples:
         >>> prefix = build_prefix_cache(model, batch)
         >>> resid = cache["blocks.1.hook_resid_pre"][:, 5:]  # positions 5.. entering block 1
         >>> logits = forward_suffix(model, prefix, resid, 1, 5, torch.arange(2))

@@ -51,7 +51,8 @@ def episodes_from_rollout(result, max_steps: int) -> ComparisonEpisodes:
         truncated=~result.terminated.astype(bool),
         header={},
     )
-    kinds = [state_kinds(layout, a, max_steps) for layout, a in zip(result.layouts, result.actions)]
+    pairs = zip(result.layouts, result.actions, strict=True)
+    kinds = [state_kinds(layout, actions, max_steps) for layout, actions in pairs]
     return ComparisonEpisodes(
         demos=demos,
         layouts=tuple(result.layouts),

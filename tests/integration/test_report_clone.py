@@ -8,6 +8,9 @@ shipped partner, two models of one type) draw nothing.
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -160,3 +163,16 @@ def test_two_models_of_one_type_are_not_compared(models):
     out = section.run(models[0], CONFIG, clone=build_model(n_ctx=26))
     assert out.numbers["available"] is False and len(out.figures[0].data) == 1
     assert "one decision transformer and one clone" in out.this_model
+
+
+def test_the_shipped_clone_loads_by_name_when_built():
+    """``dtlens.load("memorydt-clone")``: a clone whose card matches its config."""
+    path = Path(str(resources.files("dtlens") / "pretrained"))
+    if not (path / "memorydt-clone" / checkpoint.WEIGHTS_FILE).exists():
+        pytest.skip("no shipped clone: build it with `dtlens build-memorydt --model-type clone`")
+    model = dtlens.load("memorydt-clone")
+    assert model.cfg.model_type == "clone" and model.cfg.n_timesteps == 9
+    calibration = model.metadata["calibration"]
+    card = (path / "memorydt-clone" / "MODEL_CARD.md").read_text()
+    assert ("**met**" in card) is calibration["passed"]
+    assert "no RTG calibration" in card

@@ -58,7 +58,7 @@ def plan_chunks(group: PatchGroup, n_pairs: int, per_chunk: int, n_pos: int | No
     enough to be efficient. With ``n_pos=None`` chunks are consecutive patch ranges
     (``first_pos`` None).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from dtlens.analysis.patching.groups import HookPatch, PatchGroup
         >>> every = lambda idx: torch.ones(len(idx), 1, 1, dtype=torch.bool)
