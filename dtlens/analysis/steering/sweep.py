@@ -32,7 +32,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +202,7 @@ def steering_sweep(
     seed: int = 0,
     every_cell: bool = False,
     min_retarget: float = 0.5,
+    num_threads: int | None = 1,
 ) -> SteeringResult:
     """Play with ``coef * direction`` added at each hook, pushing every episode's ``fact``
     towards its other value; count where the episodes end.
@@ -223,6 +225,9 @@ def steering_sweep(
             (and the best cell): elsewhere there is no new target whose RTG control to
             measure (their outcomes are NaN).
         min_retarget: see ``every_cell``.
+        num_threads: torch intra-op threads while playing (restored afterwards; None
+            leaves them). Each step forwards a few short windows, which a second thread
+            only slows, many times over on a busy machine.
 
     Raises:
         ConfigError: no directions or coefficients, an unknown fact.
@@ -263,28 +268,29 @@ def steering_sweep(
         other = result.terminated & ~result.success
         return np.array([result.success.sum(), other.sum(), (~result.terminated).sum()])
 
-    unsteered = np.stack([sum(play(r, layouts) for _, layouts in groups) / n for r in rtgs]).astype(
-        np.float64
-    )
-    outcomes = np.full((len(hooks), len(coefs), len(rtgs), len(OUTCOMES)), np.nan)
+    with _torch_threads(num_threads):
+        unsteered = np.stack(
+            [sum(play(r, layouts) for _, layouts in groups) / n for r in rtgs]
+        ).astype(np.float64)
+        outcomes = np.full((len(hooks), len(coefs), len(rtgs), len(OUTCOMES)), np.nan)
 
-    def steered(i: int, j: int, k: int) -> None:
-        direction = torch.as_tensor(directions[hooks[i]]).float()
-        counts = np.zeros(len(OUTCOMES))
-        for sign, layouts in groups:
-            with steer(model, hooks[i], sign * direction, coefs[j], positions):
-                counts += play(rtgs[k], layouts)
-        outcomes[i, j, k] = counts / n
+        def steered(i: int, j: int, k: int) -> None:
+            direction = torch.as_tensor(directions[hooks[i]]).float()
+            counts = np.zeros(len(OUTCOMES))
+            for sign, layouts in groups:
+                with steer(model, hooks[i], sign * direction, coefs[j], positions):
+                    counts += play(rtgs[k], layouts)
+            outcomes[i, j, k] = counts / n
 
-    cells = [(i, j) for i in range(len(hooks)) for j in range(len(coefs))]
-    for i, j in cells:
-        steered(i, j, 0)
-    other = outcomes[:, :, 0, OUTCOMES.index("other")]
-    best = _best_cell(other, coefs)
-    later = cells if every_cell else [c for c in cells if other[c] >= min_retarget or c == best]
-    for i, j in later:
-        for k in range(1, len(rtgs)):
-            steered(i, j, k)
+        cells = [(i, j) for i in range(len(hooks)) for j in range(len(coefs))]
+        for i, j in cells:
+            steered(i, j, 0)
+        other = outcomes[:, :, 0, OUTCOMES.index("other")]
+        best = _best_cell(other, coefs)
+        later = cells if every_cell else [c for c in cells if other[c] >= min_retarget or c == best]
+        for i, j in later:
+            for k in range(1, len(rtgs)):
+                steered(i, j, k)
     return SteeringResult(
         fact=fact,
         hooks=hooks,
@@ -296,6 +302,18 @@ def steering_sweep(
         n_episodes=n,
         direction_norms=tuple(float(torch.as_tensor(directions[h]).norm()) for h in hooks),
     )
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Torch intra-op threads set to ``n`` inside the block (None: unchanged)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _best_cell(other: np.ndarray, coefs: Sequence[float]) -> tuple[int, int]:

@@ -111,11 +111,10 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     figures = [
         plot_steering(
             sweeps[fact],
-            title=f"Steering along the {fact} direction (difference of means at the decision "
-            f"token), pushed to the other value: share of {result.n_episodes} greedy episodes "
-            "ending at the other object",
+            title=f"Steering along the {fact} direction at the decision token: share of "
+            f"{result.n_episodes} greedy episodes at the other object",
         )
-        for fact in FACTS
+        for fact in sorted(FACTS, key=lambda f: f != chosen)  # the chosen direction first
     ]
     figures.append(plot_steering_success(result))
     return Section(
