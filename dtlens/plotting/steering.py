@@ -94,7 +94,8 @@ def plot_steering_success(
     Args:
         result: a ``SteeringResult`` (``rtgs``, ``success_at_rtg(hook, coef)``,
             ``new_target_at_rtg(hook, coef)``, ``best()``).
-        hook, coef: the cell (default ``result.best()``).
+        hook: the cell's hook (default: ``result.best()``'s).
+        coef: the cell's coefficient (default: ``result.best()``'s).
         title: the figure title.
     """
     for attr in ("rtgs", "success_at_rtg", "new_target_at_rtg", "best"):

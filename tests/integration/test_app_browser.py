@@ -102,7 +102,10 @@ def model(models_dir):
     return dtlens.load(models_dir / "tiny")
 
 
-def test_keys_slider_and_tabs(page, model, tmp_path):
+def test_keys_slider_and_tabs(page, model, tmp_path, monkeypatch):
+    # the patching maps below are checked as drawn in colour: a window whose swap gap is
+    # under MIN_GAP would be drawn greyed (tested in tests/unit/test_app_callbacks.py)
+    monkeypatch.setattr("dtlens.plotting.patching.MIN_GAP", 0.0)
     shots = _Screenshots(page, tmp_path)
     shots.take("start")
     pov_before = page.locator("#grid-pov").screenshot()

@@ -24,8 +24,8 @@ Example:
     >>> fit = fit_probe(features, labels)
     >>> fit.accuracy > 0.9, fit.n_test
     (True, 90)
-    >>> [round(v, 3) for v in wilson_interval(9, 10)]
-    [0.596, 0.982]
+    >>> tuple(round(v, 3) for v in wilson_interval(9, 10))
+    (0.596, 0.982)
 """
 
 from __future__ import annotations
