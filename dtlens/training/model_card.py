@@ -256,7 +256,7 @@ The MemoryDT's demonstrations ({data_summary["n_episodes"]} episodes of
 {data_summary["success_fraction"]:.1%}); a clone imitates all of them alike, the
 temperature-5 ones included, since it cannot be told which return to aim for.
 
-{_curriculum_paragraph(tc)}
+{_clone_curriculum(tc)}
 
 {trainer.step} steps, batch {tc.batch_size}; final training loss
 {history.train[-1]["train/loss"]:.4f}, validation loss {val:.4f}.
@@ -271,6 +271,15 @@ contexts, one greedy episode per layout: {masked}.
 Requirement (greedy success >= {recipe.required_success_high:.0%} in each layout, unpadded
 and mask-padded): **{"met" if verdict["passed"] else "NOT met"}**.
 {_clone_dynamics(dynamics)}"""
+
+
+def _clone_curriculum(tc: TrainConfig) -> str:
+    """The curriculum's phases, without the DT's RTG and run-table remarks."""
+    phases = _curriculum_paragraph(tc).split(". The first phase")[0]
+    return (
+        phases + ". The first phase shows the memory decision in every window; the clone "
+        "uses the MemoryDT's curriculum unchanged (whether a clone needs it was not measured)."
+    )
 
 
 def _clone_dynamics(dynamics: Dynamics | None) -> str:

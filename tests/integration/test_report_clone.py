@@ -87,6 +87,7 @@ def _recompute(model) -> dict:
         "labels": labels,
         "final_label": labels[last],
         "final_restored": restored[:, last],
+        "peaks": [raw.labels["pos"][int(k)] for k in restored.argmax(-1)],
     }
 
 
@@ -117,6 +118,7 @@ def test_numbers_match_the_public_api(models, result, which):
     assert numbers["patching_at_final_by_layer"] == pytest.approx(
         expected["final_restored"].tolist(), abs=1e-3
     )
+    assert [p["token"] for p in numbers["patching_peak_by_layer"]] == expected["peaks"]
 
 
 def test_the_clone_window_has_no_rtg_and_the_figures_are_drawn(result):

@@ -17,12 +17,14 @@ Background:
     Two sources:
 
     - :func:`memory_windows`: scripted routes. Each walks the corridor to the decision
-      square (4 ``forward``) with random detours put in anywhere: actions that do not
-      move the agent (``pickup``, ``drop``, ``toggle``, ``done``) and turn pairs
-      (``left, right`` / ``right, left``). Routes are at most ``n_timesteps - 1``
-      actions long, so the first observation (the only one showing the instruction)
-      stays in the window. Layouts are balanced; the RTG is fixed or drawn uniformly
-      from a range. Nothing depends on the model but the window and padding.
+      square (4 ``forward``) with random detours put in anywhere: actions that change
+      nothing (``drop``, ``toggle``, ``done``: the agent carries nothing and nothing in
+      reach toggles) and turn pairs (``left, right`` / ``right, left``); not ``pickup``,
+      which would take the instruction object when facing it. Routes are at most
+      ``n_timesteps - 1`` actions long, so the first observation (the only one showing
+      the instruction) stays in the window. Layouts are balanced; the RTG is fixed or
+      drawn uniformly from a range. Nothing depends on the model but the window and
+      its padding.
     - :func:`rollout_windows`: the model's own episodes
       (:func:`~dtlens.training.evaluate.rollout`, sampled at a temperature), replayed
       to read the agent's pose at every step.
@@ -74,7 +76,7 @@ FACT_VALUES: dict[str, tuple[str, ...]] = {
 #: the decision square facing the wall: ``(x, y, direction)``, direction 0 = east.
 DECISION_POSE: tuple[int, int, int] = (5, 3, 0)
 _CORRIDOR = (2, 2, 2, 2)  # forward x 4: start -> decision square
-_DETOURS: tuple[tuple[int, ...], ...] = ((3,), (4,), (5,), (6,), (0, 1), (1, 0))
+_DETOURS: tuple[tuple[int, ...], ...] = ((4,), (5,), (6,), (0, 1), (1, 0))
 _MAX_STEPS = 50
 At = Literal["decision", "all"]
 
@@ -305,7 +307,7 @@ def _play(env, scenario: Scenario, route: list[int], seed: int, strict: bool):
     """Raw views, poses before each action (and after the last) along ``route``."""
     obs, _ = env.reset(seed=seed, options=scenario.options)
     inner = env.unwrapped
-    images, poses = [obs["image"]], [(*(int(v) for v in inner.agent_pos), int(inner.agent_dir))]
+    images, poses = [obs["image"]], [_pose(inner)]
     for action in route:
         obs, _, terminated, truncated, _ = env.step(int(action))
         if terminated or truncated:
@@ -313,8 +315,47 @@ def _play(env, scenario: Scenario, route: list[int], seed: int, strict: bool):
                 raise ConfigError(f"route {route} ends the episode in {scenario.name}")
             break
         images.append(obs["image"])
-        poses.append((*(int(v) for v in inner.agent_pos), int(inner.agent_dir)))
+        poses.append(_pose(inner))
     return np.stack(images), poses
+
+
+def _pose(inner) -> tuple[int, int, int]:
+    return (*(int(v) for v in inner.agent_pos), int(inner.agent_dir))
+
+
+class _PoseSteps:
+    """The env's step, memoised by (layout, pose, action), for scripted routes.
+
+    Their actions move, turn or do nothing (no ``pickup``), so the world is the layout
+    and the agent's pose alone: a step from a pose gives the same pose and view every
+    time. A miss places the agent in a real env and steps it.
+    """
+
+    def __init__(self, env) -> None:
+        self.env, self.inner = env, env.unwrapped
+        self.cache: dict[tuple, tuple[tuple[int, int, int], np.ndarray]] = {}
+        self.starts: dict[str, tuple[tuple[int, int, int], np.ndarray]] = {}
+
+    def play(self, scenario: Scenario, route: list[int]):
+        if scenario.name not in self.starts:
+            obs, _ = self.env.reset(seed=0, options=scenario.options)
+            self.starts[scenario.name] = (_pose(self.inner), obs["image"])
+        pose, image = self.starts[scenario.name]
+        images, poses = [image], [pose]
+        for action in route:
+            key = (scenario.name, pose, int(action))
+            if key not in self.cache:
+                self.env.reset(seed=0, options=scenario.options)
+                self.inner.agent_pos = (pose[0], pose[1])
+                self.inner.agent_dir = pose[2]
+                obs, _, terminated, truncated, _ = self.env.step(int(action))
+                if terminated or truncated:  # pragma: no cover - never on scripted routes
+                    raise ConfigError(f"route {route} ends the episode in {scenario.name}")
+                self.cache[key] = (_pose(self.inner), obs["image"])
+            pose, image = self.cache[key]
+            images.append(image)
+            poses.append(pose)
+        return np.stack(images), poses
 
 
 def _windows(
@@ -339,7 +380,11 @@ def _windows(
     layouts: list[str] = []
     longest = max(len(route) for _, route, _, _ in episodes)
     env = make_env(MEMORY_ENV_ID, max_steps=max(_MAX_STEPS, longest + 1), one_hot=False)
-    plays = [_play(env, s, route, seed, strict=not from_rollout) for s, route, _, seed in episodes]
+    if from_rollout:  # the model's actions may pick the instruction object up: step the env
+        plays = [_play(env, s, route, seed, strict=False) for s, route, _, seed in episodes]
+    else:
+        stepper = _PoseSteps(env)
+        plays = [stepper.play(s, route) for s, route, _, _ in episodes]
     env.close()
     for (scenario, route, value, _), (images, poses) in zip(episodes, plays, strict=True):
         steps = list(range(len(poses))) if at == "all" else [len(poses) - 1]

@@ -30,7 +30,8 @@ padded the way it asks, ending at the decision square; the DT's RTG is
 - the instruction-swap activation patching (denoising, the patching section's metric
   ``logit(left) - logit(right)`` at the decision token): the residual stream before each
   layer by position, mean over the 4 layouts, per model; the summary gives the
-  restored fraction at ``S_instr`` and at ``S_final`` by layer.
+  restored fraction at ``S_instr`` and at ``S_final`` by layer, and each layer's
+  most-restoring token (``patching_peak_by_layer``).
 """
 
 from __future__ import annotations
@@ -184,6 +185,10 @@ def _measure(model: HookedDecisionTransformer, config: ReportConfig) -> dict[str
         },
         "patching_at_instruction_by_layer": [_r(v) for v in resid.values[:, i]],
         "patching_at_final_by_layer": [_r(v) for v in resid.values[:, f]],
+        "patching_peak_by_layer": [
+            {"token": resid.labels["pos"][int(k)], "restored": _r(resid.values[layer, k])}
+            for layer, k in enumerate(resid.values.argmax(-1))
+        ],
         "_rows": rows,
         "_labels": labels,
         "_heads": heads,
@@ -333,7 +338,11 @@ def describe(numbers: dict) -> str:
 
     def late_text(m: dict) -> str:
         a, b = m["patching_at_final_by_layer"][-1], m["patching_at_instruction_by_layer"][-1]
-        return f"{a:.2f} at {m['final_token']} vs {b:.2f} at {m['instruction_token']}"
+        peak = m["patching_peak_by_layer"][-1]
+        return (
+            f"{b:.2f} at {m['instruction_token']}, {a:.2f} at {m['final_token']}, most at "
+            f"{peak['token']} ({peak['restored']:.2f})"
+        )
 
     return (
         f"Greedy success: the DT (RTG {dt['rtg']:g}) solves {solved(dt)}, the clone "
@@ -343,5 +352,6 @@ def describe(numbers: dict) -> str:
         f"{dt['swap_logit_diff']:.2f} and {cl['swap_logit_diff']:.2f} (0 = blind to the "
         f"instruction). Strongest head on the instruction state at the decision token: DT "
         f"{top_head(dt)}, clone {top_head(cl)}. Instruction-swap patching, residual stream "
-        f"before the last layer restores: DT {late_text(dt)}; clone {late_text(cl)}."
+        f"before the last layer restores: DT {late_text(dt)}; clone {late_text(cl)} (the "
+        "token that carries the instruction into the last layer)."
     )
