@@ -128,7 +128,10 @@ def test_missing_extra_and_misshapen_tensors_are_listed(tmp_path):
     ("change", "message"),
     [
         (lambda c: c.update(model=[1, 2]), "'model' must be a JSON object, got list"),
-        (lambda c: c["model"].update(d_model="wide"), r"invalid model config: d_model='wide'"),
+        (
+            lambda c: c["model"].update(d_model="wide"),
+            r"invalid model config: DTConfig\.d_model='wide' must be",
+        ),
         (lambda c: c["model"].pop("n_heads"), r"invalid model config: .*'n_heads'"),
         (lambda c: c.update(metadata="notes"), "'metadata' must be a JSON object, got str"),
     ],
