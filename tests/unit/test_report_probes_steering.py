@@ -7,7 +7,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import pytest
 
-from dtlens.analysis.probes import linear_probes, memory_windows, random_model, residual_hooks
+from dtlens.analysis.probes import (
+    linear_probes,
+    memory_windows,
+    probe_activations,
+    random_model,
+    residual_hooks,
+)
 from dtlens.analysis.probes.layers import RANDOM_SEED
 from dtlens.analysis.steering import fact_directions, steer, steering_sweep
 from dtlens.env import SCENARIOS
@@ -117,6 +123,23 @@ def test_steering_numbers_are_the_public_api_s(model, steering):
     assert answer["rtg_still_controls"] == keeps
     assert answer["retargeted"] == (other / 4 >= steering_section.RETARGETED)
     assert answer["independent_of_rtg"] == (answer["retargeted"] and keeps)
+
+
+def test_the_instruction_cosine_across_target_orders(model, steering):
+    data = memory_windows(model, steering_section.N_ROUTES, rtg=CONFIG.high_rtg, seed=CONFIG.seed)
+    hooks = residual_hooks(model)[1:]
+    acts = probe_activations(model, data, hooks)
+    for hook in hooks:
+        gaps = []
+        for top in ("key", "ball"):  # the upper object, read from the layout names
+            rows = [i for i, name in enumerate(data.layouts) if name.endswith(f"top-{top}")]
+            ball = [i for i in rows if data.layouts[i].startswith("ball")]
+            key = [i for i in rows if data.layouts[i].startswith("key")]
+            gaps.append(acts[hook][ball].mean(0) - acts[hook][key].mean(0))
+        cosine = float(gaps[0] @ gaps[1] / (gaps[0].norm() * gaps[1].norm()))
+        assert steering.numbers["instruction_cosine_across_orders"][hook] == pytest.approx(
+            cosine, abs=1e-4
+        )
 
 
 def fact_value(layout, fact: str) -> int:

@@ -24,7 +24,9 @@ least :data:`RETARGETED` of the episodes and keeps the RTG's control over reachi
 
 from __future__ import annotations
 
-from dtlens.analysis.probes import memory_windows, residual_hooks
+import torch
+
+from dtlens.analysis.probes import ProbeData, memory_windows, probe_activations, residual_hooks
 from dtlens.analysis.steering import SteeringResult, fact_directions, steering_sweep
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting.probes import hook_label
@@ -90,6 +92,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         "neither_at_high_rtg": {f: d["neither_at_high_rtg"] for f, d in per_fact.items()},
         "new_target_at_low_rtg": {f: d["new_target_at_low_rtg"] for f, d in per_fact.items()},
         "direction_norm": {f: d["direction_norm"] for f, d in per_fact.items()},
+        "instruction_cosine_across_orders": _order_cosines(model, data, hooks),
         "best": {
             f: {
                 **d["best"],
@@ -127,6 +130,26 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     )
 
 
+def _order_cosines(
+    model: HookedDecisionTransformer, data: ProbeData, hooks: list[str]
+) -> dict[str, float]:
+    """Per hook: the cosine between the key -> ball differences of means at the decision
+    token taken within each target order (1: the instruction on its own; -1: it flips
+    with the order, i.e. the token holds the side to turn to)."""
+    instruction = torch.as_tensor(data.labels["instruction"])
+    top = instruction ^ torch.as_tensor(data.labels["target_side"])  # the upper object
+    acts = probe_activations(model, data, hooks)
+    out = {}
+    for hook in hooks:
+        a = acts[hook]
+        gaps = [
+            a[(instruction == 1) & (top == t)].mean(0) - a[(instruction == 0) & (top == t)].mean(0)
+            for t in (0, 1)
+        ]
+        out[hook] = _round(torch.cosine_similarity(gaps[0], gaps[1], dim=0))
+    return out
+
+
 def _best_rate(result: SteeringResult) -> float:
     hook, coef = result.best()
     return result.retarget_rate[hook][coef]
@@ -148,6 +171,20 @@ def _describe(n: dict, sweeps: dict[str, SteeringResult]) -> str:
         )
     text = "Steering at the decision token, " + "; ".join(parts) + ". "
     rates = {fact: n["best"][fact]["retarget_rate"] for fact in FACTS}
+    cos = n["instruction_cosine_across_orders"]
+    kept = [f"{hook_label(h)} (cosine {c:.2f})" for h, c in cos.items() if c >= 0.9]
+    flips = [f"{hook_label(h)} (cosine {c:.2f})" for h, c in cos.items() if c <= -0.9]
+    if kept or flips:
+        text += "The key-to-ball difference at the decision token, taken within each target "
+        text += "order, " + "; ".join(
+            part
+            for part in (
+                f"keeps its direction across the orders at {', '.join(kept)}" if kept else "",
+                f"flips with the order at {', '.join(flips)}" if flips else "",
+            )
+            if part
+        )
+        text += ". "
     if rates["target_side"] >= RETARGETED and rates["instruction"] < 0.5:
         text += (
             "Only the target-side direction retargets: what the decision token carries that "
