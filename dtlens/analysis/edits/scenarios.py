@@ -52,6 +52,7 @@ from dtlens.env import (
     make_env,
     optimal_actions,
 )
+from dtlens.env.scenarios import as_scenario
 from dtlens.errors import BatchError, ConfigError, DTLensError, EnvError, ObservationError
 from dtlens.model.batch import TrajectoryBatch
 
@@ -357,17 +358,7 @@ def rtg_pair(
 
 
 def _scenario(layout: Layout) -> Scenario:
-    if isinstance(layout, Scenario):
-        return layout
-    if isinstance(layout, tuple) and len(layout) == 2:
-        return Scenario(*layout)  # validates, raising EnvError
-    for scenario in SCENARIOS:
-        if layout == scenario.name:
-            return scenario
-    raise EnvError(
-        f"unknown layout {layout!r}; expected a Scenario, (instruction, top) or one of "
-        f"{[s.name for s in SCENARIOS]}"
-    )
+    return as_scenario(layout)
 
 
 def _default_route(scenario: Scenario) -> list[int]:
