@@ -184,27 +184,16 @@ def build_memorydt(
     timings["dynamics_s"] = time.perf_counter() - start
 
     verdict = calibration_verdict(recipe, calibration, padded)
-    meta = {
-        "name": "memorydt",
-        "env": {"env_id": recipe.env_id, "max_steps": recipe.max_steps},
-        "recipe": recipe.to_dict(),
-        "data": {"file": str(demos_path), "header": data.header, "summary": summary},
-        "training": {
-            "step": trainer.step,
-            "train_loss": history.train[-1]["train/loss"],
-            "val_loss": history.val[-1]["val/loss"] if history.val else None,
-        },
-        "calibration": {
+    meta = _metadata(
+        "memorydt", recipe, demos_path, data, summary, trainer, history, timings,
+        {
             "success_at_0.9": verdict["high"],
             "success_at_0": verdict["low"],
             "success_at_0.9_by_layout": verdict["high_by_layout"],
             "masked_padding": verdict["masked"],
             "passed": verdict["passed"],
         },
-        "build_seconds": {k: round(v, 1) for k, v in timings.items()},
-        "torch_threads": torch.get_num_threads(),
-        "rebuild": rebuild_command(recipe),
-    }
+    )  # fmt: skip
     save(trainer.model, out, metadata=meta)
     write_text_atomic(out / "calibration.json", calibration.to_json(indent=None) + "\n")
     dynamics.save(out / DYNAMICS_FILE)
@@ -317,26 +306,15 @@ def _finish_clone(
     dynamics = training_dynamics(run_dir / "train", decisions, show_progress=show_progress)
     timings["dynamics_s"] = time.perf_counter() - start
     verdict = clone_verdict(recipe, calibration, masked)
-    meta = {
-        "name": "memorydt-clone",
-        "env": {"env_id": recipe.env_id, "max_steps": recipe.max_steps},
-        "recipe": recipe.to_dict(),
-        "data": {"file": str(demos_path), "header": data.header, "summary": data.summary()},
-        "training": {
-            "step": trainer.step,
-            "train_loss": history.train[-1]["train/loss"],
-            "val_loss": history.val[-1]["val/loss"] if history.val else None,
-        },
-        "calibration": {
+    meta = _metadata(
+        "memorydt-clone", recipe, demos_path, data, data.summary(), trainer, history, timings,
+        {
             "success": verdict["success"],
             "success_by_layout": verdict["by_layout"],
             "masked_padding": verdict["masked"],
             "passed": verdict["passed"],
         },
-        "build_seconds": {k: round(v, 1) for k, v in timings.items()},
-        "torch_threads": torch.get_num_threads(),
-        "rebuild": rebuild_command(recipe),
-    }
+    )  # fmt: skip
     save(trainer.model, out, metadata=meta)
     write_text_atomic(out / "calibration.json", calibration.to_json(indent=None) + "\n")
     dynamics.save(out / DYNAMICS_FILE)
@@ -353,6 +331,35 @@ def _finish_clone(
 
 
 # --------------------------------------------------------------------- stages
+def _metadata(
+    name: str,
+    recipe: Recipe,
+    demos_path: Path,
+    data: Demonstrations,
+    summary: dict[str, Any],
+    trainer: Trainer,
+    history: TrainHistory,
+    timings: dict[str, float],
+    calibration: dict[str, Any],
+) -> dict[str, Any]:
+    """The shipped checkpoint's ``config.json`` metadata (DT and clone builds alike)."""
+    return {
+        "name": name,
+        "env": {"env_id": recipe.env_id, "max_steps": recipe.max_steps},
+        "recipe": recipe.to_dict(),
+        "data": {"file": str(demos_path), "header": data.header, "summary": summary},
+        "training": {
+            "step": trainer.step,
+            "train_loss": history.train[-1]["train/loss"],
+            "val_loss": history.val[-1]["val/loss"] if history.val else None,
+        },
+        "calibration": calibration,
+        "build_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "torch_threads": torch.get_num_threads(),
+        "rebuild": rebuild_command(recipe),
+    }
+
+
 def _demonstrations(
     recipe: Recipe,
     given: str | Path | None,

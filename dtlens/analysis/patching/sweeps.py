@@ -10,20 +10,8 @@ per swept location (:func:`location_masks`) and the axis labels
 runs the sweeps exactly; :func:`~dtlens.analysis.patching.attribution.attribution_patching`
 estimates them, over the same locations.
 
-====================================================  ==================================
-hook                                                  by
-====================================================  ==================================
-``resid_pre``, ``resid_mid``, ``resid_post``,         ``("layer", "pos")``
-``attn_out``, ``mlp_out``
-``z``, ``q``, ``k``, ``v``                            ``("layer", "head")``,
-                                                      ``("layer", "head", "pos")``
-``pattern``                                           ``("layer", "head")``,
-                                                      ``("layer", "head", "pos")``
-                                                      (pos = query position)
-``mlp_post`` (one layer: pass ``layer=``)             ``("neuron",)``, ``("neuron", "pos")``
-``rtg_embed``, ``state_embed``, ``action_embed``,     ``("pos",)`` (pos = the timestep of
-``time_embed``                                        the embedding: R1.., S1.., A1.., t1..)
-====================================================  ==================================
+The table of valid ``hook`` / ``by`` pairs, for users, is in
+:mod:`dtlens.analysis.patching.activation`.
 
 Examples:
     >>> sweep, axes = resolve_sweep("z", ("head", "layer"))
