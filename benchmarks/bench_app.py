@@ -115,7 +115,7 @@ def bench_tab(state: AppState, model: str, tab: str, presses: int) -> dict[str, 
     sid = f"bench-{tab}"
     render_tab = tab_renderer(tab, state, model)
     on_env_input(state, sid, None, None, "key", "ball", RTG, model)  # first render (warm-up)
-    render_model_panel(state, sid, RTG, model, TAB_IDS[tab])
+    render_model_panel(state, sid, RTG, model, TAB_IDS[tab], RTG_B)
     render_tab(sid)
     times: dict[str, list[float]] = {"env": [], "model": [], "tab": [], "json": [], "total": []}
     event_id = 0
@@ -130,7 +130,7 @@ def bench_tab(state: AppState, model: str, tab: str, presses: int) -> dict[str, 
             events = {"events": [{"id": event_id, "action": action}]}
             env = on_env_input(state, sid, "keys", events, "key", "ball", RTG, model, True)
         t1 = time.perf_counter()
-        panel = render_model_panel(state, sid, RTG, model, TAB_IDS[tab])
+        panel = render_model_panel(state, sid, RTG, model, TAB_IDS[tab], RTG_B)
         if panel.message:
             raise RuntimeError(f"model panel failed: {panel.message}")
         t2 = time.perf_counter()

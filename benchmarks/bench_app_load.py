@@ -7,10 +7,10 @@ at once for S seconds per round, over HTTP, the way the page does:
 * a client opens the page (``GET /``, ``GET /_dash-layout``, which makes its session)
   and runs the page-load callbacks;
 * then it presses keys: each press posts the environment callback (its key event), then
-  in parallel, as the browser does, the model panel and the three tabs' callbacks (the
-  attention tab is visible; the hidden tabs answer 204 at once), carrying what the page
-  carries (the episode, the attention figures' key, so presses send new values only);
-  a finished episode is reset with the reset button;
+  in parallel, as the browser does, the model panel and the visible tab's callback
+  (attention; the page's client-side gates send nothing for the hidden tabs), carrying
+  what the page carries (the episode, the attention figures' key, so presses send new
+  values only); a finished episode is reset with the reset button;
 * between two presses it waits ``--think-ms`` (uniformly 0.5x to 1.5x; 0: press again as
   soon as the figures arrive, a closed loop); every round each client opens a fresh page.
 
@@ -86,8 +86,9 @@ PAGE_VALUES: dict[str, Any] = {
     "patching-mode.value": "exact",
     "patching-shown.data": None,
 }
-#: the callbacks a key press runs: the environment's, then these (by first output)
-AFTER_ENV = ("probabilities", "attention-pair", "logit-lens", "patching-by-pos")
+#: the callbacks a key press runs: the environment's, then these (by first output) with
+#: the input that triggers them (the attention tab's trigger is set in the page)
+AFTER_ENV = {"probabilities": f"{EPISODE}.data", "attention-pair": "attention-trigger.data"}
 
 
 # ------------------------------------------------------------------------ server
@@ -234,11 +235,14 @@ class Page:
         self.values["model-picker.value"] = _find_store(json.loads(data), "model-picker", "value")
         self.events, self.next_id, self.n_clicks = [], 1, 0
         self._callback("grid-full", [])
+        self._callback("attention-layer", [])
         self._after_env(initial=True)
 
     def _after_env(self, initial: bool = False) -> None:
-        changed = [] if initial else [f"{EPISODE}.data"]
-        jobs = [self.pool.submit(self._callback, output, changed) for output in AFTER_ENV]
+        jobs = [
+            self.pool.submit(self._callback, output, [] if initial else [changed])
+            for output, changed in AFTER_ENV.items()
+        ]
         for job in jobs:
             job.result()
 

@@ -45,12 +45,14 @@ from dtlens.env import Scenario
 from dtlens.errors import ConfigError, DTLensError, EnvError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting.patching import greyed_out, metric_gaps
+from dtlens.plotting.trajectory import png_data_uri
 
 __all__ = [
     "AppState",
     "EnvOutput",
     "ModelOutput",
     "TabOutput",
+    "model_shape",
     "on_env_input",
     "render_attention",
     "render_lens",
@@ -85,10 +87,32 @@ class AppState:
         compute it and the other reuse it). With the patching tab visible nothing reads
         the hooks (the tab runs its own forwards), and a plain forward is cheaper.
         """
+        model, run, _ = self.display_runs(session, model_value, rtg, None, hooks)
+        return model, run
+
+    def display_runs(
+        self,
+        session: EpisodeSession,
+        model_value: str,
+        rtg: float,
+        rtg_b: float | None,
+        hooks: bool = True,
+    ) -> tuple[HookedDecisionTransformer, ContextRun, ContextRun | None]:
+        """:meth:`display_run` and, for a model with RTG tokens, the run at ``rtg_b`` (the
+        attention tab's second RTG; None: no second run), both from one forward.
+
+        With the attention tab open the model panel and the tab both ask for both runs,
+        so whichever comes first computes the two windows as one batch and the other
+        reuses them.
+        """
         model = self.catalog.get(model_value)
         lock = self.catalog.forward_lock(model)
         names = tabs.display_hooks(model) if hooks else ()
-        return model, session.context_run(model, model_value, _rtg(rtg), names, lock)
+        rtgs = (_rtg(rtg),)
+        if rtg_b is not None and model.cfg.model_type == "decision_transformer":
+            rtgs += (_rtg(rtg_b),)
+        runs = session.context_runs(model, model_value, rtgs, names, lock)
+        return model, runs[0], runs[1] if len(runs) > 1 else None
 
 
 @dataclass
@@ -112,8 +136,6 @@ class ModelOutput:
     tokens: list[views.TokenView] = field(default_factory=list)
     info: str = ""
     message: str | None = None
-    n_layers: int = 0
-    n_heads: int = 0
 
 
 @dataclass
@@ -191,11 +213,14 @@ def render_model_panel(
     rtg: float,
     model_value: str | None,
     tab: str | None = None,
+    rtg_b: float | None = None,
 ) -> ModelOutput:
     """The model's action distribution for the next step, and its context window.
 
     ``tab`` is the visible analysis tab (an ``IDS.TAB_*`` value, None if unknown): with
-    the patching tab the run caches no hooks (nothing reads them).
+    the patching tab the run caches no hooks (nothing reads them); with the attention
+    tab the run at the tab's second RTG ``rtg_b`` is computed in the same forward (see
+    :meth:`AppState.display_runs`).
 
     Errors (no model, a bad or incompatible checkpoint, a window the model cannot read)
     come back in ``message`` with a placeholder figure.
@@ -203,18 +228,34 @@ def render_model_panel(
     session = state.sessions.get(session_id)
 
     def compute() -> ModelOutput:
-        model, run = state.display_run(session, model_value, rtg, tab != IDS.TAB_PATCHING)
+        second = rtg_b if tab == IDS.TAB_ATTENTION and _is_number(rtg_b) else None
+        model, run, _ = state.display_runs(
+            session, model_value, rtg, second, tab != IDS.TAB_PATCHING
+        )
         probs = views.current_probabilities(model, run)
         return ModelOutput(
             figure=views.probability_figure(probs, title=f"Next action (RTG {run.rtg:.2f})"),
             probs=probs,
             tokens=views.context_tokens(model, run),
             info=views.model_summary(model),
-            n_layers=model.cfg.n_layers,
-            n_heads=model.cfg.n_heads,
         )
 
     return _guard(compute, lambda msg: ModelOutput(views.placeholder_figure(), message=msg))
+
+
+def model_shape(state: AppState, model_value: str | None) -> tuple[int, int]:
+    """``(n_layers, n_heads)`` of the picked model, for the layer and head dropdowns;
+    ``(0, 0)`` when it cannot be loaded (the model panel shows why).
+
+    Example:
+        >>> model_shape(AppState(ModelCatalog(initial="memorydt")), "memorydt")  # doctest: +SKIP
+        (3, 4)
+    """
+    try:
+        model = state.catalog.get(model_value)
+    except DTLensError:
+        return 0, 0
+    return model.cfg.n_layers, model.cfg.n_heads
 
 
 def render_attention(
@@ -242,10 +283,7 @@ def render_attention(
     session = state.sessions.get(session_id)
 
     def compute() -> TabOutput:
-        model, run = state.display_run(session, model_value, rtg)
-        run_b = None
-        if rtg_b is not None and model.cfg.model_type == "decision_transformer":
-            run_b = state.display_run(session, model_value, rtg_b)[1]
+        model, run, run_b = state.display_runs(session, model_value, rtg, rtg_b)
         layer_ = _index(layer, model.cfg.n_layers, "layer")
         head_ = _index(head, model.cfg.n_heads, "head")
         rtg_b_ = None if run_b is None else run_b.rtg
@@ -369,9 +407,9 @@ def _figure_key(*parts: Any) -> str:
 
 
 def _pixels_patch(rgb: Any) -> Patch:
-    """A patch replacing an image figure's pixels (``data[0].z``)."""
+    """A patch replacing an image figure's pixels (``data[0].source``, a PNG data URI)."""
     patch = Patch()
-    patch["data"][0]["z"] = views.frame_data(rgb)
+    patch["data"][0]["source"] = png_data_uri(rgb)
     return patch
 
 
@@ -485,3 +523,10 @@ def _rtg(value: float | None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"the RTG must be a finite number, got {value!r}.")
     return float(value)
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number (a valid RTG): the model panel only batches
+    the attention tab's second RTG with its own when it is one (the tab reports a bad one).
+    """
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

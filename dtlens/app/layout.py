@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from dash import dcc, html
 from jaxtyping import Float
@@ -97,6 +98,14 @@ class IDS:
     GIF_BUTTON = "gif-button"
     GIF_DOWNLOAD = "gif-download"
     GIF_MESSAGE = "gif-message"
+    #: per analysis tab, a store the page sets (client side) when that tab is visible
+    #: and what it shows may have changed; the tab's server callback listens to it alone,
+    #: so a hidden tab costs no request
+    TAB_TRIGGERS: ClassVar[dict[str, str]] = {
+        TAB_ATTENTION: "attention-trigger",
+        TAB_LENS: "lens-trigger",
+        TAB_PATCHING: "patching-trigger",
+    }
 
 
 _GRAPH_CONFIG = {"displayModeBar": False}
@@ -129,6 +138,7 @@ def build_layout(
             # so a key press can send new values instead of whole figures
             dcc.Store(id=IDS.ATTENTION_SHOWN, data=None),
             dcc.Store(id=IDS.PATCH_SHOWN, data=None),
+            *(dcc.Store(id=trigger, data=None) for trigger in IDS.TAB_TRIGGERS.values()),
             _header(model_options, model_value),
             html.Div(className="dt-row", children=[_env_panel(n_actions), _model_panel()]),
             _analysis_tabs(),

@@ -248,25 +248,80 @@ class EpisodeSession:
             BatchError: the window does not fit the model (e.g. timesteps past its
                 time embedding).
         """
-        base = (model_key, id(model), self.version, float(rtg))
+        return self.context_runs(model, model_key, (rtg,), hooks, lock)[0]
+
+    def context_runs(
+        self,
+        model: HookedDecisionTransformer,
+        model_key: str,
+        rtgs: tuple[float, ...],
+        hooks: tuple[str, ...] | None = None,
+        lock: AbstractContextManager | None = None,
+    ) -> list[ContextRun]:
+        """:meth:`context_run` at each RTG of ``rtgs``, the missing ones in one forward.
+
+        The windows differ only in their RTG tokens, so they run as the rows of one
+        batch: a key press with the attention tab open (the slider's RTG and the
+        tab's second RTG) costs one forward instead of two. Each row is cached as its
+        own run (its logits and cache sliced to a batch of one), so later requests
+        for either RTG reuse it.
+
+        Example:
+            >>> session = EpisodeSession()
+            >>> low, high = session.context_runs(model, "tiny", (0.0, 0.9), hooks=())
+            >>> low.rtg, high.rtg, high.logits.shape[0]
+            (0.0, 0.9, 1)
+        """
+        wanted = [float(rtg) for rtg in rtgs]
+        base = (model_key, id(model), self.version)
         with self.lock:
-            for key, run in reversed(self._runs.items()):  # the most recent first
-                if key[:-1] == base and _serves(key[-1], hooks):
-                    self._runs.move_to_end(key)
-                    return run
-            history = self.history(rtg, model.cfg.n_timesteps)
-            batch = set_rtg(model.pad_context(history), float(rtg)).to(model.device)
-            with torch.no_grad(), lock if lock is not None else nullcontext():
-                if hooks == ():
-                    logits, cache = model(batch), None
-                else:
-                    names = None if hooks is None else list(hooks)
-                    logits, cache = model.run_with_cache(batch, names_filter=names)
-            run = ContextRun(batch, logits, cache, float(rtg), history.n_steps)
-            self._runs[(*base, hooks)] = run
-            while len(self._runs) > self._run_cache_size:
-                self._runs.popitem(last=False)
-            return run
+            runs: dict[float, ContextRun] = {}
+            for rtg in wanted:
+                for key, run in reversed(self._runs.items()):  # the most recent first
+                    if key[:-1] == (*base, rtg) and _serves(key[-1], hooks):
+                        self._runs.move_to_end(key)
+                        runs[rtg] = run
+                        break
+            missing = list(dict.fromkeys(rtg for rtg in wanted if rtg not in runs))
+            if missing:
+                new_runs = self._forward(model, missing, hooks, lock)
+                for rtg, run in zip(missing, new_runs, strict=True):
+                    runs[rtg] = run
+                    self._runs[(*base, rtg, hooks)] = run
+                while len(self._runs) > self._run_cache_size:
+                    self._runs.popitem(last=False)
+            return [runs[rtg] for rtg in wanted]
+
+    def _forward(
+        self,
+        model: HookedDecisionTransformer,
+        rtgs: list[float],
+        hooks: tuple[str, ...] | None,
+        lock: AbstractContextManager | None,
+    ) -> list[ContextRun]:
+        """One forward of the current window at every RTG of ``rtgs`` (one row each)."""
+        history = self.history(rtgs[0], model.cfg.n_timesteps)
+        window = model.pad_context(history)
+        rows = [set_rtg(window, rtg) for rtg in rtgs]
+        batch = (rows[0] if len(rows) == 1 else TrajectoryBatch.cat(rows)).to(model.device)
+        with torch.no_grad(), lock if lock is not None else nullcontext():
+            if hooks == ():
+                logits, cache = model(batch), None
+            else:
+                names = None if hooks is None else list(hooks)
+                logits, cache = model.run_with_cache(batch, names_filter=names)
+        if len(rows) == 1:
+            return [ContextRun(batch, logits, cache, rtgs[0], history.n_steps)]
+        return [
+            ContextRun(
+                row.to(model.device),
+                logits[i : i + 1],
+                None if cache is None else cache.apply_slice_to_batch_dim(slice(i, i + 1)),
+                rtg,
+                history.n_steps,
+            )
+            for i, (row, rtg) in enumerate(zip(rows, rtgs, strict=True))
+        ]
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()`` cached under ``key`` until the episode changes (a step or reset).

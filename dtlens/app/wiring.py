@@ -6,9 +6,12 @@ ids of :class:`~dtlens.app.layout.IDS` and turns their dataclasses into componen
 
 Dash runs the environment callback first (a key press, reset or scenario change bumps
 the ``episode-version`` store), then, in parallel, the model panel and the visible
-analysis tab; hidden tabs raise ``PreventUpdate`` and are computed when opened. The
-grids and the attention / patching heatmaps are sent whole until the page holds them
-(it stores the episode and each tab's figure key with them), then as new values.
+analysis tab. Each tab listens to its own trigger store, which a client-side gate sets
+only while the tab is visible, so hidden tabs cost no request (they catch up when
+opened); the layer and head dropdowns are filled by a callback of the model picker
+alone, so the attention tab never waits for the panel. The grids and the attention /
+patching heatmaps are sent whole until the page holds them (it stores the episode and
+each tab's figure key with them), then as new values.
 
 Example:
     >>> app = dash.Dash("demo")  # doctest: +SKIP
@@ -25,6 +28,7 @@ from dash.exceptions import PreventUpdate
 from dtlens.app import layout
 from dtlens.app.callbacks import (
     AppState,
+    model_shape,
     on_env_input,
     render_attention,
     render_lens,
@@ -90,20 +94,15 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         Output(IDS.CONTEXT, "children"),
         Output(IDS.MODEL_INFO, "children"),
         Output(IDS.MODEL_MESSAGE, "children"),
-        Output(IDS.LAYER, "options"),
-        Output(IDS.LAYER, "value"),
-        Output(IDS.HEAD, "options"),
-        Output(IDS.HEAD, "value"),
         Input(IDS.EPISODE, "data"),
         Input(IDS.RTG, "value"),
         Input(IDS.MODEL, "value"),
         State(IDS.SESSION, "data"),
-        State(IDS.LAYER, "value"),
-        State(IDS.HEAD, "value"),
         State(IDS.TABS, "value"),
+        State(IDS.RTG_B, "value"),
     )
-    def _model(_episode, rtg, model_value, session_id, layer, head, tab):
-        out = render_model_panel(state, session_id, rtg, model_value, tab)
+    def _model(_episode, rtg, model_value, session_id, tab, rtg_b):
+        out = render_model_panel(state, session_id, rtg, model_value, tab, rtg_b)
         table = None if out.probs is None else layout.probability_table(out.probs)
         return (
             out.figure,
@@ -111,28 +110,49 @@ def register_callbacks(app: Dash, state: AppState) -> None:
             layout.token_strip(out.tokens),
             out.info,
             layout.message(out.message),
-            *_index_choice(out.n_layers, layer),
-            *_index_choice(out.n_heads, head),
         )
 
-    shared = [Input(IDS.EPISODE, "data"), Input(IDS.RTG, "value"), Input(IDS.MODEL, "value")]
-    shared += [Input(IDS.TABS, "value")]
+    @app.callback(
+        Output(IDS.LAYER, "options"),
+        Output(IDS.LAYER, "value"),
+        Output(IDS.HEAD, "options"),
+        Output(IDS.HEAD, "value"),
+        Input(IDS.MODEL, "value"),
+        State(IDS.LAYER, "value"),
+        State(IDS.HEAD, "value"),
+    )
+    def _index_choices(model_value, layer, head):
+        # only on a model change: were these outputs of the panel's callback, the
+        # attention tab (their input) would wait for the panel after every key press
+        n_layers, n_heads = model_shape(state, model_value)
+        return (*_index_choice(n_layers, layer), *_index_choice(n_heads, head))
+
+    for tab, trigger in IDS.TAB_TRIGGERS.items():
+        app.clientside_callback(
+            _TAB_GATE.replace("TAB", tab),
+            Output(trigger, "data"),
+            Input(IDS.EPISODE, "data"),
+            Input(IDS.RTG, "value"),
+            Input(IDS.MODEL, "value"),
+            Input(IDS.TABS, "value"),
+        )
 
     @app.callback(
         Output(IDS.ATTENTION, "figure"),
         Output(IDS.ATTENTION_HEADS, "figure"),
         Output(IDS.ATTENTION_MESSAGE, "children"),
         Output(IDS.ATTENTION_SHOWN, "data"),
-        *shared,
+        Input(IDS.TAB_TRIGGERS[IDS.TAB_ATTENTION], "data"),
         Input(IDS.LAYER, "value"),
         Input(IDS.HEAD, "value"),
         Input(IDS.RTG_B, "value"),
         Input(IDS.ALL_HEADS, "value"),
+        *_TAB_STATES,
         State(IDS.SESSION, "data"),
         State(IDS.ATTENTION_SHOWN, "data"),
     )
     def _attention(
-        _episode, rtg, model_value, tab, layer, head, rtg_b, all_heads, session_id, shown
+        _trigger, layer, head, rtg_b, all_heads, rtg, model_value, tab, session_id, shown
     ):
         _only_when(tab, IDS.TAB_ATTENTION)
         out = render_attention(
@@ -144,12 +164,13 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         Output(IDS.LENS, "figure"),
         Output(IDS.DLA, "figure"),
         Output(IDS.LENS_MESSAGE, "children"),
-        *shared,
+        Input(IDS.TAB_TRIGGERS[IDS.TAB_LENS], "data"),
         Input(IDS.LENS_A, "value"),
         Input(IDS.LENS_B, "value"),
+        *_TAB_STATES,
         State(IDS.SESSION, "data"),
     )
-    def _lens(_episode, rtg, model_value, tab, action_a, action_b, session_id):
+    def _lens(_trigger, action_a, action_b, rtg, model_value, tab, session_id):
         _only_when(tab, IDS.TAB_LENS)
         out = render_lens(state, session_id, rtg, model_value, action_a, action_b)
         return (*out.figures, layout.message(out.message, out.kind))
@@ -159,17 +180,18 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         Output(IDS.PATCH_HEAD, "figure"),
         Output(IDS.PATCH_MESSAGE, "children"),
         Output(IDS.PATCH_SHOWN, "data"),
-        *shared,
+        Input(IDS.TAB_TRIGGERS[IDS.TAB_PATCHING], "data"),
         Input(IDS.EDIT, "value"),
         Input(IDS.EDIT_RTG, "value"),
         Input(IDS.PATCH_A, "value"),
         Input(IDS.PATCH_B, "value"),
         Input(IDS.PATCH_MODE, "value"),
+        *_TAB_STATES,
         State(IDS.SESSION, "data"),
         State(IDS.PATCH_SHOWN, "data"),
     )
     def _patching(
-        _episode, rtg, model_value, tab, edit, edit_rtg, action_a, action_b, mode, session_id,
+        _trigger, edit, edit_rtg, action_a, action_b, mode, rtg, model_value, tab, session_id,
         shown,
     ):  # fmt: skip
         _only_when(tab, IDS.TAB_PATCHING)
@@ -194,6 +216,22 @@ def register_callbacks(app: Dash, state: AppState) -> None:
         if out.content is None:
             return no_update, layout.message(out.message)
         return dcc.send_bytes(out.content, out.filename), None
+
+
+#: what an analysis tab's callback reads besides its trigger and its own controls
+_TAB_STATES = (State(IDS.RTG, "value"), State(IDS.MODEL, "value"), State(IDS.TABS, "value"))
+
+#: the page-side gate of one analysis tab (``TAB`` = its value): on a key press, RTG,
+#: model or tab change it sets the tab's trigger store only while the tab is visible, so
+#: hidden tabs send no request; opening a tab sets it, and the tab catches up.
+_TAB_GATE = """
+function(episode, rtg, model, tab) {
+    if (tab !== "TAB") {
+        return window.dash_clientside.no_update;
+    }
+    return Date.now() + Math.random();
+}
+"""
 
 
 def _page_has_frames(episode: Any, session_id: str) -> bool:

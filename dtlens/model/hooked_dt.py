@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
@@ -115,8 +115,38 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
 
     @property
     def hook_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Every hook name (canonical and alias spellings) -> HookPoint."""
-        return self.core.hook_dict
+        """Every hook name (canonical and alias spellings) -> HookPoint.
+
+        Built once, like :attr:`mod_dict`: the bridge rebuilds it (copying its registry
+        and resolving every alias) on each access, and TransformerLens' ``hooks()``
+        reads it for every hook it adds and removes. The hook points are fixed after
+        ``__init__``. A copy is returned, so a caller that edits it changes nothing.
+        """
+        cached = self.__dict__.get("_hook_dict")
+        if cached is None:
+            cached = self.core.hook_dict
+            self.__dict__["_hook_dict"] = cached
+        return dict(cached)
+
+    def hook_points(self) -> list[Any]:  # type: ignore[override]
+        """Every HookPoint once (``hook_dict`` lists aliased ones under several names)."""
+        return list({id(point): point for point in self.core.hook_points()}.values())
+
+    def remove_all_hook_fns(
+        self,
+        direction: Literal["fwd", "bwd", "both"] = "both",
+        including_permanent: bool = False,
+        level: int | None = None,
+    ) -> None:
+        """TransformerLens' ``remove_all_hook_fns``, visiting only hook points with hooks.
+
+        Same result (a point without hooks has nothing to remove); it runs at the end
+        of every ``hooks()`` / ``run_with_cache`` block, where visiting all ~120 points
+        cost about as much as a forward pass of a small model.
+        """
+        for hook_point in self.core.hook_points():
+            if hook_point.fwd_hooks or hook_point.bwd_hooks:
+                hook_point.remove_hooks(direction, including_permanent, level=level)
 
     @property
     def mod_dict(self) -> dict[str, Any]:  # type: ignore[override]

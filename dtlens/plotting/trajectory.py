@@ -10,6 +10,8 @@ Examples:
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +24,7 @@ from dtlens.errors import BatchError, ObservationError
 from dtlens.plotting import style
 from dtlens.plotting.heatmaps import as_numpy, check_labels, labelled_heatmap
 
-__all__ = ["plot_action_probabilities", "plot_grid"]
+__all__ = ["plot_action_probabilities", "plot_grid", "png_data_uri"]
 
 #: slack allowed on probabilities outside [0, 1] (float32 softmax rounding).
 PROBABILITY_TOLERANCE = 1e-5
@@ -97,12 +99,16 @@ def plot_action_probabilities(
 def plot_grid(
     rgb: UInt8[np.ndarray, "height width 3"] | UInt8[Tensor, "height width 3"],
     title: str | None = None,
+    png: bool = False,
 ) -> go.Figure:
     """A rendered environment frame (``env.render()`` with ``render_mode="rgb_array"``).
 
     Args:
         rgb: the image ``[height, width, 3]``, integers 0-255 (uint8 as MiniGrid renders).
         title: figure title.
+        png: hold the pixels as a PNG data URI (the trace's ``source``, see
+            :func:`png_data_uri`) instead of the array ``z``: the same pixels in about
+            1 % of the bytes, for figures sent over a network (the live app).
 
     Returns:
         A figure with one ``go.Image`` trace holding the pixels as given, axes hidden.
@@ -134,9 +140,41 @@ def plot_grid(
         raise ObservationError(
             f"rgb values must lie in 0-255, got [{pixels.min()}, {pixels.max()}]."
         )
-    fig = go.Figure(go.Image(z=pixels, hovertemplate="x %{x}<br>y %{y}<extra></extra>"))
+    hover = "x %{x}<br>y %{y}<extra></extra>"
+    if png:
+        fig = go.Figure(go.Image(source=png_data_uri(pixels.astype(np.uint8)), hovertemplate=hover))
+    else:
+        fig = go.Figure(go.Image(z=pixels, hovertemplate=hover))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig.update_layout(
         title=title, template=style.TEMPLATE, margin={"l": 10, "r": 10, "t": 40, "b": 10}
     )
+
+
+def png_data_uri(rgb: UInt8[np.ndarray, "height width 3"]) -> str:
+    """An RGB frame as a PNG data URI (lossless), for an image trace's ``source``.
+
+    MiniGrid's flat-coloured 224x224 renders compress from 150 kB of pixels to about
+    2.5 kB (fast zlib level 1, ~0.6 ms).
+
+    Raises:
+        ObservationError: ``rgb`` is not a ``[H, W, 3]`` uint8 array.
+
+    Example:
+        >>> uri = png_data_uri(np.zeros((2, 4, 3), dtype=np.uint8))
+        >>> uri[:22]
+        'data:image/png;base64,'
+    """
+    from PIL import Image  # pillow comes with imageio, a dependency
+
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3:
+        shape = list(rgb.shape) if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ObservationError(f"a frame must be a [H, W, 3] uint8 array, got {shape}.")
+    if rgb.shape[-1] != 3:
+        raise ObservationError(f"a frame must be a [H, W, 3] uint8 array, got {list(rgb.shape)}.")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(
+        buffer, format="PNG", compress_level=1
+    )
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -8,6 +8,7 @@ attention patterns of a separate forward, the model's logits for the DLA total.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from PIL import Image
 
 pytest.importorskip("dash")
 
@@ -24,7 +26,7 @@ from dash import Patch
 import dtlens
 from dtlens.analysis.edits.observations import set_rtg
 from dtlens.analysis.edits.routine import history_batch
-from dtlens.app import callbacks, layout, views
+from dtlens.app import callbacks, layout, tabs, views
 from dtlens.app.callbacks import (
     AppState,
     on_env_input,
@@ -115,7 +117,7 @@ def test_key_presses_move_the_agent_as_the_env_would(state):
     assert f"agent at ({pose[0]}, {pose[1]})" in out.status and "step 7 of 50" in out.status
     # the rendered frames are the env's own renders of that state
     frame = env.unwrapped.get_pov_render(tile_size=32)
-    assert np.array_equal(np.asarray(out.pov.data[0].z), frame)
+    assert np.array_equal(png_pixels(out.pov.data[0].source), frame)
     assert out.message is None
 
 
@@ -135,11 +137,9 @@ def test_after_the_first_render_a_key_sends_only_new_pixels(state):
     }
     for name, rgb in expected.items():
         (operation,) = getattr(out, name).to_plotly_json()["operations"]
-        assert operation["location"] == ["data", 0, "z"]
-        spec = operation["params"]["value"]
-        pixels = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.uint8)
-        assert spec["dtype"] == "u1" and spec["shape"] == "224, 224, 3"
-        assert np.array_equal(pixels.reshape(224, 224, 3), rgb)
+        assert operation["location"] == ["data", 0, "source"]
+        assert np.array_equal(png_pixels(operation["params"]["value"]), rgb)  # lossless
+        assert len(operation["params"]["value"]) < rgb.nbytes / 20  # PNG, not raw pixels
 
 
 def test_each_event_is_applied_once_even_when_requests_repeat_or_merge(state):
@@ -446,6 +446,46 @@ def test_session_caches_runs_until_the_episode_changes(catalog):
     assert session.context_run(model, TINY, 0.9).cache is not None  # None = every hook
 
 
+def test_the_attention_tabs_second_rtg_runs_in_the_panels_forward(state, catalog, monkeypatch):
+    """With the attention tab open the model panel computes both RTGs' windows as one
+    batch; the tab then runs no forward, and every value equals a separate forward."""
+    model = catalog.get(TINY)
+    press(state, "two", FORWARD, FORWARD)
+    forwards: list[int] = []
+    original = type(model).forward
+
+    def counted(self, batch, *args, **kwargs):
+        forwards.append(batch.batch_size)
+        return original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", counted)
+    panel = render_model_panel(state, "two", 0.9, TINY, tab=IDS.TAB_ATTENTION, rtg_b=0.1)
+    assert forwards == [2]  # one forward, one row per RTG
+    att = render_attention(state, "two", 0.9, TINY, 1, 2, 0.1)
+    assert forwards == [2] and att.message is None  # the tab reused both rows
+    session = state.sessions.get("two")
+    torch.testing.assert_close(panel.probs, expected_probs(model, session, 0.9))
+    for rtg, panel_index in ((0.9, 0), (0.1, 1)):
+        window = history_batch(np.stack(session.images), session.actions, [rtg] * 3, 4)
+        with torch.no_grad():
+            logits = original(model, model.pad_context(window))
+            _, cache = model.run_with_cache(model.pad_context(window))
+        run = session.context_run(model, TINY, rtg, hooks=tabs.display_hooks(model))
+        assert run.rtg == rtg and run.batch.batch_size == 1
+        torch.testing.assert_close(run.logits, logits, atol=1e-6, rtol=1e-5)
+        pattern = cache["blocks.1.attn.hook_pattern"][:, 2]
+        torch.testing.assert_close(run.cache["blocks.1.attn.hook_pattern"][:, 2], pattern)
+        shown = np.asarray(att.figures[0].data[panel_index].z, dtype=float)
+        lower = np.tril_indices(pattern.shape[-1])
+        np.testing.assert_allclose(shown[lower], pattern[0].double().numpy()[lower], atol=1e-6)
+    # the panel ignores a second RTG the tab would refuse, and a tab that is not attention
+    forwards.clear()
+    press(state, "two", FORWARD, start_id=3)
+    render_model_panel(state, "two", 0.9, TINY, tab=IDS.TAB_ATTENTION, rtg_b=float("nan"))
+    render_model_panel(state, "two", 0.5, TINY, tab=IDS.TAB_LENS, rtg_b=0.1)
+    assert forwards == [1, 1]
+
+
 def test_with_the_patching_tab_visible_the_panel_runs_a_plain_forward(state, catalog):
     model = catalog.get(TINY)
     press(state, "plain", FORWARD)
@@ -575,7 +615,7 @@ def test_views_only_describe_the_session():
     assert views.episode_status(session).startswith("ball/top-ball: step 0 of 50, agent at (1, 3)")
     full, _ = views.grid_figures(session)
     rgb = session.env.unwrapped.get_full_render(highlight=True, tile_size=32)
-    assert np.array_equal(np.asarray(full.data[0].z), rgb)
+    assert np.array_equal(png_pixels(full.data[0].source), rgb)
     assert callbacks._rtg(0.5) == 0.5
     with pytest.raises(ConfigError, match="finite number"):
         callbacks._rtg(None)
@@ -612,3 +652,10 @@ def _to_json(value) -> str:
     from plotly.io.json import to_json_plotly
 
     return to_json_plotly(value)
+
+
+def png_pixels(uri: str) -> np.ndarray:
+    """The RGB pixels of a PNG data URI (an image trace's ``source``), decoded by pillow."""
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :]))).convert("RGB"))

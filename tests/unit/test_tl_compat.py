@@ -377,6 +377,35 @@ def test_reset_hooks_end_false_keeps_the_caching_hooks(model, batch):
     assert not model.hook_dict[name].has_hooks()
 
 
+def test_hook_removal_keeps_transformer_lens_semantics(model, batch):
+    """dtlens visits only hook points holding hooks when it removes them; what stays is
+    what TransformerLens' own traversal of every name in ``hook_dict`` keeps."""
+
+    def count(act, hook):
+        return act
+
+    names = ["blocks.0.hook_resid_pre", "blocks.0.hook_in", "blocks.1.attn.hook_pattern"]
+    by_name = model.hook_dict
+    assert by_name["blocks.0.hook_in"] is by_name["blocks.0.hook_resid_pre"]  # an alias
+    by_name.clear()  # a copy: editing it changes nothing
+    points = model.hook_points()
+    assert len(set(map(id, points))) == len(points)  # each once
+    assert {id(point) for point in model.hook_dict.values()} == set(map(id, points))
+    try:
+        model.add_hook(names[2], count, is_permanent=True)
+        with model.hooks(fwd_hooks=[(names[0], count)]):
+            with model.hooks(fwd_hooks=[(names[1], count)]):  # level 2, on the same point
+                assert len(model.hook_dict[names[0]].fwd_hooks) == 2
+            assert len(model.hook_dict[names[0]].fwd_hooks) == 1  # level 2's hook only
+        assert not model.hook_dict[names[0]].has_hooks()
+        assert model.hook_dict[names[2]].has_hooks()  # permanent hooks survive
+        model.run_with_cache(batch, names_filter=names[2])
+        assert len(model.hook_dict[names[2]].fwd_hooks) == 1
+    finally:
+        model.reset_hooks(including_permanent=True)
+    assert not any(point.has_hooks(including_permanent=True) for point in model.hook_points())
+
+
 # ------------------------------------------------------------------ forward
 def hand_loss(model, batch, logits):
     """Cross-entropy of batch.actions[:, t] against the logits at S_t, per step."""
