@@ -24,11 +24,13 @@ from dtlens.plotting.calibration import plot_calibration, plot_reward_length_sca
 from dtlens.plotting.congruence import plot_congruence, plot_congruence_growth
 from dtlens.plotting.lens import plot_dla, plot_logit_lens
 from dtlens.plotting.patching import plot_patching
+from dtlens.plotting.routine import plot_action_probability_grid
 from dtlens.plotting.trajectory import plot_action_probabilities, plot_grid
 
 __all__ = [
     "attention_from_cache",
     "plot_action_probabilities",
+    "plot_action_probability_grid",
     "plot_attention",
     "plot_attention_comparison",
     "plot_attention_heads",

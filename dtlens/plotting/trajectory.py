@@ -24,10 +24,34 @@ from dtlens.errors import BatchError, ObservationError
 from dtlens.plotting import style
 from dtlens.plotting.heatmaps import as_numpy, check_labels, labelled_heatmap
 
-__all__ = ["plot_action_probabilities", "plot_grid", "png_data_uri"]
+__all__ = ["check_probabilities", "plot_action_probabilities", "plot_grid", "png_data_uri"]
 
 #: slack allowed on probabilities outside [0, 1] (float32 softmax rounding).
 PROBABILITY_TOLERANCE = 1e-5
+
+
+def check_probabilities(
+    table: Float[np.ndarray, "..."], name: str = "probs"
+) -> Float[np.ndarray, "..."]:
+    """``table`` itself, after checking every value lies in [0, 1] (up to
+    :data:`PROBABILITY_TOLERANCE`).
+
+    Raises:
+        BatchError: a value lies outside [0, 1], the usual sign of logits passed instead
+            of ``softmax(logits)`` (the message names ``name`` and the range found).
+
+    Examples:
+        >>> check_probabilities(np.array([[0.5, 0.5]])).tolist()
+        [[0.5, 0.5]]
+    """
+    low = float(table.min()) if table.size else 0.0
+    high = float(table.max()) if table.size else 0.0
+    if low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE:
+        raise BatchError(
+            f"{name} must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
+            "pass softmax(logits), not logits."
+        )
+    return table
 
 
 def plot_action_probabilities(
@@ -64,13 +88,7 @@ def plot_action_probabilities(
     """
     table = as_numpy(probs, "probs [step, action]", 2)
     n_steps, n_actions = table.shape
-    low = float(table.min()) if table.size else 0.0
-    high = float(table.max()) if table.size else 0.0
-    if low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE:
-        raise BatchError(
-            f"probs must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
-            "pass softmax(logits), not logits."
-        )
+    check_probabilities(table, "probs")
     actions = check_labels(action_names, n_actions, "action names")
     steps = check_labels(
         step_labels if step_labels is not None else [str(t + 1) for t in range(n_steps)],

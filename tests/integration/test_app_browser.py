@@ -13,6 +13,7 @@ chromium; never ``playwright install``, which downloads a browser).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -201,6 +202,45 @@ def test_keys_slider_and_tabs(page, model, tmp_path, monkeypatch):
             graph,
         )
         assert zmax == pytest.approx(max(abs(low), abs(high))) and zmin == pytest.approx(-zmax)
+
+
+def test_hidden_tabs_send_no_request_and_catch_up_when_opened(page, model):
+    """A key press asks the server for the environment, the model panel and the visible
+    tab only; a tab opened later draws the window as it is then."""
+    requested: list[str] = []
+
+    def record(request) -> None:
+        if "/_dash-update-component" in request.url:
+            requested.append(json.loads(request.post_data)["output"])
+
+    _wait_svg_traces(page, "#attention-pair", ".heatmaplayer .hm", 2)  # page loaded
+    page.on("request", record)
+    page.locator("h1").click()
+    env = _ReferenceEnv()
+    for key, action in (("ArrowUp", FORWARD), ("ArrowUp", FORWARD), ("ArrowLeft", LEFT)):
+        page.keyboard.press(key)
+        env.step(action)
+    _wait_text(page, "#episode-status", "step 3 of 50")
+    _wait_probabilities(page, _probabilities(model, env, 0.9))
+    for _ in range(200):  # the attention tab's request follows the key's (10 s at most)
+        panels = {output.strip(".").split(".")[0] for output in requested}
+        if "attention-pair" in panels:
+            break
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(500)  # time for any further request to be sent
+    panels = {output.strip(".").split(".")[0] for output in requested}
+    assert panels == {"grid-full", "probabilities", "attention-pair"}, requested
+    # the lens tab, hidden during those presses, computes the current window when opened
+    requested.clear()
+    page.get_by_text("Logit lens & DLA", exact=True).click()
+    _wait_svg_traces(page, "#dla", ".barlayer .point", model.cfg.n_layers * model.cfg.n_heads)
+    window = history_batch(np.stack(env.images), env.actions, [0.9] * len(env.images), 9)
+    with torch.no_grad():
+        logits = model.action_logits(model.pad_context(window))[0, -1]
+    expected = float(logits[LEFT] - logits[1])  # left - right, the tab's default pair
+    title = page.text_content("#dla .gtitle")
+    assert f"sums to {expected:.3f}" in title, title
+    assert [output.strip(".").split(".")[0] for output in requested] == ["logit-lens"]
 
 
 def test_arrows_move_the_agent_wherever_the_focus_is_but_a_text_box(page, model, tmp_path):

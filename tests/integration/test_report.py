@@ -42,21 +42,27 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny model loaded from a checkpoint directory that also holds training dynamics."""
+def tiny_dir(tmp_path_factory) -> Path:
+    """A checkpoint directory named ``tiny`` holding a tiny model and training dynamics."""
     torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny_model")
+    directory = tmp_path_factory.mktemp("models") / "tiny"
     dtlens.save(build_model(n_ctx=26), directory)  # 9 steps, the window every section uses
     Dynamics(
         [0, 100, 200],
         {"success@0.9": [0.0, 0.5, 1.0], "decision_loss": [0.9, 0.69, 0.05]},
     ).save(directory / DYNAMICS_FILE)
-    return dtlens.load(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    """The tiny model, loaded from its checkpoint directory."""
+    return dtlens.load(tiny_dir)
 
 
 @pytest.fixture(scope="module")
 def built(tiny, tmp_path_factory) -> Path:
-    """The report of the tiny model (one build shared by the page checks)."""
+    """The report of the tiny model (one build shared by the page checks and the CLI's)."""
     out = tmp_path_factory.mktemp("report")
     page = build_report(tiny, out, ReportConfig(**SMALL), model_name="tiny", show_progress=False)
     assert page == out / "report.html"
@@ -102,27 +108,21 @@ def test_every_section_on_the_page(built):
     assert starts == sorted(starts)
 
 
-def test_cli_writes_the_same_files(tiny, tmp_path, capsys):
-    model_dir = tmp_path / "tiny_model"
-    dtlens.save(tiny, model_dir)
+def test_cli_writes_the_same_files(tiny_dir, built, tmp_path, capsys):
+    """``dtlens report`` with SMALL's sizes as flags writes the numbers ``build_report``
+    wrote for the same checkpoint (the ``built`` fixture), section for section."""
     out = tmp_path / "cli"
-    # the CLI sets the calibration size and the seed; the rest is ReportConfig's default
-    code = cli_main(
-        ["report", "--model", str(model_dir), "--out", str(out), "--calibration-episodes", "4"]
-    )
+    flags = ["--max-steps", "12", "--calibration-episodes", "4", "--random-walks", "1"]
+    flags += ["--rtgs", *map(str, SMALL["rtgs"])]
+    assert [int(flags[1]), int(flags[3]), int(flags[5])] == [
+        SMALL["max_steps"], SMALL["calibration_episodes"], SMALL["random_walks"]
+    ]  # fmt: skip
+    code = cli_main(["report", "--model", str(tiny_dir), "--out", str(out), *flags])
     assert code == 0
     assert str(out / "report.html") in capsys.readouterr().out
     assert (out / "report.html").stat().st_size > 0
     cli = json.loads((out / "report.json").read_text())
-    expected_dir = tmp_path / "direct"
-    build_report(
-        dtlens.load(model_dir),
-        expected_dir,
-        ReportConfig(calibration_episodes=4, seed=0),
-        model_name=model_dir.name,
-        show_progress=False,
-    )
-    assert cli == json.loads((expected_dir / "report.json").read_text())
+    assert cli == json.loads((built / "report.json").read_text())
     assert [s["key"] for s in cli["sections"]] == list(SECTIONS)
 
 

@@ -21,6 +21,7 @@ from dtlens.errors import BatchError, DTLensError, HookNameError, ObservationErr
 from dtlens.plotting import (
     attention_from_cache,
     plot_action_probabilities,
+    plot_action_probability_grid,
     plot_attention,
     plot_attention_comparison,
     plot_attention_heads,
@@ -467,6 +468,7 @@ def _all_figures() -> list[go.Figure]:
         plot_calibration(RTGS, REWARDS, REWARDS > 0.5),
         plot_reward_length_scatter(REWARDS[0], np.arange(4)),
         plot_action_probabilities(torch.full((3, 7), 1 / 7)),
+        plot_action_probability_grid([torch.full((3, 7), 1 / 7), torch.full((20, 7), 1 / 7)]),
         plot_grid(np.zeros((4, 4, 3), dtype=np.uint8)),
     ]
 

@@ -13,6 +13,7 @@ import copy
 
 import pytest
 
+from dtlens.report import verdict as verdict_module
 from dtlens.report.verdict import (
     CANNOT_JUDGE,
     DOES_NOT_HOLD,
@@ -213,9 +214,258 @@ def test_circuit():
     assert _one("circuit", _circuit(gap=0.1)).verdict == CANNOT_JUDGE
 
 
+def _scrub(main=0.92, err=0.01, control=0.0, clean=4.93, resampled=0.0) -> dict:
+    recovered = {
+        "identity": 1.0,
+        "empty": 0.0,
+        "instruction_via_circuit_heads": main,
+        "instruction_and_top_via_circuit_heads": 0.96,
+        "circuit_edges_only": 0.0,
+    }
+    stderr = {k: 0.0 for k in recovered} | {"instruction_via_circuit_heads": err}
+    if control is not None:
+        recovered["control"], stderr["control"] = control, 0.09
+    return {
+        "circuit": {"layer0_heads": ["L0H1"], "control_head": "L0H0", "source": "circuit"},
+        "clean": clean,
+        "resampled": resampled,
+        "recovered": recovered,
+        "stderr": stderr,
+    }
+
+
+def test_scrubbing():
+    holds = _one("scrubbing", _scrub())
+    assert holds.verdict == HOLDS and "L0H1 recovers 0.92 ± 0.01" in holds.because
+    assert "control via L0H0 0.00 ± 0.09" in holds.because
+    assert _one("scrubbing", _scrub(control=None)).verdict == HOLDS  # one head: no control
+    shipped = _one("scrubbing", _scrub(main=0.03, err=0.12, control=-0.05))
+    assert shipped.verdict == DOES_NOT_HOLD
+    straddles = _one("scrubbing", _scrub(main=0.75, err=0.05))  # 0.65 .. 0.85
+    assert straddles.verdict == CANNOT_JUDGE and "straddles" in straddles.because
+    both = _one("scrubbing", _scrub(control=0.9))
+    assert both.verdict == CANNOT_JUDGE and "control recovers as well" in both.because
+    flat = _one("scrubbing", _scrub(clean=0.2, resampled=0.0))
+    assert flat.verdict == CANNOT_JUDGE and "0.200 < 0.5 logits" in flat.because
+    error = {"recovered": {}, "error": "nothing to recover"}
+    assert _one("scrubbing", error).verdict == CANNOT_JUDGE
+    no_circuit = _scrub()
+    no_circuit["recovered"] = {"identity": 1.0, "empty": 0.0}
+    assert _one("scrubbing", no_circuit).verdict == CANNOT_JUDGE
+
+
+HOOKS = ("blocks.0.hook_resid_pre", "blocks.1.hook_resid_mid")
+
+
+def _probe(acc=1.0, ci=(0.969, 1.0), rand=0.93, rand_ci=(0.874, 0.966)) -> dict:
+    def per_hook(at_pre, at_mid):
+        return dict(zip(HOOKS, (at_pre, at_mid), strict=True))
+
+    return {
+        "n_test": 120,
+        "chance": 0.5,
+        "accuracy_by_layer": per_hook(0.53, acc),
+        "ci_by_layer": per_hook([0.44, 0.61], list(ci)),
+        "random_model_accuracy_by_layer": per_hook(0.53, rand),
+        "random_model_ci_by_layer": per_hook([0.44, 0.61], list(rand_ci)),
+        "shuffled_accuracy_by_layer": per_hook(0.5, 0.51),
+        "shuffled_ci_by_layer": per_hook([0.41, 0.59], [0.42, 0.6]),
+    }
+
+
+def test_probes():
+    holds = _one("probes", _probe())
+    assert holds.verdict == HOLDS and "random model 0.93 [0.87, 0.97]" in holds.because
+    assert "at blocks.1.hook_resid_mid: trained 1.00 [0.97, 1.00]" in holds.because
+    unreadable = _one("probes", _probe(acc=0.8, ci=(0.72, 0.87)))
+    assert (
+        unreadable.verdict == DOES_NOT_HOLD and "best held-out accuracy 0.80" in unreadable.because
+    )
+    free = _one("probes", _probe(rand=0.97, rand_ci=(0.92, 0.99)))  # a random model reads it too
+    assert free.verdict == DOES_NOT_HOLD and "a baseline reads it" in free.because
+    wide = _one("probes", _probe(acc=0.92, ci=(0.75, 0.98), rand=0.8, rand_ci=(0.7, 0.88)))
+    assert wide.verdict == CANNOT_JUDGE and "overlap" in wide.because
+    shuffled = _probe()
+    shuffled["shuffled_ci_by_layer"][HOOKS[1]] = [0.9, 0.99]  # both baselines count
+    assert _one("probes", shuffled).verdict != HOLDS
+    no_ci = _probe()
+    del no_ci["random_model_ci_by_layer"]
+    assert _one("probes", no_ci).verdict == CANNOT_JUDGE
+
+
+def _steer(instruction=0.0, side=1.0, unsteered=1.0, steered=1.0) -> dict:
+    def best(rate):
+        return {"hook": "blocks.1.hook_resid_mid", "coef": 1.0, "retarget_rate": rate}
+
+    return {
+        "rtgs": [0.9, 0.0],
+        "n_episodes": 4,
+        "best": {"instruction": best(instruction), "target_side": best(side)},
+        "new_target_at_rtg": {"0.9": 1.0, "0": 1.0 - steered},
+        "rtg_control": {"unsteered": unsteered, "steered": steered},
+    }
+
+
+def test_steering_retargets_and_the_rtg_still_controls():
+    retargeted, controls = verdicts({"steering": _steer()})
+    assert (retargeted.verdict, controls.verdict) == (HOLDS, HOLDS)
+    assert "along the target_side direction at blocks.1.hook_resid_mid" in retargeted.because
+    assert "100% of 4 episodes" in retargeted.because and "instruction at most 0%" in (
+        retargeted.because
+    )
+    assert "RTG control 1.00 against 1.00 unsteered" in controls.because
+    by_instruction = _one("steering", _steer(instruction=0.75, side=0.5))
+    assert by_instruction.verdict == HOLDS and "the instruction direction" in by_instruction.because
+    nothing = verdicts({"steering": _steer(side=0.5)})
+    assert [v.verdict for v in nothing] == [DOES_NOT_HOLD, CANNOT_JUDGE]
+    assert "no new target" in nothing[1].because
+    assert _one("steering", _steer(steered=0.75), 1).verdict == HOLDS  # one layout of 4 less
+    assert _one("steering", _steer(steered=0.5), 1).verdict == DOES_NOT_HOLD
+    blind = _one("steering", _steer(unsteered=0.0, steered=0.0), 1)
+    assert blind.verdict == CANNOT_JUDGE and "even unsteered" in blind.because
+
+
+def _maps(forward=(0.2, 1.0, 1.0, 0.9), high_mass=0.0, low_mass=0.59, rtgs=(0.9, 0.0)) -> dict:
+    rows = [
+        {"layout": name, "rtg": rtg, "turned_wrong_forward": f, "non_movement": mass}
+        for rtg, mass in zip(rtgs, (high_mass, low_mass), strict=True)
+        for name, f in zip(LAYOUTS, forward, strict=True)
+    ]
+    return {"placement": {"poses_per_layout": 40}, "summary": rows}
+
+
+def test_maps_cached_decision_and_dummy_actions():
+    cached, dummy = verdicts({"maps": _maps()})
+    assert (cached.verdict, dummy.verdict) == (HOLDS, HOLDS)
+    assert "key/top-key 0.20 (the look-back layout, not judged)" in cached.because
+    assert "0.59 at RTG 0 vs 0.00 at RTG 0.9" in dummy.because
+    assert _one("maps", _maps(forward=(1.0, 1.0, 0.5, 1.0))).verdict == DOES_NOT_HOLD
+    assert _one("maps", _maps(high_mass=0.1, low_mass=0.15), 1).verdict == DOES_NOT_HOLD
+    assert _one("maps", _maps(high_mass=0.1, low_mass=0.2), 1).verdict == HOLDS
+    one_rtg = _maps(rtgs=(0.9, 0.9))
+    assert _one("maps", one_rtg, 1).verdict == CANNOT_JUDGE
+    only_look_back = {"summary": [r for r in _maps()["summary"] if r["layout"] == "key/top-key"]}
+    assert _one("maps", only_look_back).verdict == CANNOT_JUDGE
+
+
+def _agents(routine=1.0, hot_low=0.06, hot_high=5.3, cool_low=0.84, lstm=True) -> dict:
+    agents = ["planner T=1", "planner T=5"] + (["PPO LSTM"] if lstm else [])
+    rtgs = ["RTG 0.9", "RTG 0", "RTG = return"]
+
+    def table(fill):
+        return {a: {r: fill(a, r) for r in rtgs} for a in agents}
+
+    def kinds(value):
+        return {"routine": value, "decision": 0.4, "off-routine": 0.5, "all": value}
+
+    kl_at = {("planner T=5", "RTG 0"): hot_low, ("planner T=5", "RTG 0.9"): hot_high,
+             ("planner T=1", "RTG 0"): cool_low}  # fmt: skip
+
+    def kl(a, r):
+        return kinds(kl_at.get((a, r), 1.5))
+
+    def kl_ci(a, r):
+        value = kl_at.get((a, r), 1.5)
+        return {
+            k: [value - 0.01, value + 0.01] for k in ("routine", "decision", "off-routine", "all")
+        }
+
+    return {
+        "agents": agents,
+        "rtgs": rtgs,
+        "kl": table(kl),
+        "kl_ci": table(kl_ci),
+        "agreement": table(lambda a, r: kinds(routine)),
+        "n_steps": {"routine": 96, "decision": 50, "off-routine": 200, "all": 346},
+        "decision_in_context": {"agreement": table(lambda a, r: 0.76)},
+    }
+
+
+def test_agent_comparison():
+    simulates, hot = verdicts({"agent_comparison": _agents()})
+    assert (simulates.verdict, hot.verdict) == (HOLDS, HOLDS)
+    assert "planner T=1's most likely action on 100% of 96 routine steps" in simulates.because
+    assert "at the decision square 40% (76% while" in simulates.because
+    assert "the PPO LSTM: 100% routine" in simulates.because
+    assert "KL(planner T=5 || DT) is 0.06 nats at RTG 0" in hot.because
+    absent = _one("agent_comparison", _agents(routine=0.8, lstm=False))
+    assert absent.verdict == DOES_NOT_HOLD and "checkpoint was not found" in absent.because
+    assert _one("agent_comparison", _agents(routine=None)).verdict == CANNOT_JUDGE
+    cool = _one("agent_comparison", _agents(cool_low=0.05), 1)  # closer to T=1 at RTG 0
+    assert cool.verdict == DOES_NOT_HOLD
+    assert _one("agent_comparison", _agents(hot_high=0.05), 1).verdict == DOES_NOT_HOLD
+    close = _one("agent_comparison", _agents(hot_low=0.06, hot_high=0.075), 1)
+    assert close.verdict == CANNOT_JUDGE and "overlap" in close.because
+    one_agent = _agents()
+    one_agent["agents"] = ["planner T=1"]
+    assert _one("agent_comparison", one_agent, 1).verdict == CANNOT_JUDGE
+
+
+def _model(success=(1.0, 1.0, 1.0, 1.0), diff=5.24, rtg=None) -> dict:
+    return {
+        "rtg": rtg,
+        "success_by_layout": dict(zip(LAYOUTS, success, strict=True)),
+        "decision_logit_diff": diff,
+    }
+
+
+def test_clone():
+    both = {"available": True, "decision_transformer": _model(diff=6.13, rtg=0.9),
+            "clone": _model()}  # fmt: skip
+    holds = _one("clone", both)
+    assert holds.verdict == HOLDS and "solves 4/4 layouts" in holds.because
+    assert "the DT at RTG 0.9: 4/4, +6.13" in holds.because
+    both["clone"] = _model(success=(1.0, 0.0, 1.0, 1.0))
+    assert _one("clone", both).verdict == DOES_NOT_HOLD
+    missing = {"available": False, "reason": "no shipped 'memorydt-clone' model",
+               "decision_transformer": _model(rtg=0.9)}  # fmt: skip
+    v = _one("clone", missing)
+    assert v.verdict == CANNOT_JUDGE and "memorydt-clone" in v.because
+    alone = {"available": False, "reason": "no DT", "clone": _model()}  # a clone report
+    v = _one("clone", alone)
+    assert v.verdict == HOLDS and "no decision transformer" in v.because
+
+
+def test_thresholds_are_the_sections_own():
+    from dtlens.report.sections import probes, scrubbing, steering
+    from dtlens.training.recipe import Recipe
+
+    assert verdict_module.SCRUB_RECOVERED == scrubbing.HOLDS
+    assert verdict_module.PROBE_READABLE == probes.READABLE
+    assert verdict_module.RETARGETED == steering.RETARGETED
+    assert verdict_module.RTG_SLACK == steering.RTG_SLACK
+    assert Recipe.required_success_high == verdict_module.CLONE_SUCCESS
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_rules_read_the_real_sections_numbers():
+    """Each new section run on a tiny random model: its numbers are judged by their real
+    key names (a rule that misses a key says "lack" in its because)."""
+    from dtlens.report.config import ReportConfig
+    from dtlens.report.sections import SECTION_MODULES
+    from dtlens.report.sections import clone as clone_section
+    from tests.conftest import build_model
+
+    model, config = build_model(n_ctx=26), ReportConfig(max_steps=12, seed=3)
+    numbers = {
+        key: SECTION_MODULES[key].run(model, config).to_json()["numbers"]
+        for key in ("scrubbing", "probes", "steering", "maps", "agent_comparison")
+    }
+    partner = build_model(model_type="clone", n_ctx=17)
+    numbers["clone"] = clone_section.run(model, config, clone=partner).to_json()["numbers"]
+    found = verdicts(numbers)
+    assert [v.key for v in found] == ["scrubbing", "probes"] + ["steering"] * 2 + ["maps"] * 2 + [
+        "agent_comparison"
+    ] * 2 + ["clone"]
+    for v in found:
+        assert v.verdict in (HOLDS, DOES_NOT_HOLD, CANNOT_JUDGE) and v.because
+        assert "lack" not in v.because, v
+
+
 def test_only_sections_that_ran_and_malformed_numbers_cannot_be_judged():
     assert verdicts({}) == []
-    assert verdicts({"dynamics": {"recorded": False}, "maps": {}}) == []
+    assert verdicts({"dynamics": {"recorded": False}}) == []
+    assert [v.verdict for v in verdicts({"maps": {}})] == [CANNOT_JUDGE] * 2
     keys = [v.key for v in verdicts({"congruence": {"grows_every_layer": {}}, "circuit": {}})]
     assert keys == ["congruence", "circuit"]  # report order
     [broken] = verdicts({"calibration": {"at_high_rtg": {}}})

@@ -6,7 +6,8 @@ confidence at every step; at RTG 0 it turns the other way. The only real decisio
 the left/right turn facing the wall (the decision square).
 
 Here: the greedy trajectory of the model in each layout at the high and the low RTG,
-with the probability of each action at every step.
+with the probability of each action at every step, drawn as one figure of small
+multiples (rows = RTGs, columns = layouts) on one colour scale.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 from dtlens.analysis.edits.routine import GreedyRun, play_greedy
 from dtlens.env import ACTION_NAMES, SCENARIOS
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.plotting import plot_action_probabilities
+from dtlens.plotting import plot_action_probability_grid
 from dtlens.report.config import ReportConfig
 from dtlens.report.section import Section
 
-__all__ = ["greedy_runs", "run", "summarise_run"]
+__all__ = ["greedy_runs", "outcome", "run", "summarise_run"]
 
 SEED_SAW = (
     "A set routine: disproportionately high confidence in every action of the routine "
@@ -56,19 +57,29 @@ def summarise_run(run: GreedyRun) -> dict:
     }
 
 
+def outcome(run: GreedyRun) -> str:
+    """How a greedy run ended, in words: ``"solved in 6 steps"``, ``"wrong target in 7
+    steps"`` (the episode ended at the other object) or ``"no target in 50 steps"``."""
+    n = len(run.actions)
+    steps = f"{n} step{'' if n == 1 else 's'}"
+    if run.reward > 0:
+        return f"solved in {steps}"
+    return f"wrong target in {steps}" if run.terminated else f"no target in {steps}"
+
+
 def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
-    """Compute the section: one probability heatmap per greedy run, and their summaries."""
+    """Compute the section: one figure of the greedy runs' probability heatmaps (rows =
+    RTGs, high first; columns = layouts), and the runs' summaries."""
     runs = greedy_runs(model, config)
     summaries = [summarise_run(r) for r in runs]
-    figures = [
-        plot_action_probabilities(
-            r.probs,
-            action_names=list(ACTION_NAMES),
-            step_labels=[f"{i + 1}: {a}" for i, a in enumerate(r.action_names)],
-            title=f"{r.scenario.name}, RTG {r.rtg:.1f}: greedy actions and their probabilities",
-        )
-        for r in runs
-    ]
+    figure = plot_action_probability_grid(
+        [r.probs for r in runs],
+        action_names=list(ACTION_NAMES),
+        step_labels=[[f"{i + 1}: {a}" for i, a in enumerate(r.action_names)] for r in runs],
+        titles=[f"{r.scenario.name}, RTG {r.rtg:g}<br>{outcome(r)}" for r in runs],
+        columns=len(SCENARIOS),
+        title="Greedy actions and their probabilities at each step (rows: RTG; columns: layout)",
+    )
     high = [s for s in summaries if s["rtg"] == config.high_rtg]
     low = [s for s in summaries if s["rtg"] == config.low_rtg]
     this_model = (
@@ -82,7 +93,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     return Section(
         key="set_routine",
         title="The set routine and the decision square",
-        figures=figures,
+        figures=[figure],
         numbers={"runs": summaries},
         seed_saw=SEED_SAW,
         this_model=this_model,
