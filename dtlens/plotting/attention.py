@@ -276,10 +276,5 @@ def _finish(
     return fig.update_layout(
         title=title,
         template=style.TEMPLATE,
-        coloraxis={
-            "colorscale": style.SEQUENTIAL,
-            "cmin": 0.0,
-            "cmax": top,
-            "colorbar": {"title": "attention"},
-        },
+        coloraxis=style.sequential_coloraxis("attention", top),
     )

@@ -144,12 +144,7 @@ def plot_action_maps(
     return fig.update_layout(
         title=title,
         template=style.TEMPLATE,
-        coloraxis={
-            "colorscale": style.SEQUENTIAL,
-            "cmin": 0.0,
-            "cmax": 1.0,
-            "colorbar": {"title": {"text": "probability"}},
-        },
+        coloraxis=style.sequential_coloraxis("probability"),
         showlegend=False,
         width=max(420, 40 + _PANEL_PX * len(columns) + 100),
         height=120 + _PANEL_PX * n_layouts,

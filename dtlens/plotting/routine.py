@@ -192,12 +192,7 @@ def plot_action_probability_grid(
     return fig.update_layout(
         title=title,
         template=style.TEMPLATE,
-        coloraxis={
-            "colorscale": style.SEQUENTIAL,
-            "cmin": 0.0,
-            "cmax": 1.0,
-            "colorbar": {"title": {"text": "probability"}},
-        },
+        coloraxis=style.sequential_coloraxis("probability"),
         width=width,
         height=top_px + plots_px + bottom_px,
         margin={"t": top_px, "b": bottom_px, "l": _LEFT_PX, "r": _RIGHT_PX},

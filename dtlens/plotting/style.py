@@ -27,6 +27,7 @@ __all__ = [
     "SEQUENTIAL",
     "SUCCESS_COLOUR",
     "TEMPLATE",
+    "sequential_coloraxis",
 ]
 
 #: plotly template of every figure (white background, so masked cells read as empty).
@@ -59,3 +60,19 @@ MEAN_COLOUR = "#2c3e50"
 BAND_FILL = "rgba(44, 62, 80, 0.2)"
 #: the y = x reference line.
 IDENTITY_COLOUR = "#999999"
+
+
+def sequential_coloraxis(title: str, top: float = 1.0) -> dict:
+    """A layout ``coloraxis`` on :data:`SEQUENTIAL` from 0 to ``top`` with one titled bar:
+    the one colour scale shared by the panels of a small-multiples figure.
+
+    Example:
+        >>> sequential_coloraxis("probability")["cmax"]
+        1.0
+    """
+    return {
+        "colorscale": SEQUENTIAL,
+        "cmin": 0.0,
+        "cmax": float(top),
+        "colorbar": {"title": {"text": title}},
+    }

@@ -71,7 +71,10 @@ def test_docstring_examples_run(name, one_thread):
     tests = [t for t in finder.find(module, name) if t.examples]
     if not tests:
         pytest.skip(f"{name} has no examples")
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(
+        verbose=False,  # not read from sys.argv: `pytest -v` must not change the result
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
     failures = []
     shared = namespace()  # one per module: an example that changes the model is the only user
     for test in tests:

@@ -73,17 +73,14 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
-from dtlens.analysis.metrics import MetricFn, metric_name, metric_values, restored_logit_diff
-from dtlens.analysis.patching.engine import DEFAULT_MAX_BATCH, check_pair, run_patch_groups
+from dtlens.analysis.metrics import MetricFn, metric_values
+from dtlens.analysis.patching.engine import DEFAULT_MAX_BATCH, run_patch_groups
 from dtlens.analysis.patching.groups import HookPatch, PatchGroup, ResidPatch
 from dtlens.analysis.patching.results import PatchingResult
+from dtlens.analysis.patching.sweep_call import check_sweep_call, sweep_result
 from dtlens.analysis.patching.sweeps import PATCHING_SWEEPS
 from dtlens.analysis.patching.sweeps import SWEEPS as _SWEEPS
 from dtlens.analysis.patching.sweeps import location_masks as _location_masks
-from dtlens.analysis.patching.sweeps import resolve_sweep as _resolve
-from dtlens.analysis.patching.sweeps import sweep_labels as _labels
-from dtlens.analysis.patching.sweeps import sweep_layers as _layers
-from dtlens.errors import ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
@@ -155,15 +152,8 @@ def activation_patching(
         >>> result.labels["head"]
         ['H0', 'H1', 'H2', 'H3']
     """
-    sweep, axes = _resolve(hook, by)
-    if direction not in ("denoise", "noise"):
-        raise ConfigError(f"direction must be 'denoise' or 'noise', got {direction!r}.")
-    if not isinstance(normalize, bool):
-        raise ConfigError(f"normalize must be True or False, got {normalize!r}.")
-    layers = _layers(model, hook, sweep, axes, layer)
-    check_pair(clean, corrupt)
-
-    hook_names = [sweep.template.format(layer=lay) for lay in layers]
+    call = check_sweep_call(model, clean, corrupt, hook, by, direction, normalize, layer)
+    sweep, axes, layers, hook_names = call.sweep, call.axes, call.layers, call.hook_names
     starts = [lay for lay in layers if lay is not None]
     names = hook_names + [
         f"blocks.{lay}.hook_resid_{point}" for lay in starts for point in ("pre", "mid")
@@ -193,33 +183,8 @@ def activation_patching(
         model, base, base_resid, groups, metric, max_batch, show_progress, f"patching {hook}",
         base_logits,
     )  # fmt: skip
-
-    canonical = (("layer",) if "layer" in by else ()) + axes
-    lead = [len(layers)] if "layer" in by else []
-    per_pair = torch.stack(per_group).reshape(*lead, *sizes, len(clean_metric))
-    if normalize:
-        try:
-            per_pair = restored_logit_diff(per_pair, clean_metric, corrupt_metric)
-        except DTLensError as err:
-            raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
-    per_pair = per_pair.permute(*[canonical.index(a) for a in by], -1)
-    labels = _labels(model, clean, sweep, dict(zip(axes, sizes, strict=True)), len(layers))
-    return PatchingResult(
-        values=per_pair.mean(-1),
-        axes=tuple(by),
-        labels={a: labels[a] for a in by},
-        metric_name=metric_name(metric, normalize),
-        info={
-            "hook": hook,
-            "hook_names": hook_names,
-            "direction": direction,
-            "normalize": normalize,
-            "layer": layer,
-            "clean_metric": clean_metric,
-            "corrupt_metric": corrupt_metric,
-            "per_pair": per_pair if len(clean_metric) == n_pairs else None,
-        },
-    )
+    patched = torch.stack(per_group).reshape(len(layers), *sizes, len(clean_metric))
+    return sweep_result(call, model, clean, patched, clean_metric, corrupt_metric, metric)
 
 
 def _patch(

@@ -67,17 +67,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.metrics import MetricFn, metric_name, metric_values, restored_logit_diff
+from dtlens.analysis.metrics import MetricFn, metric_values
 from dtlens.analysis.patching.activation import activation_patching
-from dtlens.analysis.patching.engine import DEFAULT_MAX_BATCH, check_pair
+from dtlens.analysis.patching.engine import DEFAULT_MAX_BATCH
 from dtlens.analysis.patching.results import PatchingResult
-from dtlens.analysis.patching.sweeps import (
-    SWEEPS,
-    Sweep,
-    resolve_sweep,
-    sweep_labels,
-    sweep_layers,
-)
+from dtlens.analysis.patching.sweep_call import check_sweep_call, sweep_result
+from dtlens.analysis.patching.sweeps import SWEEPS, Sweep, resolve_sweep
 from dtlens.errors import ConfigError, DTLensError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -161,22 +156,14 @@ def attribution_patching(
         >>> result.labels["neuron"][:3], result.info["grad_hook_names"]
         (['N0', 'N1', 'N2'], ['blocks.1.mlp.hook_post'])
     """
-    sweep, axes = resolve_sweep(hook, by)
-    if direction not in ("denoise", "noise"):
-        raise ConfigError(f"direction must be 'denoise' or 'noise', got {direction!r}.")
-    if not isinstance(normalize, bool):
-        raise ConfigError(f"normalize must be True or False, got {normalize!r}.")
+    call = check_sweep_call(model, clean, corrupt, hook, by, direction, normalize, layer)
     if not isinstance(compare, bool):
         raise ConfigError(f"compare must be True or False, got {compare!r}.")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ConfigError(f"max_batch must be a positive int (rows per forward), got {max_batch!r}")
-    layers = sweep_layers(model, hook, sweep, axes, layer)
-    check_pair(clean, corrupt)
-
-    hook_names = [sweep.template.format(layer=lay) for lay in layers]
-    grad_names = [gradient_hook_name(hook, lay) for lay in layers]
+    hook_names = call.hook_names
+    grad_names = [gradient_hook_name(hook, lay) for lay in call.layers]
     base, source = (corrupt, clean) if direction == "denoise" else (clean, corrupt)
-    n_pairs = clean.batch_size
     base_metric, source_metric, base_acts, source_acts, grads = _runs(
         model, base, source, metric, hook_names, grad_names
     )
@@ -187,51 +174,25 @@ def attribution_patching(
     # first-order change of every location: [layer, *sizes (axes order), B]
     change = torch.stack(
         [
-            _location_sums(sweep, axes, (source_acts[name] - base_acts[name]) * grads[g_name])
-            for name, g_name in zip(hook_names, grad_names, strict=True)
+            _location_sums(call.sweep, call.axes, (source_acts[name] - base_acts[name]) * grads[g])
+            for name, g in zip(hook_names, grad_names, strict=True)
         ]
     )
-    if len(base_metric) != n_pairs:  # a scalar metric: its change sums the pairs' terms
+    if len(base_metric) != clean.batch_size:  # a scalar metric: its change sums the pairs'
         change = change.sum(-1, keepdim=True)
-    sizes = list(change.shape[1:-1])
-    canonical = (("layer",) if "layer" in by else ()) + axes
-    lead = [len(layers)] if "layer" in by else []
-    per_pair = (base_metric + change).reshape(*lead, *sizes, len(base_metric))
-    if normalize:
-        try:
-            per_pair = restored_logit_diff(per_pair, clean_metric, corrupt_metric)
-        except DTLensError as err:
-            raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
-    per_pair = per_pair.permute(*[canonical.index(a) for a in by], -1)
-    labels = sweep_labels(model, clean, sweep, dict(zip(axes, sizes, strict=True)), len(layers))
-    values = per_pair.mean(-1)
-    info = {
-        "hook": hook,
-        "hook_names": hook_names,
-        "direction": direction,
-        "normalize": normalize,
-        "layer": layer,
-        "clean_metric": clean_metric,
-        "corrupt_metric": corrupt_metric,
-        "per_pair": per_pair if len(clean_metric) == n_pairs else None,
-        "method": "attribution",
-        "grad_hook_names": grad_names,
-    }
+    result = sweep_result(
+        call, model, clean, base_metric + change, clean_metric, corrupt_metric, metric,
+        method="attribution", grad_hook_names=grad_names,
+    )  # fmt: skip
     if compare:
         exact = activation_patching(
             model, clean, corrupt, metric, hook, by, direction, normalize,
             layer=layer, max_batch=max_batch, show_progress=show_progress,
         )  # fmt: skip
-        info["exact"] = exact
-        info["rank_correlation"] = rank_correlation(values, exact.values)
-        info["max_abs_error"] = float((values - exact.values).abs().max())
-    return PatchingResult(
-        values=values,
-        axes=tuple(by),
-        labels={a: labels[a] for a in by},
-        metric_name=metric_name(metric, normalize),
-        info=info,
-    )
+        result.info["exact"] = exact
+        result.info["rank_correlation"] = rank_correlation(result.values, exact.values)
+        result.info["max_abs_error"] = float((result.values - exact.values).abs().max())
+    return result
 
 
 def gradient_hook_name(hook: str, layer: int | None) -> str:
