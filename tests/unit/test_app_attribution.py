@@ -127,9 +127,11 @@ def test_the_page_offers_the_mode_and_the_callback_passes_it(models_dir):
     (entry,) = [v for k, v in app.callback_map.items() if f"{IDS.PATCH_POS}.figure" in k]
     assert {"id": IDS.PATCH_MODE, "property": "value"} in entry["inputs"]
     callback = entry["callback"].__wrapped__
-    args = (None, 0.9, str(models_dir / "tiny"), IDS.TAB_PATCHING, "rtg", 0.0, LEFT, RIGHT)
-    fast = callback(*args, "attribution", "page", None)
-    exact = callback(*args, "exact", "page", None)
+    # (trigger, edit, edit RTG, action a, action b, mode, RTG, model, tab, session, shown)
+    controls = (None, "rtg", 0.0, LEFT, RIGHT)
+    page = (0.9, str(models_dir / "tiny"), IDS.TAB_PATCHING, "page", None)
+    fast = callback(*controls, "attribution", *page)
+    exact = callback(*controls, "exact", *page)
     assert "attribution estimate" in fast[0].layout.title.text
     assert "attribution" not in exact[0].layout.title.text
     assert fast[-1] != exact[-1]  # the figures' keys differ by mode
