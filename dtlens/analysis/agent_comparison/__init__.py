@@ -2,7 +2,9 @@
 
 - :mod:`~dtlens.analysis.agent_comparison.episodes`: play an agent in the four Memory
   layouts (greedy and sampled, fixed seeds), label every step routine / decision /
-  off-routine, and replay the episodes for any agent's action distribution;
+  off-routine;
+- :mod:`~dtlens.analysis.agent_comparison.replay`: replay the episodes for any agent's
+  logits and action distribution at every step;
 - :mod:`~dtlens.analysis.agent_comparison.compare`: the DT's distribution on each
   step's window at chosen RTGs, and KL(agent || DT) and argmax agreement per state
   kind, with bootstrap intervals over episodes (:class:`AgentComparison`, ``.plot()``).
@@ -31,10 +33,7 @@ from dtlens.analysis.agent_comparison.episodes import (
     DEFAULT_SAMPLING,
     STATE_KINDS,
     ComparisonEpisodes,
-    agent_logits,
-    agent_probabilities,
     play_episodes,
-    probabilities_from_logits,
     state_kinds,
 )
 from dtlens.analysis.agent_comparison.measures import (
@@ -42,6 +41,11 @@ from dtlens.analysis.agent_comparison.measures import (
     argmax_agreement,
     kl_divergence,
     summarise_steps,
+)
+from dtlens.analysis.agent_comparison.replay import (
+    agent_logits,
+    agent_probabilities,
+    probabilities_from_logits,
 )
 
 __all__ = [

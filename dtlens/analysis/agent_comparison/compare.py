@@ -52,18 +52,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.agent_comparison.episodes import (
-    ComparisonEpisodes,
-    agent_logits,
-    probabilities_from_logits,
-    single_threaded,
-)
+from dtlens.analysis.agent_comparison.episodes import ComparisonEpisodes, single_threaded
 from dtlens.analysis.agent_comparison.measures import (
     KINDS,
     argmax_agreement,
     kl_divergence,
     summarise_steps,
 )
+from dtlens.analysis.agent_comparison.replay import agent_logits, probabilities_from_logits
 from dtlens.data.agents.base import Agent
 from dtlens.env import encode_observation
 from dtlens.errors import ConfigError
