@@ -26,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,19 +33,20 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from dtlens.errors import BatchError, EmptyBatchError, NonFiniteError, OneHotError, PaddingMaskError
+from dtlens.errors import BatchError, EmptyBatchError, NonFiniteError
+from dtlens.model.batch_checks import (
+    check_index_dtype,
+    check_left_padding,
+    check_obs_values,
+    check_shape,
+    describe_non_finite,
+    is_finite,
+)
 
 __all__ = ["TrajectoryBatch", "check_is_batch"]
 
 #: Fields whose values (not only shapes) are checked when a batch is built.
 _VALUE_FIELDS = ("obs", "rtg", "padding_mask")
-#: Channels of a one-hot MiniGrid view (``dtlens.env.channels.N_CHANNELS``, not imported
-#: here: that module imports MiniGrid). Grids with this many channels must be 0/1.
-_ONE_HOT_CHANNELS = 20
-#: Values per chunk of the 0/1 check (a temporary of this size, not one of the batch's).
-_CHUNK = 1 << 18
-#: Integer dtypes ``nn.Embedding`` reads (timesteps and discrete actions index embeddings).
-_INDEX_DTYPES = (torch.int64, torch.int32)
 
 
 @dataclass(frozen=True)
@@ -130,17 +130,17 @@ class TrajectoryBatch:
             )
         if steps == 0:
             raise BatchError("a trajectory window needs at least one timestep (obs has T=0).")
-        _check_shape("timesteps", self.timesteps, (batch, steps), "[batch, step]")
-        _check_index_dtype("timesteps", self.timesteps, "timesteps index the time embedding")
+        check_shape("timesteps", self.timesteps, (batch, steps), "[batch, step]")
+        check_index_dtype("timesteps", self.timesteps, "timesteps index the time embedding")
         self._check_actions(batch, steps)
         if self.rtg is not None:
-            _check_shape("rtg", self.rtg, (batch, steps), "[batch, step]")
+            check_shape("rtg", self.rtg, (batch, steps), "[batch, step]")
             if not self.rtg.dtype.is_floating_point:
                 raise BatchError(
                     f"rtg must be a floating tensor, got {self.rtg.dtype}; use rtg.float()."
                 )
         if self.padding_mask is not None:
-            _check_shape("padding_mask", self.padding_mask, (batch, steps), "[batch, step]")
+            check_shape("padding_mask", self.padding_mask, (batch, steps), "[batch, step]")
             if self.padding_mask.dtype != torch.bool:
                 raise BatchError(
                     f"padding_mask must be a bool tensor (True = real step), "
@@ -157,14 +157,14 @@ class TrajectoryBatch:
         if not names or self.obs.is_meta:
             return
         if "obs" in names:
-            _check_obs_values(self.obs)
-        if "rtg" in names and self.rtg is not None and not _finite(self.rtg):
+            check_obs_values(self.obs)
+        if "rtg" in names and self.rtg is not None and not is_finite(self.rtg):
             raise NonFiniteError(
-                f"rtg holds {_non_finite(self.rtg)}; returns-to-go must be finite numbers "
+                f"rtg holds {describe_non_finite(self.rtg)}; returns-to-go must be finite numbers "
                 "(the return the model is asked to reach, e.g. 0.9, minus the rewards so far)."
             )
         if "padding_mask" in names and self.padding_mask is not None:
-            _check_left_padding(self.padding_mask)
+            check_left_padding(self.padding_mask)
 
     def check_values(self, fields: Sequence[str] = _VALUE_FIELDS) -> None:
         """Check the values of ``fields`` again, as building the batch did.
@@ -220,7 +220,7 @@ class TrajectoryBatch:
                 "(continuous actions are floats of shape [batch, step - 1, act_dim])."
             )
         if not continuous:
-            _check_index_dtype("actions", actions, "discrete actions index the action embedding")
+            check_index_dtype("actions", actions, "discrete actions index the action embedding")
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -390,115 +390,3 @@ def check_is_batch(batch: object, name: str) -> None:
         got = "None" if batch is None else f"a {type(batch).__name__}"
         fix = f"edit the clean batch ({edit})" if name == "corrupt" else f"build one with {build}"
     raise BatchError(f"{name} must be a TrajectoryBatch, got {got}; {fix}.")
-
-
-def _check_shape(name: str, tensor: Tensor, expected: tuple[int, ...], dims: str) -> None:
-    if not isinstance(tensor, Tensor):
-        raise BatchError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}.")
-    if tuple(tensor.shape) != expected:
-        raise BatchError(
-            f"{name} must have shape {dims} = {list(expected)} to match obs, "
-            f"got {list(tensor.shape)}."
-        )
-
-
-def _check_index_dtype(name: str, tensor: Tensor, why: str) -> None:
-    if tensor.dtype in _INDEX_DTYPES:
-        return
-    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
-        raise BatchError(
-            f"{name} must be an integer tensor, got {tensor.dtype}; {why}: use {name}.long()."
-        )
-    wraps = ""
-    if tensor.dtype in (torch.uint8, torch.int8, torch.int16):
-        wraps = f" ({tensor.dtype} overflows past {torch.iinfo(tensor.dtype).max})"
-    raise BatchError(
-        f"{name} must be int64 (or int32), got {tensor.dtype}{wraps}; {why}, which reads "
-        f"only int64/int32: use {name}.long()."
-    )
-
-
-def _check_obs_values(obs: Tensor) -> None:
-    """Finite observations; one-hot grids (``[B, T, x, y, 20]``) hold only 0 and 1."""
-    if obs.dtype == torch.bool or obs.numel() == 0:
-        return
-    if obs.ndim == 5 and obs.shape[-1] == _ONE_HOT_CHANNELS:
-        if _zero_one(obs):  # also rules out NaN and inf
-            return
-    elif _finite(obs):
-        return
-    if not _finite(obs):
-        raise NonFiniteError(
-            f"obs holds {_non_finite(obs)}; observations must be finite. Check the data "
-            "pipeline (a division by a zero std, an uninitialised buffer)."
-        )
-    bad = ~(obs.eq(0) | obs.eq(1))
-    where, n_bad = [int(i) for i in bad.nonzero()[0]], int(bad.sum())
-    raise OneHotError(
-        f"obs {list(obs.shape)} are one-hot grids ({_ONE_HOT_CHANNELS} channels) but hold "
-        f"{n_bad} value{'s' if n_bad > 1 else ''} other than 0 and 1 "
-        f"(e.g. {obs[tuple(where)].item():g} at "
-        f"{where}); encode MiniGrid images [..., 7, 7, 3] with "
-        "dtlens.encode_observation(image), and do not normalise or add noise to one-hot "
-        "observations."
-    )
-
-
-def _finite(tensor: Tensor) -> bool:
-    """No NaN or inf (integers always).
-
-    A finite sum means finite values (NaN and inf propagate); only a non-finite sum,
-    which an overflow could also give, is confirmed element by element.
-    """
-    if not tensor.dtype.is_floating_point or tensor.numel() == 0:
-        return True
-    return math.isfinite(tensor.sum()) or bool(torch.isfinite(tensor).all())
-
-
-def _zero_one(tensor: Tensor) -> bool:
-    """Every value is 0 or 1 (so none is NaN or inf).
-
-    Integers are 0/1 when their range is ``[0, 1]``. For floats ``x - x * x`` is 0
-    exactly at 0 and 1 (and non-zero, NaN or ``-inf`` anywhere else), so its largest
-    absolute value is 0 only for 0/1 data. It is computed in chunks of ``_CHUNK``
-    values, a small temporary that stays in cache.
-    """
-    if not tensor.dtype.is_floating_point:
-        low, high = torch.aminmax(tensor)
-        return bool((low >= 0) & (high <= 1))
-    flat = tensor.reshape(-1)
-    if flat.numel() <= _CHUNK:
-        return float(_distance_from_zero_one(flat)) == 0
-    return float(torch.stack([_distance_from_zero_one(c) for c in flat.split(_CHUNK)]).amax()) == 0
-
-
-def _distance_from_zero_one(values: Tensor) -> Tensor:
-    """``max |x - x * x|``: 0 for 0/1 values, positive, inf or NaN otherwise."""
-    return torch.addcmul(values, values, values, value=-1).abs_().amax()
-
-
-def _non_finite(tensor: Tensor) -> str:
-    """``"2 NaN and 1 inf values (the first at [0, 3])"``, for error messages."""
-    nan, inf = int(tensor.isnan().sum()), int(tensor.isinf().sum())
-    first = [int(i) for i in (~torch.isfinite(tensor)).nonzero()[0]]
-    return f"{nan} NaN and {inf} inf values (the first at {first})"
-
-
-def _check_left_padding(mask: Bool[Tensor, "batch step"]) -> None:
-    """Each row: padding steps (False) first, then real steps (True), the last one real."""
-    if bool(mask[:, -1].all()) and torch.equal(mask, mask.cummax(dim=1).values):
-        return
-    if not bool(mask[:, -1].all()):
-        row = int((~mask[:, -1]).nonzero()[0, 0])
-        raise PaddingMaskError(
-            f"padding_mask marks the last timestep as padding in row {row} "
-            f"({mask[row].tolist()}); windows are left-padded, so the last step must be "
-            "real. Put the padding first, e.g. with batch.left_pad(n_steps, pad_action)."
-        )
-    row = int((mask != mask.cummax(dim=1).values).any(1).nonzero()[0, 0])
-    raise PaddingMaskError(
-        f"padding_mask row {row} is {mask[row].tolist()}: a padding step (False) follows "
-        "a real one (True), but windows are left-padded (all padding first, then the "
-        "real steps). Left-pad with batch.left_pad(n_steps, pad_action), or drop the "
-        "steps in between from the window."
-    )

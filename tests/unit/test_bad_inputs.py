@@ -42,7 +42,7 @@ from dtlens.errors import (
     OneHotError,
     PaddingMaskError,
 )
-from dtlens.model import TrajectoryBatch
+from dtlens.model import TrajectoryBatch, batch_checks
 from dtlens.model import batch as batch_module
 from dtlens.model.validation import check_head, checked_hook
 from dtlens.plotting import attention_from_cache, plot_attention
@@ -132,12 +132,12 @@ def test_one_hot_check_is_exact_for_zero_one_data():
     TrajectoryBatch(**fields(build_batch(), obs=obs))
     TrajectoryBatch(**fields(build_batch(), obs=obs.to(torch.uint8)))
     TrajectoryBatch(**fields(build_batch(), obs=obs.bool()))
-    assert batch_module._ONE_HOT_CHANNELS == 20  # dtlens.env.channels.N_CHANNELS
-    big = torch.zeros(batch_module._CHUNK * 3 + 7)
+    assert batch_checks._ONE_HOT_CHANNELS == 20  # dtlens.env.channels.N_CHANNELS
+    big = torch.zeros(batch_checks._CHUNK * 3 + 7)
     big[::3] = 1
-    assert batch_module._zero_one(big)
+    assert batch_checks.is_zero_one(big)
     big[-1] = 0.25  # in the last chunk
-    assert not batch_module._zero_one(big)
+    assert not batch_checks.is_zero_one(big)
 
 
 # -------------------------------------------------------------------------- RTG
@@ -414,8 +414,9 @@ def test_derived_batches_are_not_scanned_again(monkeypatch):
     one field, scan no values the batch already had (so validation stays one pass)."""
     batch = build_batch(batch_size=3)
     scans = []
-    monkeypatch.setattr(batch_module, "_check_obs_values", lambda obs: scans.append("obs"))
-    monkeypatch.setattr(batch_module, "_finite", lambda t: scans.append("finite") or True)
+    # the names batch.py calls them by
+    monkeypatch.setattr(batch_module, "check_obs_values", lambda obs: scans.append("obs"))
+    monkeypatch.setattr(batch_module, "is_finite", lambda t: scans.append("finite") or True)
     batch.to("cpu")
     batch[1]
     batch[torch.tensor([0, 2])]
