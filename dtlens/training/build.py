@@ -45,7 +45,8 @@ from dtlens.training.model_card import rebuild_command, render_clone_card, rende
 from dtlens.training.pipeline import make_samplers, train_on_demonstrations
 from dtlens.training.progress import DecisionData, make_progress_evaluator, success_by_layout
 from dtlens.training.recipe import Recipe
-from dtlens.training.trainer import STATE_JSON, Trainer, TrainHistory
+from dtlens.training.run_dirs import STATE_JSON
+from dtlens.training.trainer import Trainer, TrainHistory
 
 __all__ = ["BuildResult", "build_memorydt", "calibration_verdict", "clone_verdict"]
 

@@ -209,7 +209,7 @@ def checkpoint_steps(run_dir: str | Path) -> list[tuple[int, Path]]:
         (25, PosixPath('runs/memorydt/train/step_25'))
     """
     from dtlens.model.checkpoint import CONFIG_FILE
-    from dtlens.training.trainer import step_dirs
+    from dtlens.training.run_dirs import step_dirs
 
     found = step_dirs(run_dir, CONFIG_FILE)
     if not found:
@@ -248,7 +248,7 @@ def training_dynamics(
         1.0
     """
     from dtlens.model.checkpoint import load
-    from dtlens.training.trainer import STATE_JSON
+    from dtlens.training.run_dirs import STATE_JSON
 
     checkpoints = checkpoint_steps(run_dir)
     history: dict[str, list[dict]] = {}
@@ -291,7 +291,7 @@ def run_dynamics(
     from dtlens.data.minari_bridge import load_demonstrations
     from dtlens.training.config import TrainConfig
     from dtlens.training.pipeline import make_samplers
-    from dtlens.training.trainer import STATE_JSON
+    from dtlens.training.run_dirs import STATE_JSON
 
     checkpoints = checkpoint_steps(run_dir)
     state = json.loads((checkpoints[-1][1] / STATE_JSON).read_text())

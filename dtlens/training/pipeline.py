@@ -34,7 +34,8 @@ from dtlens.files import check_writable
 from dtlens.model.checkpoint import CONFIG_FILE, save
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.training.config import TrainConfig
-from dtlens.training.trainer import Trainer, TrainHistory, latest_checkpoint
+from dtlens.training.run_dirs import latest_checkpoint
+from dtlens.training.trainer import Trainer, TrainHistory
 
 __all__ = ["TrainResult", "make_samplers", "train_on_demonstrations", "train_to_checkpoint"]
 

@@ -50,28 +50,22 @@ from tqdm.auto import tqdm
 from dtlens.checkpoint_files import check_finite, read_json_file, sha256_hex
 from dtlens.errors import CheckpointError, ConfigError, DTLensError
 from dtlens.files import write_files_atomic
-from dtlens.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from dtlens.model.checkpoint import load as load_model
 from dtlens.model.checkpoint import save as save_model
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.training.config import TrainConfig
 from dtlens.training.loggers import JsonlLogger, Logger, make_logger
 from dtlens.training.optimizer_state import optimizer_from_flat, optimizer_to_flat
+from dtlens.training.run_dirs import STATE_JSON, STATE_TENSORS, latest_checkpoint
 
 __all__ = [
-    "STATE_JSON",
-    "STATE_TENSORS",
     "CheckpointFn",
     "TrainHistory",
     "Trainer",
     "WindowSource",
-    "latest_checkpoint",
     "masked_cross_entropy",
-    "step_dirs",
 ]
 
-STATE_JSON = "trainer_state.json"
-STATE_TENSORS = "trainer_state.safetensors"
 _STATE_FORMAT = "dtlens-trainer-state"
 _STATE_VERSION = 1
 #: offset of the validation windows' seed from the run seed (fixed windows every time)
@@ -448,44 +442,6 @@ class Trainer:
                 "(move this one away) or start the run again"
             ) from err
         return trainer
-
-
-def latest_checkpoint(path: str | Path) -> Path:
-    """``path`` itself if it is a trainer checkpoint, else its ``step_k`` with the largest k.
-
-    Example:
-        >>> latest_checkpoint("runs/dt")  # doctest: +SKIP
-        PosixPath('runs/dt/step_2000')
-    """
-    path = Path(path)
-    if (path / STATE_JSON).exists():
-        return path
-    steps = step_dirs(path, STATE_JSON)
-    if not steps:
-        raise CheckpointError(
-            f"no trainer checkpoint at {str(path)!r}: expected a directory with {STATE_JSON}, "
-            f"{STATE_TENSORS}, {CONFIG_FILE} and {WEIGHTS_FILE}, or a run directory of step_k/."
-        )
-    return steps[-1][1]
-
-
-def step_dirs(run_dir: str | Path, holding: str) -> list[tuple[int, Path]]:
-    """The ``step_k`` directories of a run that hold the file ``holding``, ``(k, path)``
-    sorted by k (empty when there are none).
-
-    Example:
-        >>> step_dirs("runs/dt", STATE_JSON)[-1]  # doctest: +SKIP
-        (2000, PosixPath('runs/dt/step_2000'))
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = []
-    for child in run_dir.iterdir():
-        suffix = child.name.removeprefix("step_")
-        if child.name.startswith("step_") and suffix.isdigit() and (child / holding).exists():
-            found.append((int(suffix), child))
-    return sorted(found)
 
 
 # --------------------------------------------------------------------- helpers

@@ -25,13 +25,8 @@ from dtlens.data.windows import WindowSampler
 from dtlens.env import SCENARIOS, optimal_actions
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.training.config import TrainConfig
-from dtlens.training.trainer import (
-    STATE_JSON,
-    STATE_TENSORS,
-    Trainer,
-    latest_checkpoint,
-    masked_cross_entropy,
-)
+from dtlens.training.run_dirs import STATE_JSON, STATE_TENSORS, latest_checkpoint
+from dtlens.training.trainer import Trainer, masked_cross_entropy
 from tests.unit.trainer_data import TINY, _config, scripted_demos
 
 
