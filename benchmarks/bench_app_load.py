@@ -432,9 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "bench_app_load",
         "what": "N pages play the app at once over HTTP (loopback), each press = the "
-        "environment callback, then the model panel and the three tabs' callbacks in "
-        "parallel (attention visible); latencies in ms, memory = the server's RSS after "
-        "each round",
+        "environment callback, then the model panel and the visible tab's callback "
+        "(attention) in parallel, hidden tabs sending nothing; latencies in ms, memory = "
+        "the server's RSS after each round",
         "server": args.server,
         "server_threads": args.server_threads,
         "torch_threads_of_server": 1,

@@ -58,9 +58,9 @@ DEFAULT_PORT = 8050
 #: the servers :func:`run` can use: waitress (production WSGI server, the default) or
 #: Flask's development server (single process, hot reload in debug mode).
 SERVERS = ("waitress", "flask")
-#: waitress' worker threads. A key press makes the page send five requests (the
-#: environment, then the model panel and the three tabs; hidden tabs answer at once),
-#: so 8 threads serve a couple of pages' presses in parallel while the model's lock and
+#: waitress' worker threads. A key press makes the page send three requests (the
+#: environment, then the model panel and the visible tab; hidden tabs send nothing),
+#: so 8 threads serve a few pages' presses in parallel while the model's lock and
 #: the GIL keep the CPU work itself serial (see ``docs/app.md``, Speed).
 DEFAULT_SERVER_THREADS = 8
 #: the largest request body waitress accepts (the page's requests are a few kB).
