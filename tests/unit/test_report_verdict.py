@@ -13,7 +13,7 @@ import copy
 
 import pytest
 
-from dtlens.report import verdict as verdict_module
+from dtlens.report import verdict_rules as verdict_module
 from dtlens.report.verdict import (
     CANNOT_JUDGE,
     DOES_NOT_HOLD,
