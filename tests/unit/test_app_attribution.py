@@ -22,6 +22,7 @@ from dtlens.app.server import create_app
 from dtlens.app.tabs import PATCH_MODES, patching_results
 from dtlens.errors import ConfigError
 from tests.conftest import build_model
+from tests.unit.app_pages import find_component
 
 LEFT, RIGHT, FORWARD = 0, 1, 2
 TINY = "tiny/"
@@ -121,7 +122,7 @@ def test_an_unknown_mode_is_reported(state, models_dir):
 
 def test_the_page_offers_the_mode_and_the_callback_passes_it(models_dir):
     app = create_app(model=str(models_dir / "tiny"), models_dir=models_dir)
-    radio = _find(app.layout(), IDS.PATCH_MODE)
+    radio = find_component(app.layout(), IDS.PATCH_MODE)
     assert [o["value"] for o in radio.options] == list(PATCH_MODES) == ["exact", "attribution"]
     assert radio.value == "exact"
     (entry,) = [v for k, v in app.callback_map.items() if f"{IDS.PATCH_POS}.figure" in k]
@@ -135,20 +136,6 @@ def test_the_page_offers_the_mode_and_the_callback_passes_it(models_dir):
     assert "attribution estimate" in fast[0].layout.title.text
     assert "attribution" not in exact[0].layout.title.text
     assert fast[-1] != exact[-1]  # the figures' keys differ by mode
-
-
-def _find(component, wanted_id):
-    """The component with ``id == wanted_id`` in a Dash layout tree."""
-    if getattr(component, "id", None) == wanted_id:
-        return component
-    children = getattr(component, "children", None)
-    children = children if isinstance(children, list | tuple) else [children]
-    for child in children:
-        if child is not None and not isinstance(child, str):
-            found = _find(child, wanted_id)
-            if found is not None:
-                return found
-    return None
 
 
 def test_fast_mode_runs_one_forward_per_run_and_leaves_no_gradients(state):

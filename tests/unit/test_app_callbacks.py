@@ -44,6 +44,7 @@ from dtlens.errors import CheckpointError, ConfigError
 from dtlens.plotting import patching as patching_plots
 from dtlens.plotting import style
 from tests.conftest import build_model
+from tests.unit.app_pages import find_component
 
 LEFT, RIGHT, FORWARD = 0, 1, 2
 TINY = "tiny/"
@@ -554,7 +555,7 @@ def test_create_app_serves_one_session_per_visit(models_dir):
     first, second = app.layout(), app.layout()
     assert first.children[0].id == IDS.SESSION
     assert first.children[0].data != second.children[0].data
-    picker = _find(first, IDS.MODEL)
+    picker = find_component(first, IDS.MODEL)
     assert picker.value == str(models_dir / "tiny")
     assert [o["value"] for o in picker.options][1:] == list_checkpoints(models_dir)
     with pytest.raises(ConfigError, match="either catalog"):
@@ -634,18 +635,6 @@ def _held_by_another(lock) -> bool:
     thread.start()
     thread.join()
     return not free
-
-
-def _find(component, component_id):
-    if getattr(component, "id", None) == component_id:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children]:
-        if child is not None and not isinstance(child, str):
-            found = _find(child, component_id)
-            if found is not None:
-                return found
-    return None
 
 
 def _to_json(value) -> str:

@@ -25,6 +25,7 @@ from dtlens.app.models import ModelCatalog
 from dtlens.app.server import create_app
 from dtlens.env import MEMORY_ENV_ID, Scenario, make_env
 from tests.conftest import build_model
+from tests.unit.app_pages import find_component
 
 TINY = "tiny/"
 
@@ -81,8 +82,8 @@ def test_errors_come_back_as_messages(state, model_value, rtg, expected):
 def test_the_page_has_the_button_and_the_callback_sends_the_file(models_dir):
     app = create_app(model=str(models_dir / "tiny"), models_dir=models_dir)
     page = app.layout()
-    assert _find(page, IDS.GIF_BUTTON).children.startswith("download GIF")
-    assert type(_find(page, IDS.GIF_DOWNLOAD)).__name__ == "Download"
+    assert find_component(page, IDS.GIF_BUTTON).children.startswith("download GIF")
+    assert type(find_component(page, IDS.GIF_DOWNLOAD)).__name__ == "Download"
     (entry,) = [v for k, v in app.callback_map.items() if f"{IDS.GIF_DOWNLOAD}.data" in k]
     assert {"id": IDS.GIF_BUTTON, "property": "n_clicks"} in entry["inputs"]
     states = [(s["id"], s["property"]) for s in entry["state"]]
@@ -95,17 +96,3 @@ def test_the_page_has_the_button_and_the_callback_sends_the_file(models_dir):
     assert base64.b64decode(data["content"])[:6] == b"GIF89a"
     _, message = callback(1, "key", "key", 0.0, "corrupt.pt")
     assert "corrupt.pt" in message.children
-
-
-def _find(component, wanted_id):
-    """The component with ``id == wanted_id`` in a Dash layout tree."""
-    if getattr(component, "id", None) == wanted_id:
-        return component
-    children = getattr(component, "children", None)
-    children = children if isinstance(children, list | tuple) else [children]
-    for child in children:
-        if child is not None and not isinstance(child, str):
-            found = _find(child, wanted_id)
-            if found is not None:
-                return found
-    return None
