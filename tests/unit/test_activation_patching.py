@@ -19,6 +19,7 @@ from dtlens.analysis.patching.chunks import SUFFIX_MIN_ROWS
 from dtlens.analysis.patching.engine import patched_metrics
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from tests.conftest import build_batch, build_model
+from tests.unit.patching_locations import location_index
 
 ATOL = 1e-5
 N_PAIRS = 3
@@ -72,17 +73,6 @@ def pair(request):
 
 
 # ------------------------------------------------------------------ naive reference
-def _index(hook: str, by: tuple[str, ...], loc: dict[str, int]) -> tuple:
-    """The activation index (after the batch dim) that one patch overwrites."""
-    pos, head, neuron = loc.get("pos"), loc.get("head"), loc.get("neuron")
-    every = slice(None)
-    if hook in ("z", "q", "k", "v"):  # [batch, pos, head, d_head]
-        return (every if pos is None else pos, head)
-    if hook == "pattern":  # [batch, head, query, key]
-        return (head,) if pos is None else (head, pos)
-    if hook == "mlp_post":  # [batch, pos, neuron]
-        return (every if pos is None else pos, neuron)
-    return (pos,)  # [batch, pos, d_model]
 
 
 def naive_sweep(model, clean, corrupt, hook, by, direction="denoise", layer=None):
@@ -110,7 +100,7 @@ def naive_sweep(model, clean, corrupt, hook, by, direction="denoise", layer=None
     for idx in itertools.product(*[range(sizes[a]) for a in by]):
         loc = dict(zip(by, idx, strict=True))
         lay = layers[loc.get("layer", 0)]
-        index = (slice(None), *_index(hook, by, loc))
+        index = (slice(None), *location_index(hook, loc))
         if hook == "resid_mid":
             hooks = _resid_mid_hooks(lay, index, cache[f"blocks.{lay}.hook_resid_mid"])
         else:

@@ -38,6 +38,7 @@ from dtlens.analysis.patching.sweeps import PATCHING_SWEEPS
 from dtlens.errors import BatchError, ConfigError, DTLensError
 from dtlens.model.suffix import model_has_hooks
 from tests.conftest import build_batch, build_model
+from tests.unit.patching_locations import location_index
 
 N_PAIRS = 3
 ATOL = 1e-5
@@ -148,19 +149,6 @@ def reference_gradient(model, base, hook: str, layer: int | None) -> torch.Tenso
     return torch.autograd.grad(metric(logits).sum(), leaf)[0]
 
 
-def _index(hook: str, loc: dict[str, int]) -> tuple:
-    """The activation index (after the batch dim) of one location."""
-    pos, head, neuron = loc.get("pos"), loc.get("head"), loc.get("neuron")
-    every = slice(None)
-    if hook in ("z", "q", "k", "v"):  # [batch, pos, head, d_head]
-        return (every if pos is None else pos, head)
-    if hook == "pattern":  # [batch, head, query, key]
-        return (head,) if pos is None else (head, pos)
-    if hook == "mlp_post":  # [batch, pos, neuron]
-        return (every if pos is None else pos, neuron)
-    return (pos,)  # [batch, pos, d_model]
-
-
 def reference_sweep(model, clean, corrupt, hook, by, direction="denoise", layer=None):
     """The first-order estimate, one location at a time: raw metric ``[*sizes in by, B]``."""
     base, source = (corrupt, clean) if direction == "denoise" else (clean, corrupt)
@@ -189,7 +177,7 @@ def reference_sweep(model, clean, corrupt, hook, by, direction="denoise", layer=
     for idx in itertools.product(*[range(sizes[a]) for a in by]):
         loc = dict(zip(by, idx, strict=True))
         delta, grad = acts[layers[loc.get("layer", 0)]]
-        index = (slice(None), *_index(hook, loc))
+        index = (slice(None), *location_index(hook, loc))
         terms = (delta[index] * grad[index]).reshape(base.batch_size, -1)
         out[idx] = base_metric + terms.sum(-1)
     return out
