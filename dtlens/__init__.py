@@ -22,8 +22,7 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dtlens.errors import (
     BatchError,
@@ -33,6 +32,7 @@ from dtlens.errors import (
     HookNameError,
     ObservationError,
 )
+from dtlens.lazy import lazy_attributes
 from dtlens.model.config import DTConfig
 
 if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentation tools
@@ -105,18 +105,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a model/analysis/plotting name on first access (keeps ``import dtlens`` light)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dtlens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

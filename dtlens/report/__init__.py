@@ -19,14 +19,14 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dtlens.errors import ConfigError
 from dtlens.files import check_writable, write_files_atomic
+from dtlens.lazy import lazy_attributes
 from dtlens.report.config import ReportConfig
 
 if TYPE_CHECKING:
@@ -71,13 +71,7 @@ SECTIONS: tuple[str, ...] = (
 _LAZY = {"Section": "dtlens.report.section", "write_section": "dtlens.report.section"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dtlens.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 def run_sections(
