@@ -384,6 +384,18 @@ def test_non_decision_transformers_are_refused(tmp_path):
     (tmp_path / "empty" / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="cannot load the decision transformer"):
         dtlens.from_hf(tmp_path / "empty")
+    # a broken config.json is named, whatever is wrong with it
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for content, message in [
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+        (b"[1, 2]", "is not a JSON object"),
+        (b"{not json", "JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    ]:
+        (broken / "config.json").write_bytes(content)
+        with pytest.raises(CheckpointError, match=message):
+            dtlens.from_hf(broken)
 
 
 @pytest.mark.parametrize(

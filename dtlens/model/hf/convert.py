@@ -43,7 +43,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dtlens.checkpoint_files import read_json_file
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.config import DTConfig
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -267,10 +267,10 @@ def _load_directory(path: Path) -> nn.Module:
             "DecisionTransformerModel.save_pretrained(path) (it writes config.json and the "
             "weights) and pass that directory."
         )
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise CheckpointError(f"{config_file} is not a JSON object: {err}") from None
+    config = read_json_file(config_file, "a transformers config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file} is not a JSON object (got {type(config).__name__}).")
+    model_type = config.get("model_type")
     if model_type != "decision_transformer":
         raise CheckpointError(
             f"{path} holds a {model_type!r} model, not a decision transformer "
