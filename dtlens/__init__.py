@@ -38,6 +38,7 @@ from dtlens.model.config import DTConfig
 if TYPE_CHECKING:  # the lazily imported names, for type checkers and documentation tools
     from dtlens.analysis import (
         PatchingResult,
+        acdc,
         activation_patching,
         attribution_patching,
         congruence,

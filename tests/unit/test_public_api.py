@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +77,22 @@ def test_lazy_names_are_the_subpackages_objects():
         "ObservationError",
         "__version__",
     }  # imported with dtlens: the errors and the (torch-free) config only
+
+
+def test_type_checkers_see_every_lazy_name():
+    """The ``if TYPE_CHECKING:`` imports of dtlens/__init__.py (what type checkers and
+    documentation tools read) are exactly the lazily imported names, from their modules."""
+    tree = ast.parse(Path(dtlens.__file__).read_text())
+    (block,) = [
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    imported = {
+        alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert set(imported) == set(dtlens._LAZY)
 
 
 def test_import_dtlens_is_light():
