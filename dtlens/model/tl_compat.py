@@ -391,7 +391,9 @@ class TransformerLensMixin:
         store, fwd, bwd = self.core.get_caching_hooks(
             names_filter, incl_bwd=incl_bwd, device=device, pos_slice=pos_slice
         )
-        with self.hooks(fwd, bwd, reset_hooks_end, clear_contexts):
+        # the caching hooks are dtlens' own (names from hook_dict, shapes kept): they go
+        # straight to TransformerLens' hooks(), without the user-hook checks of self.hooks()
+        with super().hooks(fwd, bwd, reset_hooks_end, clear_contexts):  # type: ignore[misc]
             out = self.forward(batch, **forward_kwargs)  # type: ignore[attr-defined]
             if incl_bwd:
                 if not isinstance(out, Tensor) or out.numel() != 1:

@@ -29,7 +29,6 @@ import dtlens
 from dtlens.analysis.patching.engine import forward_from_mid, patched_metrics
 from dtlens.compat import TLPatchingModel, tl_patching_inputs
 from dtlens.errors import BatchError, DTLensError, HookNameError
-from dtlens.model.tl_forward import action_loss
 from tests.conftest import build_batch, build_model
 
 ATOL = 1e-5
@@ -201,39 +200,54 @@ WEIGHTS = [
 ]
 
 
-@pytest.mark.parametrize("name", WEIGHTS)
-def test_weight_properties_equal_the_cores(model, name):
-    assert torch.equal(getattr(model, name), getattr(model.core, name))
-
-
-@pytest.mark.parametrize("name", ["QK", "OV"])
-def test_factored_weights_equal_the_cores(model, name):
-    ours = getattr(model, name)
-    assert isinstance(ours, FactoredMatrix)
-    torch.testing.assert_close(ours.AB, getattr(model.core, name).AB)
+def _plain(module):
+    return getattr(module, "original_component", module)
 
 
 def test_weights_are_the_linear_layers_weights(model):
-    """Independent of TransformerLens' views: W_Q[l, h] is head h's rows of q.weight, transposed."""
-    d_head = model.cfg.d_head
+    """Independent of TransformerLens' views: every weight property is read off the plain
+    torch modules by hand (W_Q[l, h] is head h's rows of q.weight, transposed, ...)."""
+    d_head, native = model.cfg.d_head, model.core.original_model
+    assert set(WEIGHTS) == {
+        *(f"{w}_{x}" for w in "Wb" for x in "QKVO"), "W_in", "W_out", "b_in", "b_out",
+        "W_pos", "W_U", "b_U",
+    }  # fmt: skip
     for layer in range(model.cfg.n_layers):
-        attn = model.core.original_model.layers[layer].attn
-        q, o = attn.q.original_component, attn.o.original_component
+        attn = native.layers[layer].attn
+        for name in "QKV":
+            linear = _plain(getattr(attn, name.lower()))
+            for head in range(model.cfg.n_heads):
+                rows = slice(head * d_head, (head + 1) * d_head)
+                assert torch.equal(getattr(model, f"W_{name}")[layer, head], linear.weight[rows].T)
+                assert torch.equal(getattr(model, f"b_{name}")[layer, head], linear.bias[rows])
+        o = _plain(attn.o)
         for head in range(model.cfg.n_heads):
             rows = slice(head * d_head, (head + 1) * d_head)
-            assert torch.equal(model.W_Q[layer, head], q.weight[rows].T)
-            assert torch.equal(model.b_Q[layer, head], q.bias[rows])
             assert torch.equal(model.W_O[layer, head], o.weight[:, rows].T)
-        torch.testing.assert_close(model.OV.AB[layer, 0], model.W_V[layer, 0] @ model.W_O[layer, 0])
-    head = model.core.original_model.head
+        assert torch.equal(model.b_O[layer], o.bias)
+        mlp = _plain(native.layers[layer].mlp)
+        assert torch.equal(model.W_in[layer], mlp.fc_in.weight.T)
+        assert torch.equal(model.b_in[layer], mlp.fc_in.bias)
+        assert torch.equal(model.W_out[layer], mlp.fc_out.weight.T)
+        assert torch.equal(model.b_out[layer], mlp.fc_out.bias)
+        for head in range(model.cfg.n_heads):
+            w_q, w_k = model.W_Q[layer, head], model.W_K[layer, head]
+            w_v, w_o = model.W_V[layer, head], model.W_O[layer, head]
+            assert isinstance(model.QK, FactoredMatrix) and isinstance(model.OV, FactoredMatrix)
+            torch.testing.assert_close(model.QK.AB[layer, head], w_q @ w_k.T)
+            torch.testing.assert_close(model.OV.AB[layer, head], w_v @ w_o)
+    head = native.head
     assert torch.equal(model.W_U, head.weight.T) and torch.equal(model.b_U, head.bias)
-    assert model.W_pos.shape == (model.cfg.n_ctx, model.cfg.d_model)
+    assert torch.equal(model.W_pos, _plain(native.pos).weight)
 
 
 def test_gated_mlp_weights():
     gated = build_model(gated_mlp=True)
-    assert torch.equal(gated.W_gate, gated.core.W_gate)
-    assert torch.equal(gated.W_in, gated.core.W_in)
+    for layer in range(gated.cfg.n_layers):
+        mlp = _plain(gated.core.original_model.layers[layer].mlp)
+        assert torch.equal(gated.W_gate[layer], _plain(mlp.gate).weight.T)
+        assert torch.equal(gated.W_in[layer], _plain(getattr(mlp, "in")).weight.T)
+        assert torch.equal(gated.W_out[layer], _plain(mlp.out).weight.T)
     with pytest.raises(DTLensError, match="b_out"):
         gated.b_in  # noqa: B018
     with pytest.raises(DTLensError, match="W_in"):
@@ -314,7 +328,7 @@ def test_run_with_hooks_and_hooks_context_and_add_hook(model, batch):
     torch.testing.assert_close(added, expected, atol=0, rtol=0)
     assert not torch.allclose(model(batch), expected)
     loss = model.run_with_hooks(batch, [("blocks.1.attn.hook_z", zero)], return_type="loss")
-    torch.testing.assert_close(loss, action_loss(model, batch, expected))
+    torch.testing.assert_close(loss, hand_loss(model, batch, expected).mean())
 
 
 # ------------------------------------------------------------ run_with_cache
@@ -438,6 +452,21 @@ def test_loss_skips_padding_and_the_padding_action(model):
     )
     per_step = model(padded, return_type="loss", loss_per_token=True)
     assert bool((per_step[:, 0] == 0).all())
+    # padding as tokens (no mask): steps whose action is the padding action score 0, the
+    # others are the plain cross-entropy of their action (computed here by hand)
+    tokens = padded.replace(padding_mask=None)
+    pad_action = model.cfg.n_actions
+    assert bool((tokens.actions[:, 0] == pad_action).all())
+    per_step = model(tokens, return_type="loss", loss_per_token=True)
+    logits = model(tokens)
+    real = hand_loss(
+        model, tokens.replace(actions=tokens.actions.clamp(max=pad_action - 1)), logits
+    )
+    expected = torch.where(tokens.actions == pad_action, torch.zeros_like(real), real)
+    torch.testing.assert_close(per_step, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        model(tokens, return_type="loss"), expected[:, 1:].mean(), atol=ATOL, rtol=0
+    )
     one_step = build_batch(batch_size=1, n_steps=1)
     with pytest.raises(BatchError, match="no step"):
         model(one_step, return_type="loss")
