@@ -249,10 +249,9 @@ def test_a_hook_returning_the_wrong_shape_is_named(model):
         return act[..., :1]
 
     name = "blocks.0.hook_resid_pre"
-    with pytest.raises(HookShapeError) as err:
-        model.run_with_hooks(
-            build_batch(), fwd_hooks=[(name, checked_hook(name, keep_first_channel))]
-        )
+    act = model.run_with_cache(build_batch(), names_filter=name)[1][name]
+    with pytest.raises(HookShapeError) as err:  # checked_hook itself, outside any forward
+        checked_hook(name, keep_first_channel)(act, model.hook_dict[name])
     message = str(err.value)
     assert "keep_first_channel" in message and repr(name) in message
     assert "[2, 11, 1]" in message and "[2, 11, 32]" in message
@@ -261,11 +260,9 @@ def test_a_hook_returning_the_wrong_shape_is_named(model):
 
 def test_a_hook_returning_a_non_tensor_is_named_by_its_hook_point(model):
     name_filter = lambda name: name == "hook_rtg_embed"  # noqa: E731
+    hook = model.hook_dict["hook_rtg_embed"]
     with pytest.raises(HookShapeError, match=r"'hook_rtg_embed' returned a list.*return None"):
-        model.run_with_hooks(
-            build_batch(),
-            fwd_hooks=[(name_filter, checked_hook(name_filter, lambda act, hook: [1]))],
-        )
+        checked_hook(name_filter, lambda act, hook: [1])(torch.zeros(2, 4, 32), hook)
 
 
 def test_checked_hooks_pass_good_hooks_through(model):
