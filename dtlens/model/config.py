@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from dtlens.config_io import ConfigIO, check, check_choice, check_int
+from dtlens.config_io import ConfigIO, check, check_bool, check_choice, check_int, is_int
 from dtlens.errors import ConfigError
 
 __all__ = [
@@ -149,9 +149,9 @@ class DTConfig(ConfigIO):
 
     def _check_token_embedding(self) -> None:
         check_choice(self, "token_embedding", _TOKEN_EMBEDDINGS)
-        check(self, "action_tanh", isinstance(self.action_tanh, bool), "True or False")
+        check_bool(self, "action_tanh")
         obs_shape = tuple(self.obs_shape)
-        positive = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in obs_shape)
+        positive = all(is_int(s) and s > 0 for s in obs_shape)
         if self.token_embedding == "grid":
             if len(obs_shape) != 3 or not positive:
                 raise ConfigError(

@@ -197,11 +197,8 @@ def _original_shapes(cfg: DTConfig, sd: dict[str, Tensor]) -> dict[str, tuple[in
     are not listed; a gated MLP's optional ``b_in`` only when ``sd`` has it.
     """
     d, n_heads, d_head, d_mlp = cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp
-    state_dim = 1
-    for size in cfg.obs_shape:
-        state_dim *= size
     shapes: dict[str, tuple[int, ...]] = {
-        "state_embedding.weight": (d, state_dim),
+        "state_embedding.weight": (d, cfg.state_dim),
         "action_embedding.0.weight": (cfg.n_actions + 1, d),
         "action_predictor.weight": (cfg.n_actions, d),
         "action_predictor.bias": (cfg.n_actions,),
@@ -245,7 +242,7 @@ def _check_tensors(sd: dict[str, Tensor], cfg: DTConfig) -> None:
     expected = _original_shapes(cfg, sd)
     check_tensors_match(
         expected,
-        {key: value for key, value in sd.items() if key in expected},
+        {key: value for key, value in sd.items() if key in expected},  # extras: unused
         "model_state_dict",
         against="its model_config",
     )
