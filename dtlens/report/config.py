@@ -1,13 +1,16 @@
 """`ReportConfig`: how much work each report section does (validated).
 
 ``dtlens report`` derives its flags from these fields (and their docs); the module
-imports no torch.
+imports no torch or plotly.
 
 Examples:
     >>> ReportConfig(calibration_episodes=20).rtgs[:3]
     (0.0, 0.1, 0.2)
     >>> ReportConfig.from_dict({"rtgs": [0.0, 0.9], "seed": 1}).to_dict()["rtgs"]
     [0.0, 0.9]
+    >>> from dtlens.plotting.patching import MIN_GAP
+    >>> ReportConfig().min_gap == MIN_GAP, ReportConfig(min_gap=2.0).min_gap
+    (True, 2.0)
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class ReportConfig(ConfigIO):
         min_gap: patching whose clean and corrupt logit differences are closer than
             this (logits, mean over the pairs of a figure or facet) is drawn greyed
             out and judged "cannot be judged" in the verdict box (default
-            :data:`dtlens.plotting.patching.MIN_GAP`).
+            :data:`dtlens.plotting.patching.MIN_GAP`, written out here so that this
+            module and ``dtlens report --help`` import no plotly; a test keeps them equal).
     """
 
     max_steps: int = 50

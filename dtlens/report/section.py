@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 from dtlens.errors import DTLensError
 from dtlens.files import write_atomic, write_text_atomic
 
-__all__ = ["Section", "SectionImage", "write_section"]
+__all__ = ["Section", "SectionImage", "round_value", "write_section"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,17 @@ class Section:
             "seed_saw": self.seed_saw,
             "this_model": self.this_model,
         }
+
+
+def round_value(value: Any) -> float:
+    """A number for a section's JSON: a float (from a tensor, an array scalar, an int)
+    rounded to four decimals, without a negative zero.
+
+    Examples:
+        >>> round_value(0.123456), round_value(-0.00001), round_value(2)
+        (0.1235, 0.0, 2.0)
+    """
+    return round(float(value), 4) + 0.0
 
 
 def _check_finite(value: Any, where: str) -> None:

@@ -3,8 +3,8 @@
 :data:`FINDINGS` lists, in the report's order, every finding of the MemoryDT post (and of
 its open questions) with the key of the report section whose numbers decide it and one
 small rule: numbers -> (:data:`HOLDS` | :data:`DOES_NOT_HOLD` | :data:`CANNOT_JUDGE`,
-the numbers behind it). Every threshold is a named constant here; where a section has
-a threshold of its own the rule uses the same value (a test keeps them equal).
+the numbers behind it). Every threshold is a named constant here; where a section (or
+the build's recipe) has a threshold of its own, the name here is imported from it.
 :mod:`dtlens.report.verdict` applies the rules and draws the box.
 
 Example:
@@ -19,7 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from dtlens.plotting import patching as patching_plots
 from dtlens.report.sections.patching_text import ONE_TOKEN, best_token_is_small, seed_pattern
+from dtlens.report.sections.probes import READABLE as PROBE_READABLE
+from dtlens.report.sections.scrubbing import HOLDS as SCRUB_RECOVERED
+from dtlens.report.sections.steering import RETARGETED, RTG_SLACK
+from dtlens.training.recipe import Recipe
 
 __all__ = [
     "CACHED_FORWARD",
@@ -58,26 +63,23 @@ LOW_SUCCESS = 0.25
 ROUTINE_CONFIDENCE = 0.9
 #: A circuit is small when it has at most this share of the graph's edges.
 SMALL_CIRCUIT = 0.1
-#: Causal scrubbing: a hypothesis holds when it recovers at least this share of the metric
-#: (the scrubbing section's ``HOLDS``), its interval (:data:`SCRUB_Z` standard errors)
-#: clear of it on the side it falls ...
-SCRUB_RECOVERED = 0.8
+#: Causal scrubbing: a hypothesis holds when it recovers at least :data:`SCRUB_RECOVERED`
+#: of the metric (the scrubbing section's ``HOLDS``), its interval (this many standard
+#: errors) clear of it on the side it falls ...
 SCRUB_Z = 2.0
 #: ... and the control head recovers less than this (else the decision does not need
 #: the instruction through any one head, and nothing singles out the circuit's).
 SCRUB_CONTROL = 0.5
-#: Probes: a fact is readable from this held-out accuracy (the probes section's
-#: ``READABLE``); beyond the baselines when the trained model's interval lies above
-#: both baselines' intervals. Overlapping intervals with the accuracy at least
-#: :data:`PROBE_MARGIN` above both baselines cannot be judged (more windows needed).
-PROBE_READABLE = 0.9
+#: Probes: a fact is readable from held-out accuracy :data:`PROBE_READABLE` (the probes
+#: section's ``READABLE``); beyond the baselines when the trained model's interval lies
+#: above both baselines' intervals. Overlapping intervals with the accuracy at least
+#: this above both baselines cannot be judged (more windows needed).
 PROBE_MARGIN = 0.1
-#: Steering: the target is retargeted when some cell sends at least this share of the
-#: episodes to the other object; the RTG still controls success when its control over
-#: reaching the new target is at most :data:`RTG_SLACK` below the unsteered agent's
-#: over reaching its own (the steering section's ``RETARGETED`` and ``RTG_SLACK``).
-RETARGETED = 0.75
-RTG_SLACK = 0.25
+#: Steering (judged by the steering section, its ``answer``): the target is retargeted
+#: when the section's chosen cell sends at least :data:`RETARGETED` of the episodes to
+#: the other object; the RTG still controls success when its control over reaching the
+#: new target is at most :data:`RTG_SLACK` below the unsteered agent's over reaching
+#: its own.
 #: The cached decision: placed at the decision square turned towards the other target,
 #: p(forward) above this in every layout but the look-back one (forward most likely).
 CACHED_FORWARD = 0.5
@@ -89,9 +91,7 @@ NON_KINETIC_RISE = 0.1
 SIMULATES = 0.9
 #: The clone solves the task: greedy success at least this in each layout (the build's
 #: bar, ``Recipe.required_success_high``).
-CLONE_SUCCESS = 0.95
-#: The gap a patching section's pairs need, when its numbers do not say (logits).
-_DEFAULT_MIN_GAP = 0.5
+CLONE_SUCCESS = Recipe.required_success_high
 #: The seed's look-back layout: the one exception to the cached decision.
 _LOOK_BACK_LAYOUT = "key/top-key"
 
@@ -109,15 +109,21 @@ def _calibration(n: Numbers) -> tuple[str, str]:
     return (HOLDS if ok else DOES_NOT_HOLD), because
 
 
-def _runs_at(n: Numbers) -> tuple[list[dict], list[dict]]:
-    rtgs = sorted({r["rtg"] for r in n["runs"]})
-    high = [r for r in n["runs"] if r["rtg"] == rtgs[-1]]
-    low = [r for r in n["runs"] if r["rtg"] == rtgs[0]] if len(rtgs) > 1 else []
+def _min_gap(n: Numbers) -> float:
+    """The gap (logits) a section's pairs need: its own ``min_gap``, else the plotting's."""
+    return n.get("min_gap", patching_plots.MIN_GAP)
+
+
+def _high_low(rows: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """The rows at the highest RTG, and at the lowest (none when there is one RTG)."""
+    rtgs = sorted({r["rtg"] for r in rows})
+    high = [r for r in rows if r["rtg"] == rtgs[-1]]
+    low = [r for r in rows if r["rtg"] == rtgs[0]] if len(rtgs) > 1 else []
     return high, low
 
 
 def _set_routine(n: Numbers) -> tuple[str, str]:
-    high, _ = _runs_at(n)
+    high, _ = _high_low(n["runs"])
     solved = sum(bool(r["success"]) for r in high)
     confidence = min(r["min_confidence"] for r in high)
     ok = solved == len(high) and confidence >= ROUTINE_CONFIDENCE
@@ -129,7 +135,7 @@ def _set_routine(n: Numbers) -> tuple[str, str]:
 
 
 def _other_way(n: Numbers) -> tuple[str, str]:
-    high, low = _runs_at(n)
+    high, low = _high_low(n["runs"])
     if not low:
         return CANNOT_JUDGE, "the section ran one RTG only"
     turn = {r["layout"]: r["decision"] for r in high}
@@ -150,12 +156,12 @@ def _other_way(n: Numbers) -> tuple[str, str]:
 
 def _look_back(n: Numbers) -> tuple[str, str]:
     top = max(r["rtg"] for r in n["rows"])
-    case = [r for r in n["rows"] if r["layout"] == "key/top-key" and r["rtg"] == top]
+    case = [r for r in n["rows"] if r["layout"] == _LOOK_BACK_LAYOUT and r["rtg"] == top]
     if not case:
-        return CANNOT_JUDGE, "no key/top-key run at the high RTG"
+        return CANNOT_JUDGE, f"no {_LOOK_BACK_LAYOUT} run at the high RTG"
     turns = case[0]["n_turns"]
     reached = "" if case[0]["look_back"] or turns <= 1 else ", never reaching a target"
-    because = f"key/top-key at RTG {top:g}: {turns} turn(s){reached}"
+    because = f"{_LOOK_BACK_LAYOUT} at RTG {top:g}: {turns} turn(s){reached}"
     return (HOLDS if case[0]["look_back"] else DOES_NOT_HOLD), because
 
 
@@ -185,7 +191,7 @@ def _congruence(n: Numbers) -> tuple[str, str]:
 
 
 def _instruction_moves(n: Numbers) -> tuple[str, str]:
-    min_gap, final = n.get("min_gap", _DEFAULT_MIN_GAP), n["final_token"]
+    min_gap, final = _min_gap(n), n["final_token"]
     judged, parts = [], []
     for label, gap in n["instruction_swap_gap"].items():
         if gap < min_gap:
@@ -203,7 +209,7 @@ def _instruction_moves(n: Numbers) -> tuple[str, str]:
 
 
 def _rtg_collected(n: Numbers) -> tuple[str, str]:
-    min_gap, gap = n.get("min_gap", _DEFAULT_MIN_GAP), n["rtg_change_gap"]
+    min_gap, gap = _min_gap(n), n["rtg_change_gap"]
     if gap < min_gap:
         return CANNOT_JUDGE, f"the RTG change moves the decision by {gap:.3f} < {min_gap:g} logits"
     mean = n["rtg_change_mean"]
@@ -220,7 +226,7 @@ def _rtg_collected(n: Numbers) -> tuple[str, str]:
 
 def _weak_instruction(n: Numbers) -> str | None:
     """Why a section on the instruction-swap pairs cannot be judged, or None."""
-    min_gap = n.get("min_gap", _DEFAULT_MIN_GAP)
+    min_gap = _min_gap(n)
     if not n["layouts"]:
         return "the instruction swap moves no layout's decision: nothing to patch"
     if n["instruction_gap"] < min_gap:
@@ -262,11 +268,11 @@ def _scrubbing(n: Numbers) -> tuple[str, str]:
     key = "instruction_via_circuit_heads"
     if key not in rec:
         return CANNOT_JUDGE, "the instruction swap moves no decision: no circuit heads to test"
-    gap = n["clean"] - n["resampled"]
-    if abs(gap) < _DEFAULT_MIN_GAP:
+    gap, min_gap = n["clean"] - n["resampled"], _min_gap(n)
+    if abs(gap) < min_gap:
         return CANNOT_JUDGE, (
             f"clean {n['clean']:.2f} and resampled {n['resampled']:.2f} differ by "
-            f"{abs(gap):.3f} < {_DEFAULT_MIN_GAP:g} logits"
+            f"{abs(gap):.3f} < {min_gap:g} logits"
         )
     heads = ", ".join(n["circuit"]["layer0_heads"])
     main, low, high = rec[key], rec[key] - SCRUB_Z * err[key], rec[key] + SCRUB_Z * err[key]
@@ -324,10 +330,10 @@ def _probes(n: Numbers) -> tuple[str, str]:
 
 
 def _steered(n: Numbers) -> tuple[str, float, dict]:
-    """The direction whose best cell retargets most, its rate and that cell."""
-    best = n["best"]
-    fact = max(best, key=lambda f: best[f]["retarget_rate"])
-    return fact, best[fact]["retarget_rate"], best[fact]
+    """The direction the section steered by (``steered_by``), its best cell's retarget
+    rate and that cell."""
+    cell = n["steered_by"]
+    return cell["direction"], n["best"][cell["direction"]]["retarget_rate"], cell
 
 
 def _retargeted(n: Numbers) -> tuple[str, str]:
@@ -340,12 +346,12 @@ def _retargeted(n: Numbers) -> tuple[str, str]:
         f"{rate:.0%} of {n['n_episodes']} episodes at RTG {n['rtgs'][0]:g} end at the other "
         f"object (holds from {RETARGETED:.0%})" + (f"; {others}" if others else "")
     )
-    return (HOLDS if rate >= RETARGETED else DOES_NOT_HOLD), because
+    return (HOLDS if n["answer"]["retargeted"] else DOES_NOT_HOLD), because
 
 
 def _rtg_still_controls(n: Numbers) -> tuple[str, str]:
     fact, rate, cell = _steered(n)
-    if rate < RETARGETED:
+    if not n["answer"]["retargeted"]:
         return CANNOT_JUDGE, (
             f"no cell retargets {RETARGETED:.0%} of the episodes (best {rate:.0%}): there is "
             "no new target to test"
@@ -361,19 +367,11 @@ def _rtg_still_controls(n: Numbers) -> tuple[str, str]:
     )
     if control["unsteered"] <= 0:
         return CANNOT_JUDGE, because + "; the RTG does not control success even unsteered"
-    ok = control["steered"] >= control["unsteered"] - RTG_SLACK
-    return (HOLDS if ok else DOES_NOT_HOLD), because
-
-
-def _map_rows(n: Numbers) -> tuple[list[dict], list[dict]]:
-    rtgs = sorted({r["rtg"] for r in n["summary"]})
-    high = [r for r in n["summary"] if r["rtg"] == rtgs[-1]]
-    low = [r for r in n["summary"] if r["rtg"] == rtgs[0]] if len(rtgs) > 1 else []
-    return high, low
+    return (HOLDS if n["answer"]["rtg_still_controls"] else DOES_NOT_HOLD), because
 
 
 def _cached_decision(n: Numbers) -> tuple[str, str]:
-    high, _ = _map_rows(n)
+    high, _ = _high_low(n["summary"])
     judged = [r for r in high if r["layout"] != _LOOK_BACK_LAYOUT]
     if not judged:
         return CANNOT_JUDGE, f"no layout but {_LOOK_BACK_LAYOUT} was mapped"
@@ -392,7 +390,7 @@ def _cached_decision(n: Numbers) -> tuple[str, str]:
 
 
 def _dummy_actions(n: Numbers) -> tuple[str, str]:
-    high, low = _map_rows(n)
+    high, low = _high_low(n["summary"])
     if not low:
         return CANNOT_JUDGE, "the section mapped one RTG only"
 

@@ -342,4 +342,4 @@ def test_caveat_leads_exactly_when_no_swap_moves_the_decision(patch_section):
     pairs = patch_section.numbers["instruction_swap_pairs"]
     largest = max(abs(r["clean_logit_diff"] - r["corrupt_logit_diff"]) for r in pairs)
     leads = patch_section.this_model.startswith("The instruction swap moves the decision")
-    assert leads == (largest < patching.WEAK_DIFF)
+    assert leads == (largest < patch_section.numbers["min_gap"])

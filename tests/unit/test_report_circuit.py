@@ -2,7 +2,8 @@
 
 The section runs once on a tiny random 9-step model; the pairs, metric and every number
 are recomputed here from ``instruction_swap_pair``, ``edge_attribution_patching``,
-``faithfulness_curve``, ``circuit_faithfulness`` and ``acdc``.
+``faithfulness_curve`` and ``circuit_faithfulness``; the scrubbing section tests the
+same circuit, found once.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import pytest
 import torch
 
 from dtlens.analysis.circuits import (
-    acdc,
     circuit_faithfulness,
     edge_attribution_patching,
     faithfulness_curve,
+    parse_edge,
 )
 from dtlens.analysis.edits import instruction_swap_pair
 from dtlens.analysis.metrics import make_logit_diff_metric
@@ -24,6 +25,8 @@ from dtlens.model import TrajectoryBatch
 from dtlens.report import SECTIONS
 from dtlens.report.config import ReportConfig
 from dtlens.report.sections import circuit as section_module
+from dtlens.report.sections import scrubbing
+from dtlens.report.sections.path_patching import Pairs
 from tests.conftest import build_model
 
 RTG = 0.9
@@ -71,10 +74,14 @@ def test_the_circuit_is_the_smallest_faithful_top_k_of_eap_ig(section, args):
 
 
 def test_acdc_and_the_shared_edges(section, args):
+    """ACDC's circuit, judged from outside: its edges, evaluated exactly with every
+    other edge corrupted, keep the faithfulness the section reports."""
     a = section.numbers["acdc"]
-    result = acdc(*args, threshold=a["threshold"])
-    assert a["edges"] == [str(e) for e in result.edges]
-    assert a["faithfulness"] == pytest.approx(result.faithfulness, abs=2e-4)
+    assert a["threshold"] == section_module.ACDC_THRESHOLD
+    edges = [parse_edge(e) for e in a["edges"]]
+    assert len(edges) == a["n_edges"]
+    exact = float(circuit_faithfulness(*args, [edges])[0])
+    assert a["faithfulness"] == pytest.approx(exact, abs=2e-4)
     shared = set(section.numbers["eap_ig_edges"]) & set(a["edges"])
     assert section.numbers["shared_edges"] == sorted(shared)
     heads = section.numbers["heads"]
@@ -97,3 +104,12 @@ def test_a_model_blind_to_the_instruction_draws_nothing():
     section = section_module.run(model, ReportConfig(high_rtg=RTG))
     assert section.figures == [] and "nothing is drawn" in section.this_model
     assert section.numbers["layouts"] == []
+
+
+def test_the_scrubbing_section_tests_the_circuit_the_circuit_section_found(model, section):
+    """``find_circuit`` is the one definition of the circuit: the circuit section reports
+    its edges, and the scrubbing section's hypothesis is built on the same edges."""
+    config = ReportConfig(high_rtg=RTG)
+    found = section_module.find_circuit(Pairs(model, config))
+    assert [str(e) for e in found.edges] == list(section.numbers["eap_ig_edges"])
+    assert scrubbing.circuit_heads(model, config)["edges"] == list(section.numbers["eap_ig_edges"])

@@ -52,7 +52,15 @@ def _warnings(figure) -> list[str]:
 
 
 def test_the_report_threshold_is_the_plotting_one():
-    assert ReportConfig().min_gap == patching_plots.MIN_GAP == patching_section.WEAK_DIFF
+    """The default is the plotting module's ``MIN_GAP`` (written out in the light config
+    module); the caveat and the verdict rules read ``MIN_GAP`` itself; a given gap wins;
+    a negative one raises."""
+    assert ReportConfig().min_gap == patching_plots.MIN_GAP
+    assert ReportConfig.from_dict(ReportConfig().to_dict()).min_gap == patching_plots.MIN_GAP
+    assert ReportConfig(min_gap=2.0).min_gap == 2.0
+    below = patching_plots.MIN_GAP * 0.9
+    assert patching_section.instruction_blind_caveat([below], "S5", "S9") != ""
+    assert patching_section.instruction_blind_caveat([patching_plots.MIN_GAP], "S5", "S9") == ""
     with pytest.raises(dtlens.errors.ConfigError, match="min_gap"):
         ReportConfig(min_gap=-1.0)
 

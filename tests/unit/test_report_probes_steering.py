@@ -106,22 +106,28 @@ def test_steering_numbers_are_the_public_api_s(model, steering):
     assert n["success_at_rtg"]["steered"] == {
         f"{r:g}": pytest.approx(v) for r, v in success["steered"].items()
     }
-    # the chosen cell's retarget rate by hand: each layout pushed to its other instruction
-    # (or side) and played greedily
-    other = 0
-    for layout in SCENARIOS:
-        value = fact_value(layout, fact)
-        sign = 1.0 if value == 0 else -1.0
-        with steer(model, hook, sign * dirs[hook], coef, "last"):
-            r = rollout(model, initial_rtg=CONFIG.high_rtg, n_episodes=1, layouts=[layout],
-                        max_steps=CONFIG.max_steps)  # fmt: skip
-        other += int(r.terminated[0] and not r.success[0])
-    assert n["retarget_rate"][fact][hook][f"{coef:g}"] == pytest.approx(other / 4)
+    # the chosen cell by hand, at both RTGs: each layout pushed to its other instruction
+    # (or side) and played greedily (ending at the other object), and played unsteered
+    # (success); shares of the 4 layouts
+    other, success = dict.fromkeys(rtgs, 0.0), dict.fromkeys(rtgs, 0.0)
+    for rtg in rtgs:
+        for layout in SCENARIOS:
+            sign = 1.0 if fact_value(layout, fact) == 0 else -1.0
+            play = {"initial_rtg": rtg, "n_episodes": 1, "layouts": [layout],
+                    "max_steps": CONFIG.max_steps}  # fmt: skip
+            with steer(model, hook, sign * dirs[hook], coef, "last"):
+                r = rollout(model, **play)
+            other[rtg] += (r.terminated[0] and not r.success[0]) / 4
+            success[rtg] += rollout(model, **play).success[0] / 4
+    high, low = rtgs
+    assert n["retarget_rate"][fact][hook][f"{coef:g}"] == pytest.approx(other[high])
+    control = {"unsteered": success[high] - success[low], "steered": other[high] - other[low]}
+    assert n["rtg_control"] == pytest.approx(control)
     answer = n["answer"]
-    control = n["rtg_control"]
-    keeps = control["unsteered"] > 0 and control["steered"] >= control["unsteered"] - 0.25
+    slack = steering_section.RTG_SLACK
+    keeps = control["unsteered"] > 0 and control["steered"] >= control["unsteered"] - slack
     assert answer["rtg_still_controls"] == keeps
-    assert answer["retargeted"] == (other / 4 >= steering_section.RETARGETED)
+    assert answer["retargeted"] == (other[high] >= steering_section.RETARGETED)
     assert answer["independent_of_rtg"] == (answer["retargeted"] and keeps)
 
 

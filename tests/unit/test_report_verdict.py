@@ -13,7 +13,6 @@ import copy
 
 import pytest
 
-from dtlens.report import verdict_rules as verdict_module
 from dtlens.report.verdict import (
     CANNOT_JUDGE,
     DOES_NOT_HOLD,
@@ -247,6 +246,10 @@ def test_scrubbing():
     assert both.verdict == CANNOT_JUDGE and "control recovers as well" in both.because
     flat = _one("scrubbing", _scrub(clean=0.2, resampled=0.0))
     assert flat.verdict == CANNOT_JUDGE and "0.200 < 0.5 logits" in flat.because
+    loose = _scrub(clean=0.2, resampled=0.0) | {"min_gap": 0.1}  # the section's --min-gap
+    assert _one("scrubbing", loose).verdict == HOLDS
+    strict = _scrub() | {"min_gap": 5.0}  # clean 4.93 - resampled 0 < 5
+    assert "4.930 < 5 logits" in _one("scrubbing", strict).because
     error = {"recovered": {}, "error": "nothing to recover"}
     assert _one("scrubbing", error).verdict == CANNOT_JUDGE
     no_circuit = _scrub()
@@ -293,16 +296,24 @@ def test_probes():
     assert _one("probes", no_ci).verdict == CANNOT_JUDGE
 
 
-def _steer(instruction=0.0, side=1.0, unsteered=1.0, steered=1.0) -> dict:
+def _steer(
+    instruction=0.0, side=1.0, unsteered=1.0, steered=1.0, by="target_side", controls=True
+) -> dict:
+    """Steering numbers as the section writes them: the direction it steered by and its
+    own answer are given (the verdict reads them, it does not judge the rates again)."""
+
     def best(rate):
         return {"hook": "blocks.1.hook_resid_mid", "coef": 1.0, "retarget_rate": rate}
 
+    rates = {"instruction": instruction, "target_side": side}
     return {
         "rtgs": [0.9, 0.0],
         "n_episodes": 4,
-        "best": {"instruction": best(instruction), "target_side": best(side)},
+        "best": {fact: best(rate) for fact, rate in rates.items()},
+        "steered_by": {"direction": by, "hook": "blocks.1.hook_resid_mid", "coef": 1.0},
         "new_target_at_rtg": {"0.9": 1.0, "0": 1.0 - steered},
         "rtg_control": {"unsteered": unsteered, "steered": steered},
+        "answer": {"retargeted": rates[by] >= 0.75, "rtg_still_controls": controls},
     }
 
 
@@ -314,15 +325,23 @@ def test_steering_retargets_and_the_rtg_still_controls():
         retargeted.because
     )
     assert "RTG control 1.00 against 1.00 unsteered" in controls.because
-    by_instruction = _one("steering", _steer(instruction=0.75, side=0.5))
+    by_instruction = _one("steering", _steer(instruction=0.75, side=0.5, by="instruction"))
     assert by_instruction.verdict == HOLDS and "the instruction direction" in by_instruction.because
     nothing = verdicts({"steering": _steer(side=0.5)})
     assert [v.verdict for v in nothing] == [DOES_NOT_HOLD, CANNOT_JUDGE]
     assert "no new target" in nothing[1].because
-    assert _one("steering", _steer(steered=0.75), 1).verdict == HOLDS  # one layout of 4 less
-    assert _one("steering", _steer(steered=0.5), 1).verdict == DOES_NOT_HOLD
-    blind = _one("steering", _steer(unsteered=0.0, steered=0.0), 1)
+    lost = _one("steering", _steer(steered=0.5, controls=False), 1)
+    assert lost.verdict == DOES_NOT_HOLD and "RTG control 0.50 against 1.00" in lost.because
+    blind = _one("steering", _steer(unsteered=0.0, steered=0.0, controls=False), 1)
     assert blind.verdict == CANNOT_JUDGE and "even unsteered" in blind.because
+
+
+def test_steering_follows_the_direction_the_section_chose():
+    """Equal rounded rates: the verdict names the section's direction (``steered_by``,
+    chosen on the unrounded rates), not the first one with the largest rounded rate."""
+    tie = _one("steering", _steer(instruction=1.0, side=1.0, by="target_side"))
+    assert "along the target_side direction" in tie.because
+    assert "instruction at most 100%" in tie.because
 
 
 def _maps(forward=(0.2, 1.0, 1.0, 0.9), high_mass=0.0, low_mass=0.59, rtgs=(0.9, 0.0)) -> dict:
@@ -424,17 +443,6 @@ def test_clone():
     alone = {"available": False, "reason": "no DT", "clone": _model()}  # a clone report
     v = _one("clone", alone)
     assert v.verdict == HOLDS and "no decision transformer" in v.because
-
-
-def test_thresholds_are_the_sections_own():
-    from dtlens.report.sections import probes, scrubbing, steering
-    from dtlens.training.recipe import Recipe
-
-    assert verdict_module.SCRUB_RECOVERED == scrubbing.HOLDS
-    assert verdict_module.PROBE_READABLE == probes.READABLE
-    assert verdict_module.RETARGETED == steering.RETARGETED
-    assert verdict_module.RTG_SLACK == steering.RTG_SLACK
-    assert Recipe.required_success_high == verdict_module.CLONE_SUCCESS
 
 
 @pytest.mark.usefixtures("one_thread")

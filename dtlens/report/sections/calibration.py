@@ -46,7 +46,7 @@ from dtlens.env import MEMORY_ENV_ID, SCENARIOS
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_calibration, plot_reward_length_scatter
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
+from dtlens.report.section import Section, round_value
 from dtlens.training.calibration import CalibrationResult, calibration_curve
 from dtlens.training.recipe import MEMORYDT_RECIPE
 
@@ -141,28 +141,24 @@ def collect_data_sample(config: ReportConfig, n_episodes: int = DATA_EPISODES) -
     )
 
 
-def _round(value: float) -> float:
-    return round(float(value), 4) + 0.0
-
-
 def summarise_calibration(result: CalibrationResult, config: ReportConfig) -> dict:
     """Per-RTG success, reward (with 95% intervals) and length; per-layout success."""
     s_lo, s_hi = result.success_ci()
     r_lo, r_hi = result.reward_ci()
     per_rtg = [
         {
-            "rtg": _round(rtg),
-            "success_rate": _round(result.success_rate[i]),
-            "success_ci95": [_round(s_lo[i]), _round(s_hi[i])],
-            "mean_reward": _round(result.mean_reward[i]),
-            "reward_ci95": [_round(r_lo[i]), _round(r_hi[i])],
-            "mean_length": _round(result.mean_length[i]),
+            "rtg": round_value(rtg),
+            "success_rate": round_value(result.success_rate[i]),
+            "success_ci95": [round_value(s_lo[i]), round_value(s_hi[i])],
+            "mean_reward": round_value(result.mean_reward[i]),
+            "reward_ci95": [round_value(r_lo[i]), round_value(r_hi[i])],
+            "mean_length": round_value(result.mean_length[i]),
         }
         for i, rtg in enumerate(result.rtgs)
     ]
     layouts = np.asarray(result.layouts)
     by_layout = {
-        s.name: [_round(v) for v in result.success[:, layouts == s.name].mean(axis=1)]
+        s.name: [round_value(v) for v in result.success[:, layouts == s.name].mean(axis=1)]
         for s in SCENARIOS
         if (layouts == s.name).any()
     }
@@ -172,13 +168,13 @@ def summarise_calibration(result: CalibrationResult, config: ReportConfig) -> di
         for i in range(len(result.rtgs))
     ]
     return {
-        "rtgs": [_round(r) for r in result.rtgs],
+        "rtgs": [round_value(r) for r in result.rtgs],
         "episodes_per_rtg": result.n_episodes,
         "per_rtg": per_rtg,
         "success_by_layout": by_layout,
         "at_high_rtg": per_rtg[result.at(config.high_rtg)],
         "at_low_rtg": per_rtg[result.at(config.low_rtg)],
-        "mean_abs_reward_minus_rtg": _round(gaps.mean()),
+        "mean_abs_reward_minus_rtg": round_value(gaps.mean()),
         "distinct_outcomes_per_rtg": distinct,
     }
 
@@ -199,13 +195,13 @@ def summarise_data(demos: Demonstrations) -> dict:
         ],
         "planner_scale": float(MEMORYDT_RECIPE.planner_scale),
         "outcome_fractions": _fractions(summary),
-        "seed_outcome_fractions": {k: _round(v) for k, v in SEED_DATA_FRACTIONS.items()},
-        "mean_return": _round(summary["mean_return"]),
-        "best_return": _round(returns.max()) if returns.size else 0.0,
+        "seed_outcome_fractions": {k: round_value(v) for k, v in SEED_DATA_FRACTIONS.items()},
+        "mean_return": round_value(summary["mean_return"]),
+        "best_return": round_value(returns.max()) if returns.size else 0.0,
         "success_length_range": (
             [int(lengths[success].min()), int(lengths[success].max())] if success.any() else []
         ),
-        "mean_length": _round(summary["length"]["mean"]),
+        "mean_length": round_value(summary["length"]["mean"]),
     }
 
 
@@ -218,7 +214,7 @@ def data_by_group(demos: Demonstrations) -> dict[str, dict[str, float]]:
 
 
 def _fractions(part: dict) -> dict[str, float]:
-    return {k: _round(part[f"{k}_fraction"]) for k in SEED_DATA_FRACTIONS}
+    return {k: round_value(part[f"{k}_fraction"]) for k in SEED_DATA_FRACTIONS}
 
 
 def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:

@@ -29,10 +29,15 @@ square; layouts whose clean - corrupt gap is too small to normalise are left out
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from dtlens.analysis.circuits import (
     DTGraph,
+    Edge,
+    EdgeScores,
+    FaithfulnessCurve,
     Head,
     acdc,
     circuit_faithfulness,
@@ -41,13 +46,22 @@ from dtlens.analysis.circuits import (
 )
 from dtlens.analysis.circuits.path_patching import path_patching_sweep
 from dtlens.analysis.patching.activation import activation_patching
+from dtlens.errors import ConfigError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting.circuits import plot_circuit, plot_faithfulness
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
-from dtlens.report.sections.path_patching import MIN_GAP, _Pairs
+from dtlens.report.section import Section, round_value
+from dtlens.report.sections.path_patching import MIN_GAP, Pairs
 
-__all__ = ["ACDC_THRESHOLD", "FALLBACK_EDGES", "IG_STEPS", "TARGET", "run"]
+__all__ = [
+    "ACDC_THRESHOLD",
+    "FALLBACK_EDGES",
+    "IG_STEPS",
+    "TARGET",
+    "FoundCircuit",
+    "find_circuit",
+    "run",
+]
 
 #: The faithfulness a circuit must reach to be called the circuit.
 TARGET = 0.9
@@ -64,6 +78,56 @@ SEED_SAW = (
 )
 
 
+@dataclass(frozen=True)
+class FoundCircuit:
+    """The instruction-swap circuit as the report finds it (:func:`find_circuit`).
+
+    Attributes:
+        scores: EAP-IG's score of every edge (``scores.graph``: the graph scored).
+        curve: the exact faithfulness of EAP-IG's top-k edges, for every k.
+        n_edges: the smallest k whose faithfulness reaches :data:`TARGET` (None: none does).
+        edges: EAP-IG's top ``n_edges`` edges, or its top :data:`FALLBACK_EDGES` when
+            ``n_edges`` is None.
+    """
+
+    scores: EdgeScores
+    curve: FaithfulnessCurve
+    n_edges: int | None
+    edges: list[Edge]
+
+
+def find_circuit(pairs: Pairs) -> FoundCircuit:
+    """The circuit carrying the instruction swap's effect on the decision.
+
+    Every edge of :class:`~dtlens.analysis.circuits.DTGraph` is scored by EAP-IG
+    (:data:`IG_STEPS` steps) on ``pairs`` (their kept layouts), the top-k edges are
+    evaluated exactly for every k, and the circuit is the smallest top-k keeping
+    :data:`TARGET` of the clean - corrupt gap (EAP-IG's top :data:`FALLBACK_EDGES`
+    when none does). The circuit and scrubbing sections both call it (each on its own
+    pairs: about a second each), so the two share one definition of the circuit.
+
+    Raises:
+        ConfigError: ``pairs`` kept no layout (the instruction moves no decision: there
+            is no circuit to find).
+
+    Example:
+        >>> found = find_circuit(Pairs(dtlens.load("memorydt"), ReportConfig()))  # doctest: +SKIP
+        >>> found.n_edges, len(found.edges)  # doctest: +SKIP
+        (46, 46)
+    """
+    if not pairs.layouts:
+        raise ConfigError(
+            "the instruction swap moves no layout's decision: there is no circuit to find"
+        )
+    model = pairs.model
+    args = (model, pairs.clean, pairs.corrupt, pairs.metric)
+    scores = edge_attribution_patching(*args, "eap-ig", steps=IG_STEPS, graph=DTGraph(model))
+    curve = faithfulness_curve(*args, scores)
+    n_edges = curve.smallest(TARGET)
+    edges = scores.top(n_edges if n_edges is not None else FALLBACK_EDGES)
+    return FoundCircuit(scores, curve, n_edges, edges)
+
+
 def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     """Compute the section: EAP-IG scores and their faithfulness curve, ACDC, heads compared.
 
@@ -72,7 +136,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         >>> section.numbers["n_edges"], section.numbers["faithfulness"]  # doctest: +SKIP
         (46, 0.92)
     """
-    p = _Pairs(model, config)
+    p = Pairs(model, config)
     graph = DTGraph(model)
     numbers: dict = {
         "rtg": config.high_rtg,
@@ -91,26 +155,25 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
             "ignores the instruction), so nothing is drawn."
         )
         return Section("circuit", title, [], numbers, SEED_SAW, text)
+    circuit = find_circuit(p)
+    scores, curve, n_edges, eap_edges = (circuit.scores, circuit.curve, circuit.n_edges,
+                                         circuit.edges)  # fmt: skip
     args = (model, p.clean, p.corrupt, p.metric)
-    scores = edge_attribution_patching(*args, "eap-ig", steps=IG_STEPS, graph=graph)
-    curve = faithfulness_curve(*args, scores)
-    n_edges = curve.smallest(TARGET)
     found = acdc(*args, threshold=ACDC_THRESHOLD, graph=graph)
-    eap_edges = scores.top(n_edges if n_edges is not None else FALLBACK_EDGES)
     eap_faith = float(circuit_faithfulness(*args, [eap_edges], graph=graph)[0])
     shared = {str(e) for e in eap_edges} & {str(e) for e in found.edges}
     numbers |= {
         "n_edges": n_edges,
-        "faithfulness": _round(eap_faith) if n_edges is not None else None,
+        "faithfulness": round_value(eap_faith) if n_edges is not None else None,
         "curve": {
             "sizes": curve.sizes.tolist(),
-            "faithfulness": [_round(v) for v in curve.faithfulness],
+            "faithfulness": [round_value(v) for v in curve.faithfulness],
         },
-        "eap_ig_edges": {str(e): _round(scores.score(e)) for e in eap_edges},
+        "eap_ig_edges": {str(e): round_value(scores.score(e)) for e in eap_edges},
         "acdc": {
             "threshold": ACDC_THRESHOLD,
             "n_edges": len(found.edges),
-            "faithfulness": _round(found.faithfulness),
+            "faithfulness": round_value(found.faithfulness),
             "edges": [str(e) for e in found.edges],
         },
         "shared_edges": sorted(shared),
@@ -135,7 +198,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     return Section("circuit", title, figures, numbers, SEED_SAW, _describe(numbers, p.final))
 
 
-def _heads(model: HookedDecisionTransformer, p: _Pairs, eap_edges: list, acdc_edges: list) -> dict:
+def _heads(model: HookedDecisionTransformer, p: Pairs, eap_edges: list, acdc_edges: list) -> dict:
     """The heads each method implicates: circuit senders, and the top heads by patching."""
     z = activation_patching(model, p.clean, p.corrupt, p.metric, "z", ("layer", "head"),
                             show_progress=False)  # fmt: skip
@@ -146,7 +209,7 @@ def _heads(model: HookedDecisionTransformer, p: _Pairs, eap_edges: list, acdc_ed
         flat = [(f"L{lay}H{h}", float(values[lay, h])) for lay in range(values.shape[0])
                 for h in range(values.shape[1])]  # fmt: skip
         best = sorted(flat, key=lambda kv: -abs(kv[1]))[:3]
-        return {name: _round(value) for name, value in best}
+        return {name: round_value(value) for name, value in best}
 
     def senders(edges: list) -> list[str]:
         return sorted({str(e.sender) for e in edges if isinstance(e.sender, Head)})
@@ -157,10 +220,6 @@ def _heads(model: HookedDecisionTransformer, p: _Pairs, eap_edges: list, acdc_ed
         "activation_patching_z": top(z.values),
         "path_patching_to_logits": top(direct.values),
     }
-
-
-def _round(value: torch.Tensor | float) -> float:
-    return round(float(value), 4) + 0.0
 
 
 def _describe(n: dict, final: str) -> str:

@@ -36,21 +36,23 @@ padded the way it asks, ending at the decision square; the DT's RTG is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from dtlens.analysis.edits.scenarios import model_instruction_pairs
+from dtlens.analysis.edits.scenarios import PatchingPair, model_instruction_pairs
 from dtlens.analysis.metrics import make_logit_diff_metric
 from dtlens.errors import CheckpointError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
+from dtlens.report.section import Section, round_value
 from dtlens.report.sections.patching import patch_pairs
+from dtlens.report.sections.path_patching import key_tokens
 
 __all__ = [
     "BUILD_COMMAND",
@@ -94,62 +96,65 @@ def load_partner(model: HookedDecisionTransformer) -> tuple[HookedDecisionTransf
         )
 
 
-def _clean_corrupt(model: HookedDecisionTransformer, rtg: float):
-    pairs = model_instruction_pairs(model, rtg)
-    clean = TrajectoryBatch.cat([p.clean for p in pairs]).to(model.device)
-    corrupt = TrajectoryBatch.cat([p.corrupt for p in pairs]).to(model.device)
-    answer = torch.tensor([p.answer_action for p in pairs])
-    wrong = torch.tensor([p.wrong_action for p in pairs])
-    return pairs, clean, corrupt, answer, wrong
-
-
 @torch.no_grad()
 def decision_logit_diffs(
-    model: HookedDecisionTransformer, rtg: float
+    model: HookedDecisionTransformer,
+    rtg: float,
+    pairs: Sequence[PatchingPair] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Per layout (``SCENARIOS`` order): the decision-square logit difference (matching
-    turn - other turn) of the clean window, and its drop when the instruction is swapped.
+    turn - other turn) of the clean window, and its drop when the instruction is swapped
+    (:func:`dtlens.training.progress.swap_logit_diff`).
+
+    ``pairs``: the model's instruction-swap pairs at ``rtg``
+    (:func:`~dtlens.analysis.edits.scenarios.model_instruction_pairs`), when built already.
 
     Example:
         >>> clean, swap = decision_logit_diffs(model, 0.9)  # doctest: +SKIP
     """
-    _, clean, corrupt, answer, wrong = _clean_corrupt(model, rtg)
-    rows = torch.arange(len(answer))
-    ld_clean = model(clean)[:, -1].cpu()
-    ld_corrupt = model(corrupt)[:, -1].cpu()
-    ld_clean = ld_clean[rows, answer] - ld_clean[rows, wrong]
-    ld_corrupt = ld_corrupt[rows, answer] - ld_corrupt[rows, wrong]
-    return [_r(v) for v in ld_clean], [_r(v) for v in ld_clean - ld_corrupt]
+    from dtlens.training.progress import swap_logit_diff
+
+    pairs = model_instruction_pairs(model, rtg) if pairs is None else pairs
+    clean = TrajectoryBatch.cat([p.clean for p in pairs]).to(model.device)
+    logits = model(clean)[:, -1].cpu()
+    rows = torch.arange(len(pairs))
+    answer = torch.tensor([p.answer_action for p in pairs])
+    wrong = torch.tensor([p.wrong_action for p in pairs])
+    ld_clean = logits[rows, answer] - logits[rows, wrong]
+    swap = swap_logit_diff(model, rtg)
+    return [round_value(v) for v in ld_clean], [round_value(v) for v in swap]
 
 
 @torch.no_grad()
 def decision_attention_rows(
-    model: HookedDecisionTransformer, rtg: float, layout: str = LAYOUT
+    model: HookedDecisionTransformer,
+    rtg: float,
+    layout: str = LAYOUT,
+    pairs: Sequence[PatchingPair] | None = None,
 ) -> tuple[torch.Tensor, list[str], str]:
     """``[layer * head, key]`` attention of the decision token (the last state) in
     ``layout``'s clean window, the token labels, and the label of ``S_instr`` (the
-    first state whose observation the instruction swap changes)."""
+    first state whose observation the instruction swap changes,
+    :func:`~dtlens.report.sections.path_patching.key_tokens`).
+
+    ``pairs``: as for :func:`decision_logit_diffs`.
+
+    Example:
+        >>> rows, labels, instr = decision_attention_rows(model, 0.9)  # doctest: +SKIP
+        >>> instr  # doctest: +SKIP
+        'S5'
+    """
     from dtlens.env import SCENARIOS
 
-    pairs = model_instruction_pairs(model, rtg)
-    i = [s.name for s in SCENARIOS].index(layout)
-    batch = pairs[i].clean.to(model.device)
+    pairs = model_instruction_pairs(model, rtg) if pairs is None else pairs
+    pair = pairs[[s.name for s in SCENARIOS].index(layout)]
+    batch = pair.clean.to(model.device)
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(batch, names_filter=lambda n: n in names)
     last = model.state_positions(batch.n_steps)[-1]
     rows = torch.cat([cache[n][0, :, last, :].cpu() for n in names])  # [layer*head, key]
-    labels = model.token_labels(batch)
-    return rows, labels, _instruction_label(model, pairs[i], labels)
-
-
-def _instruction_label(model: HookedDecisionTransformer, pair, labels: list[str]) -> str:
-    differs = (pair.clean.obs != pair.corrupt.obs).flatten(2).any(-1)[0]
-    states = model.state_positions(pair.clean.n_steps)
-    return labels[states[int(differs.nonzero()[0])]]
-
-
-def _r(value: Any) -> float:
-    return round(float(value), 4) + 0.0
+    instr, _, _ = key_tokens(model, pair.clean, pair.corrupt)
+    return rows, model.token_labels(batch), instr
 
 
 def _measure(model: HookedDecisionTransformer, config: ReportConfig) -> dict[str, Any]:
@@ -159,11 +164,11 @@ def _measure(model: HookedDecisionTransformer, config: ReportConfig) -> dict[str
 
     rtg = config.high_rtg
     success = success_by_layout(model, rtg, max_steps=config.max_steps)
-    clean_ld, swap_ld = decision_logit_diffs(model, rtg)
-    rows, labels, instr = decision_attention_rows(model, rtg)
+    pairs = model_instruction_pairs(model, rtg)
+    clean_ld, swap_ld = decision_logit_diffs(model, rtg, pairs)
+    rows, labels, instr = decision_attention_rows(model, rtg, pairs=pairs)
     cfg = model.cfg
     heads = [f"L{layer}H{h}" for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
-    pairs = model_instruction_pairs(model, rtg)
     metric = make_logit_diff_metric("left", "right", model=model)
     resid = patch_pairs(model, pairs, metric, {"resid_pre": ("layer", "pos")})["resid_pre"]
     final = labels[model.state_positions(pairs[0].clean.n_steps)[-1]]
@@ -173,20 +178,20 @@ def _measure(model: HookedDecisionTransformer, config: ReportConfig) -> dict[str
         "model_type": cfg.model_type,
         "rtg": rtg if cfg.model_type == "decision_transformer" else None,
         "success_by_layout": success,
-        "success": _r(sum(success.values()) / len(success)),
+        "success": round_value(sum(success.values()) / len(success)),
         "decision_logit_diff_by_layout": dict(zip(layouts, clean_ld, strict=True)),
-        "decision_logit_diff": _r(sum(clean_ld) / len(clean_ld)),
+        "decision_logit_diff": round_value(sum(clean_ld) / len(clean_ld)),
         "swap_logit_diff_by_layout": dict(zip(layouts, swap_ld, strict=True)),
-        "swap_logit_diff": _r(sum(swap_ld) / len(swap_ld)),
+        "swap_logit_diff": round_value(sum(swap_ld) / len(swap_ld)),
         "instruction_token": instr,
         "final_token": final,
         "attention_on_instruction": {
-            h: _r(rows[k, labels.index(instr)]) for k, h in enumerate(heads)
+            h: round_value(rows[k, labels.index(instr)]) for k, h in enumerate(heads)
         },
-        "patching_at_instruction_by_layer": [_r(v) for v in resid.values[:, i]],
-        "patching_at_final_by_layer": [_r(v) for v in resid.values[:, f]],
+        "patching_at_instruction_by_layer": [round_value(v) for v in resid.values[:, i]],
+        "patching_at_final_by_layer": [round_value(v) for v in resid.values[:, f]],
         "patching_peak_by_layer": [
-            {"token": resid.labels["pos"][int(k)], "restored": _r(resid.values[layer, k])}
+            {"token": resid.labels["pos"][int(k)], "restored": round_value(resid.values[layer, k])}
             for layer, k in enumerate(resid.values.argmax(-1))
         ],
         "_rows": rows,

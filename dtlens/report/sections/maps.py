@@ -45,12 +45,17 @@ def map_summary(maps: ActionMaps) -> list[dict]:
     the mass on non-movement actions, over every placed pose."""
     rows = []
     moves = [maps.labels["action"].index(a) for a in MOVES]
+    entropies = maps.entropy()  # [instruction, top, x, y, direction]
     for scenario in maps.layouts:
         turn = optimal_actions(scenario.instruction, scenario.top)[4].name  # at the wall
         table = maps.layout_probs(scenario)
         placed = torch.stack([table[p] for p in maps.poses])  # [pose, action]
         decisive = decisive_poses(scenario)
-        entropy = -(placed * placed.clamp_min(1e-30).log()).sum(-1)
+        layout = (
+            maps.labels["instruction"].index(scenario.instruction),
+            maps.labels["top"].index(scenario.top),
+        )
+        entropy = torch.stack([entropies[layout][p] for p in maps.poses])  # [pose]
         rows.append(
             {
                 "layout": scenario.name,

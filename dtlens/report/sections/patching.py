@@ -38,15 +38,16 @@ denoising (run the corrupt input, patch in one clean activation;
 
 Values are restored fractions per pair (0 = the patch changes nothing, 1 = fully
 clean); summaries average the four layouts. Pairs whose clean and corrupt logit
-differences are within ``config.min_gap`` (default :data:`WEAK_DIFF`) of each other are
-listed as weak: their fractions divide by a small number, so their heatmaps are drawn
-greyed out with the gap written inside (:func:`~dtlens.plotting.plot_patching`), and an
-RTG whose pairs are weak on average is described as telling nothing (a pair whose runs
-are equal gets fractions of 0, not an error). Figures: one heatmap per pair (layouts x
-RTGs) for each sweep; the leading token columns that restore exactly nothing in every
-pair (those before the first token that differs, and masked padding) are left out and
-named in the title. Every sweep is batched over the four layouts; the section takes ~2 s
-on one CPU thread for a MemoryDT-sized model.
+differences are within ``config.min_gap`` (default :data:`dtlens.plotting.patching.MIN_GAP`)
+of each other are listed as weak: their fractions divide by a small number, so their
+heatmaps are drawn greyed out with the gap written inside
+(:func:`~dtlens.plotting.plot_patching`), and an RTG whose pairs are weak on average is
+described as telling nothing (a pair whose runs are equal gets fractions of 0, not an
+error). Figures: one heatmap per pair (layouts x RTGs) for each sweep; the leading token
+columns that restore exactly nothing in every pair (those before the first token that
+differs, and masked padding) are left out and named in the title. Every sweep is
+batched over the four layouts; the section takes ~2 s on one CPU thread for a
+MemoryDT-sized model.
 """
 
 from __future__ import annotations
@@ -70,10 +71,9 @@ from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching
 from dtlens.plotting.patching import PAIR_AXIS
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
+from dtlens.report.section import Section, round_value
 from dtlens.report.sections.patching_text import (
     ONE_TOKEN,
-    WEAK_DIFF,
     best_token_is_small,
     describe,
     instruction_blind_caveat,
@@ -86,7 +86,6 @@ __all__ = [
     "ONE_TOKEN",
     "RTG_SWEEPS",
     "SILENT",
-    "WEAK_DIFF",
     "best_token_is_small",
     "instruction_blind_caveat",
     "instruction_pairs",
@@ -187,15 +186,10 @@ def _restored(raw: PatchingResult) -> PatchingResult:
     return PatchingResult(fractions.mean(-1), raw.axes, raw.labels, "restored fraction", info)
 
 
-def _round(value: Tensor | float) -> float:
-    """Four decimals, without a negative zero."""
-    return round(float(value), 4) + 0.0
-
-
 def _table(values: Tensor) -> list:
     """A tensor as nested lists of rounded floats."""
     if values.ndim == 0:
-        return _round(values)
+        return round_value(values)
     return [_table(v) for v in values]
 
 
@@ -207,11 +201,11 @@ def _resid_summary(values: Float[Tensor, "layer pos"], labels: list[str], instr:
     between = values[:, i + 1 : f]
     return {
         "peak_by_layer": [labels[int(p)] for p in peaks],
-        "peak_value_by_layer": [_round(values[layer, p]) for layer, p in enumerate(peaks)],
-        "at_instruction_by_layer": [_round(v) for v in values[:, i]],
-        "at_final_by_layer": [_round(v) for v in values[:, f]],
+        "peak_value_by_layer": [round_value(values[layer, p]) for layer, p in enumerate(peaks)],
+        "at_instruction_by_layer": [round_value(v) for v in values[:, i]],
+        "at_final_by_layer": [round_value(v) for v in values[:, f]],
         "handoff_layer": handoff[0] if handoff else None,
-        "most_between": _round(between.max()) if between.numel() else 0.0,
+        "most_between": round_value(between.max()) if between.numel() else 0.0,
     }
 
 
@@ -317,7 +311,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
     rtg_rows, rtg_tables = _pair_rows(s, s.rtg_results, {}, "")
     rtg_mean = _mean_summary(s, s.rtg_results)
     rtg_mean["layer0_rtg_tokens"] = {
-        label: _round(s.rtg_results["resid_pre"].values[0, k])
+        label: round_value(s.rtg_results["resid_pre"].values[0, k])
         for k, label in enumerate(s.labels)
         if label.startswith("R")
     }
@@ -372,8 +366,8 @@ def _pair_rows(
         row = {
             "layout": layout,
             **fields,
-            "clean_logit_diff": _round(info["clean_metric"][i]),
-            "corrupt_logit_diff": _round(info["corrupt_metric"][i]),
+            "clean_logit_diff": round_value(info["clean_metric"][i]),
+            "corrupt_logit_diff": round_value(info["corrupt_metric"][i]),
             **{k: summary[k] for k in ("peak_by_layer", "peak_value_by_layer", "handoff_layer")},
         }
         if "z" in values:
@@ -391,7 +385,7 @@ def _mean_summary(s: _Sweeps, results: dict[str, PatchingResult]) -> dict:
         heads = [f"L{layer}H{h}" for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
         out["top_heads"] = _top(heads, results["z"].values)
     final = s.labels.index(s.final)
-    out["mlp_at_final_by_layer"] = [_round(v) for v in results["mlp_out"].values[:, final]]
+    out["mlp_at_final_by_layer"] = [round_value(v) for v in results["mlp_out"].values[:, final]]
     return out
 
 
@@ -399,13 +393,13 @@ def _gap(row: dict) -> float:
     return abs(row["clean_logit_diff"] - row["corrupt_logit_diff"])
 
 
-def _weak(row: dict, min_gap: float = WEAK_DIFF) -> bool:
+def _weak(row: dict, min_gap: float) -> bool:
     return _gap(row) < min_gap
 
 
 def _mean_gap(rows: list[dict]) -> float:
     """Mean |clean - corrupt| logit difference of the pairs (what greys a figure out)."""
-    return _round(sum(_gap(r) for r in rows) / len(rows)) if rows else 0.0
+    return round_value(sum(_gap(r) for r in rows) / len(rows)) if rows else 0.0
 
 
 def _figures(s: _Sweeps) -> list[go.Figure]:

@@ -10,18 +10,16 @@ functions of the section's JSON numbers, so the verdict box
 
 from __future__ import annotations
 
+from dtlens.plotting import patching as patching_plots
+
 __all__ = [
     "ONE_TOKEN",
-    "WEAK_DIFF",
     "best_token_is_small",
     "describe",
     "instruction_blind_caveat",
     "seed_pattern",
 ]
 
-#: A pair is weak when |clean - corrupt logit difference| is below this (logits): the
-#: default of ``ReportConfig.min_gap``, equal to :data:`dtlens.plotting.patching.MIN_GAP`.
-WEAK_DIFF = 0.5
 #: A single token restoring less than this fraction is a small share of the effect.
 ONE_TOKEN = 0.2
 
@@ -41,9 +39,10 @@ def seed_pattern(summary: dict, final: str) -> bool:
 
 
 def instruction_blind_caveat(
-    gaps: list[float], instr: str, final: str, min_gap: float = WEAK_DIFF
+    gaps: list[float], instr: str, final: str, min_gap: float | None = None
 ) -> str:
-    """A leading warning when no clean/corrupt gap reaches ``min_gap`` logits.
+    """A leading warning when no clean/corrupt gap reaches ``min_gap`` logits (None:
+    :data:`dtlens.plotting.patching.MIN_GAP`, read at call time).
 
     Restored fractions divide by ``clean - corrupt``; when the edit barely moves the
     decision they are ratios of noise, and the reader must be told before the numbers.
@@ -55,6 +54,7 @@ def instruction_blind_caveat(
         ''
     """
     largest = max((abs(g) for g in gaps), default=0.0)
+    min_gap = patching_plots.MIN_GAP if min_gap is None else min_gap
     if largest >= min_gap:
         return ""
     return (

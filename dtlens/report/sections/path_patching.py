@@ -61,7 +61,7 @@ from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_patching as _plot_patching
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
+from dtlens.report.section import Section, round_value
 from dtlens.report.sections.patching import instruction_blind_caveat
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "MIN_GAP_SHARE",
     "ONE_HOP_RATIO",
     "RECEIVER_KINDS",
+    "Pairs",
     "downstream_inputs",
     "instruction_pairs",
     "key_tokens",
@@ -156,7 +157,7 @@ def downstream_inputs(model: HookedDecisionTransformer) -> list[str]:
 def _head_table(values: Float[Tensor, "layer head"]) -> dict[str, float]:
     """``{"L0H0": value, ...}``, rounded."""
     return {
-        f"L{layer}H{head}": _round(values[layer, head])
+        f"L{layer}H{head}": round_value(values[layer, head])
         for layer in range(values.shape[0])
         for head in range(values.shape[1])
     }
@@ -177,12 +178,7 @@ def _by_head(
     )
 
 
-def _round(value: Tensor | float) -> float:
-    """Four decimals, without a negative zero."""
-    return round(float(value), 4) + 0.0
-
-
-def _plot(result: PatchingResult, title: str, p: _Pairs) -> go.Figure:
+def _plot(result: PatchingResult, title: str, p: Pairs) -> go.Figure:
     """``plot_patching`` with each heatmap cell's value written in it (grids are small),
     greyed out when the kept layouts' clean - corrupt gap is under ``config.min_gap``."""
     figure = _plot_patching(replace(result, info=p.gap_info()), title=title, min_gap=p.min_gap)
@@ -190,7 +186,7 @@ def _plot(result: PatchingResult, title: str, p: _Pairs) -> go.Figure:
 
 
 def _rounded(values: Tensor) -> list[float]:
-    return [_round(v) for v in values]
+    return [round_value(v) for v in values]
 
 
 def _top(table: dict[str, float], n: int = 3) -> str:
@@ -198,11 +194,24 @@ def _top(table: dict[str, float], n: int = 3) -> str:
     return ", ".join(f"{k} {table[k]:+.2f}" for k in best)
 
 
-class _Pairs:
-    """The section's clean/corrupt batches, metric and key tokens, for path_patching calls."""
+class Pairs:
+    """The instruction-swap pairs of the four layouts at ``config.high_rtg``: clean and
+    corrupt batches (the kept layouts' rows), the left - right logit-difference metric
+    and the key tokens. The path-patching, circuit and scrubbing sections work on them.
+
+    Layouts whose clean - corrupt gap is under :data:`MIN_GAP` or under
+    :data:`MIN_GAP_SHARE` of the largest gap are left out (``all_layouts`` lists every
+    layout, ``layouts`` the kept ones).
+
+    Example:
+        >>> p = Pairs(dtlens.load("memorydt"), ReportConfig())  # doctest: +SKIP
+        >>> p.layouts, p.instr, p.final  # doctest: +SKIP
+        (['key/top-key', 'key/top-ball', 'ball/top-key', 'ball/top-ball'], 'S5', 'S9')
+    """
 
     def __init__(self, model: HookedDecisionTransformer, config: ReportConfig) -> None:
         self.model = model
+        self.rtg = config.high_rtg
         self.min_gap = config.min_gap
         clean, corrupt, self.all_layouts = instruction_pairs(model, config.high_rtg)
         self.metric = make_logit_diff_metric("left", "right", model=model)
@@ -228,7 +237,7 @@ class _Pairs:
     def mean_gap(self) -> float:
         """Mean |clean - corrupt| over the kept layouts (0 when none is kept)."""
         gaps = (self.clean_diff - self.corrupt_diff)[self.keep].abs()
-        return _round(gaps.mean()) if len(gaps) else 0.0
+        return round_value(gaps.mean()) if len(gaps) else 0.0
 
     def diffs(self) -> dict[str, dict[str, float]]:
         """The metric on the clean and corrupt runs of every layout (kept or not)."""
@@ -255,7 +264,7 @@ class _Pairs:
     def patch(self, senders: list[Head | Embed] | Embed, receivers: list[str] | str) -> float:
         """The senders together -> ``receivers``, restored fraction (mean over layouts)."""
         value = path_patching(self.model, self.clean, self.corrupt, senders, receivers, self.metric)
-        return _round(value)
+        return round_value(value)
 
     def layer0(self, pos: list[str] | None, receivers: list[str]) -> float:
         """All layer-0 heads together, their writes at ``pos`` (None = all) -> receivers."""
@@ -279,7 +288,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         >>> section.numbers["instruction_token"], section.numbers["claim_holds"]  # doctest: +SKIP
         ('S5', True)
     """
-    p = _Pairs(model, config)
+    p = Pairs(model, config)
     numbers: dict = {
         "rtg": config.high_rtg,
         "layouts": p.layouts,
@@ -363,7 +372,7 @@ def _caveat(numbers: dict) -> str:
     )
 
 
-def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
+def _routes(p: Pairs, numbers: dict) -> list[go.Figure]:
     """Heads -> every later reader, by the tokens the heads write at; fills ``numbers``."""
     receivers = downstream_inputs(p.model)
     routes = {
@@ -386,7 +395,7 @@ def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
         l0_to_readers=group,
         l0_to_readers_by_token=dict(zip(p.labels, _rounded(by_token), strict=True)),
         heads_to_readers={route: _head_table(v) for route, v in by_route.items()},
-        intermediate_over_one_hop=None if share is None else _round(share),
+        intermediate_over_one_hop=None if share is None else round_value(share),
         claim_holds=share is not None and share < ONE_HOP_RATIO,
     )
     stacked = _by_head(
@@ -410,7 +419,7 @@ def _routes(p: _Pairs, numbers: dict) -> list[go.Figure]:
     ]
 
 
-def _attention_to_instruction(p: _Pairs) -> dict[str, float]:
+def _attention_to_instruction(p: Pairs) -> dict[str, float]:
     """Each head's attention from S_final to S_instr in the clean runs (mean over layouts)."""
     model = p.model
     with torch.no_grad():

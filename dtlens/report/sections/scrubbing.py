@@ -26,13 +26,15 @@ instruction swap's effect). Hypotheses (keys of ``numbers["recovered"]``):
   resampled (ACDC's resample ablation, over all inputs rather than instruction swaps);
 - ``control``: the instruction claim through a layer-0 head the circuit does not use
   (the one with the smallest EAP-IG scores).
+
+``numbers["min_gap"]`` is ``config.min_gap``: when the clean and the fully resampled
+metric differ by less (logits), the verdict box calls the finding one that cannot be
+judged (``recovered`` divides by that difference).
 """
 
 from __future__ import annotations
 
-import torch
-
-from dtlens.analysis.circuits import DTGraph, Head, edge_attribution_patching, faithfulness_curve
+from dtlens.analysis.circuits import Head
 from dtlens.analysis.scrubbing import (
     Hypothesis,
     Scrubber,
@@ -44,9 +46,9 @@ from dtlens.errors import DTLensError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting.scrubbing import plot_scrubbing
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
-from dtlens.report.sections.circuit import FALLBACK_EDGES, IG_STEPS, TARGET
-from dtlens.report.sections.path_patching import _Pairs
+from dtlens.report.section import Section, round_value
+from dtlens.report.sections.circuit import find_circuit
+from dtlens.report.sections.path_patching import Pairs
 
 __all__ = ["HOLDS", "N_SAMPLES", "circuit_heads", "run"]
 
@@ -70,7 +72,8 @@ LABELS = {
 
 
 def circuit_heads(model: HookedDecisionTransformer, config: ReportConfig) -> dict:
-    """The instruction-swap circuit (as the circuit section finds it) and its layer-0 heads.
+    """The instruction-swap circuit (:func:`~dtlens.report.sections.circuit.find_circuit`,
+    shared with the circuit section) and its layer-0 heads.
 
     Returns ``{"edges", "layer0_heads", "control_head", "source"}``: ``source`` is
     ``"circuit"`` (the heads are senders of the circuit), ``"eap-ig"`` (the circuit has no
@@ -82,13 +85,11 @@ def circuit_heads(model: HookedDecisionTransformer, config: ReportConfig) -> dic
         >>> circuit_heads(dtlens.load("memorydt"), ReportConfig())["layer0_heads"]  # doctest: +SKIP
         ['L0H1']
     """
-    p = _Pairs(model, config)
+    p = Pairs(model, config)
     if not p.layouts:
         return {"edges": [], "layer0_heads": [], "control_head": None, "source": "none"}
-    args = (model, p.clean, p.corrupt, p.metric)
-    scores = edge_attribution_patching(*args, "eap-ig", steps=IG_STEPS, graph=DTGraph(model))
-    n_edges = faithfulness_curve(*args, scores).smallest(TARGET)
-    edges = scores.top(n_edges if n_edges is not None else FALLBACK_EDGES)
+    found = find_circuit(p)
+    scores, edges = found.scores, found.edges
     total = {
         h: sum(abs(scores.score(e)) for e in scores.graph.edges if e.sender == Head(0, h))
         for h in range(model.cfg.n_heads)
@@ -144,6 +145,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         "n_samples": N_SAMPLES,
         "seed": config.seed,
         "metric": metric.name,
+        "min_gap": config.min_gap,
         "circuit": circuit,
         "labels": names,
         "hypotheses": {k: str(h) for k, h in hypotheses.items()},
@@ -163,11 +165,11 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
                        SEED_SAW, text)  # fmt: skip
     first = next(iter(results.values()))
     numbers |= {
-        "clean": _round(first.clean),
-        "resampled": _round(first.resampled),
-        "recovered": {k: _round(r.recovered) for k, r in results.items()},
-        "stderr": {k: _round(r.stderr) for k, r in results.items()},
-        "scrubbed": {k: _round(r.scrubbed) for k, r in results.items()},
+        "clean": round_value(first.clean),
+        "resampled": round_value(first.resampled),
+        "recovered": {k: round_value(r.recovered) for k, r in results.items()},
+        "stderr": {k: round_value(r.stderr) for k, r in results.items()},
+        "scrubbed": {k: round_value(r.scrubbed) for k, r in results.items()},
     }
     figure = plot_scrubbing(
         list(results.values()),
@@ -175,10 +177,6 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         f"windows x {N_SAMPLES} draws; 1 = clean, 0 = every edge resampled)",
     )
     return Section("scrubbing", title, [figure], numbers, SEED_SAW, _describe(numbers))
-
-
-def _round(value: torch.Tensor | float) -> float:
-    return round(float(value), 4) + 0.0
 
 
 def _describe(n: dict) -> str:

@@ -32,7 +32,7 @@ from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting.probes import hook_label
 from dtlens.plotting.steering import plot_steering, plot_steering_success
 from dtlens.report.config import ReportConfig
-from dtlens.report.section import Section
+from dtlens.report.section import Section, round_value
 
 __all__ = ["COEFFICIENTS", "FACTS", "N_ROUTES", "RETARGETED", "RTG_SLACK", "run"]
 
@@ -96,7 +96,7 @@ def run(model: HookedDecisionTransformer, config: ReportConfig) -> Section:
         "best": {
             f: {
                 **d["best"],
-                "retarget_rate": _round(_best_rate(sweeps[f])),
+                "retarget_rate": round_value(_best_rate(sweeps[f])),
                 "rtg_control": d["rtg_control"],
             }
             for f, d in per_fact.items()
@@ -146,17 +146,13 @@ def _order_cosines(
             a[(instruction == 1) & (top == t)].mean(0) - a[(instruction == 0) & (top == t)].mean(0)
             for t in (0, 1)
         ]
-        out[hook] = _round(torch.cosine_similarity(gaps[0], gaps[1], dim=0))
+        out[hook] = round_value(torch.cosine_similarity(gaps[0], gaps[1], dim=0))
     return out
 
 
 def _best_rate(result: SteeringResult) -> float:
     hook, coef = result.best()
     return result.retarget_rate[hook][coef]
-
-
-def _round(value: float) -> float:
-    return round(float(value), 4) + 0.0
 
 
 def _describe(n: dict, sweeps: dict[str, SteeringResult]) -> str:
