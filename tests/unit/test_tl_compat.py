@@ -2,10 +2,10 @@
 
 Each check is written from TransformerLens' documentation (HookedTransformer /
 HookedRootModule / ActivationCache / ``transformer_lens.patching``) with an
-expectation computed independently of the call: weights against the core's and the
-raw ``nn.Linear`` weights, caches against a plain run, ``logit_attrs`` against a hand
-computation with the final LayerNorm's scale and weight, a ``hook_resid_mid`` write
-against a hand-computed forward, TransformerLens' patching sweeps against dtlens' own.
+expectation computed independently of the call: weights against the raw ``nn.Linear``
+weights, caches against a plain run, the loss against a hand-written cross-entropy. The
+cache and intervention calls are in tests/unit/test_tl_cache.py, TransformerLens'
+patching sweeps in tests/unit/test_compat_patching.py.
 
 :data:`CALLS` lists every call checked and what it does ("works", or "raises" a
 DTLensError naming what to call instead); docs/tl_compat.md tabulates the same
@@ -14,20 +14,14 @@ calls (checked by ``test_the_docs_table_lists_every_call``).
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from transformer_lens import patching
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.FactoredMatrix import FactoredMatrix
 
-import dtlens
-from dtlens.analysis.patching.engine import forward_from_mid, patched_metrics
-from dtlens.compat import TLPatchingModel, tl_patching_inputs
 from dtlens.errors import BatchError, DTLensError, HookNameError
 from tests.conftest import build_batch, build_model
 
@@ -159,19 +153,6 @@ def model():
 @pytest.fixture(scope="module")
 def batch():
     return build_batch()
-
-
-def hand_ln(x, ln, eps=1e-5):
-    """LayerNorm by hand, with the module's weight and bias."""
-    x = x - x.mean(-1, keepdim=True)
-    return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * ln.weight + ln.bias
-
-
-def hand_mlp(model, layer, x):
-    """``gelu(x W_in + b_in) W_out + b_out`` from the model's weights."""
-    return (
-        F.gelu(x @ model.W_in[layer] + model.b_in[layer]) @ model.W_out[layer] + model.b_out[layer]
-    )
 
 
 def test_the_docs_table_lists_every_call():
@@ -501,138 +482,6 @@ def test_a_token_tensor_raises_naming_the_batch(model):
         model(torch.zeros(1, 11, dtype=torch.long))
 
 
-# -------------------------------------------------------------------- cache
-def test_cache_shorthand_and_resid_mid(model, batch):
-    _, cache = model.run_with_cache(batch)
-    assert torch.equal(cache["resid_pre", 1], cache["blocks.1.hook_resid_pre"])
-    assert torch.equal(cache["pattern", -1], cache["blocks.1.attn.hook_pattern"])
-    assert torch.equal(cache["scale"], cache["ln_final.hook_scale"])
-    mid = cache["blocks.0.hook_resid_pre"] + cache["blocks.0.hook_attn_out"]
-    torch.testing.assert_close(cache["resid_mid", 0], mid)
-    torch.testing.assert_close(cache["blocks.0.ln2.hook_in"], mid)
-
-
-def test_attn_scores_are_the_masked_pre_softmax_scores(model, batch):
-    _, cache = model.run_with_cache(batch)
-    q, k = cache["blocks.1.attn.hook_q"], cache["blocks.1.attn.hook_k"]
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / model.cfg.d_head**0.5
-    scores = scores.masked_fill(torch.ones(11, 11).triu(1).bool(), float("-inf"))
-    torch.testing.assert_close(cache["attn_scores", 1], scores)
-    torch.testing.assert_close(cache["pattern", 1], scores.softmax(-1))
-
-
-def test_writing_attn_scores_changes_the_pattern(model, batch):
-    def flat(act, hook):
-        return torch.where(act.isinf(), act, torch.zeros_like(act))
-
-    _, cache = model.run_with_cache(batch)
-    with model.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", flat)]):
-        _, hooked = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_pattern")
-    uniform = torch.ones(11, 11).tril() / torch.arange(1, 12)[:, None]
-    torch.testing.assert_close(hooked["pattern", 0], uniform.expand(2, 4, 11, 11))
-    assert not torch.allclose(cache["pattern", 0], hooked["pattern", 0])
-
-
-def test_decompositions_sum_to_the_residual_stream(model, batch):
-    _, cache = model.run_with_cache(batch)
-    final = cache["blocks.1.hook_resid_post"]
-    components, labels = cache.decompose_resid(return_labels=True)
-    assert labels[:2] == ["embed", "pos_embed"]
-    torch.testing.assert_close(components.sum(0), final, atol=ATOL, rtol=0)
-    full = cache.get_full_resid_decomposition(expand_neurons=False)
-    torch.testing.assert_close(full.sum(0), final, atol=ATOL, rtol=0)
-    heads = cache.stack_head_results(layer=1)  # the heads of layer 0
-    attn_out = cache["blocks.0.hook_attn_out"] - model.b_O[0]
-    torch.testing.assert_close(heads.sum(0), attn_out, atol=ATOL, rtol=0)
-    accumulated = cache.accumulated_resid(incl_mid=True)
-    torch.testing.assert_close(accumulated[1], cache["blocks.0.hook_resid_mid"])
-    scaled = cache.apply_ln_to_stack(final[None], layer=-1)[0]
-    centred = final - final.mean(-1, keepdim=True)
-    torch.testing.assert_close(scaled, centred / cache["ln_final.hook_scale"])
-
-
-def hand_logit_attrs(model, cache, stack, direction):
-    """(centred component / final scale * ln_final.w) . direction, per component."""
-    w = model.core.ln_final.original_component.weight
-    centred = stack - stack.mean(-1, keepdim=True)
-    return ((centred / cache["ln_final.hook_scale"]) * w) @ direction
-
-
-def test_logit_attrs_apply_the_final_layer_norm(model, batch):
-    logits, cache = model.run_with_cache(batch)
-    stack = cache.decompose_resid()
-    attrs = cache.logit_attrs(stack, tokens=2)
-    expected = hand_logit_attrs(model, cache, stack, model.W_U[:, 2])
-    torch.testing.assert_close(attrs, expected, atol=ATOL, rtol=0)
-    ln_b = model.core.ln_final.original_component.bias
-    logit_from_resid = logits[..., 2] - model.b_U[2] - ln_b @ model.W_U[:, 2]
-    torch.testing.assert_close(attrs.sum(0), logit_from_resid, atol=ATOL, rtol=0)
-    plain = ActivationCache(cache.cache_dict, model.core).logit_attrs(stack, tokens=2)
-    assert (plain - attrs).abs().max() > 1e-2  # TransformerLens' own, without ln_final.w
-
-
-def test_logit_attrs_of_a_logit_difference_per_example(model, batch):
-    logits, cache = model.run_with_cache(batch)
-    good, bad = torch.tensor([1, 4]), torch.tensor([0, 0])
-    attrs = cache.logit_attrs(
-        cache.decompose_resid(pos_slice=-1), tokens=good, incorrect_tokens=bad, pos_slice=-1
-    )
-    direction = model.W_U[:, good] - model.W_U[:, bad]  # [d_model, batch]
-    stack = cache.decompose_resid()
-    every = hand_logit_attrs(model, cache, stack, direction)  # [component, batch, pos, batch]
-    expected = every[:, torch.arange(2), -1, torch.arange(2)].squeeze(-1)
-    torch.testing.assert_close(attrs.reshape(expected.shape), expected, atol=ATOL, rtol=0)
-    rows = torch.arange(2)
-    diff = logits[rows, -1, good] - logits[rows, -1, bad]
-    ln_b = model.core.ln_final.original_component.bias
-    from_resid = diff - (model.b_U[good] - model.b_U[bad]) - ln_b @ direction
-    torch.testing.assert_close(attrs.sum(0).flatten(), from_resid, atol=ATOL, rtol=0)
-
-
-def test_a_sliced_cache_keeps_the_corrected_logit_attrs(model, batch):
-    _, cache = model.run_with_cache(batch)
-    first = cache.apply_slice_to_batch_dim(0)
-    stack = first.decompose_resid(pos_slice=-1)
-    torch.testing.assert_close(
-        first.logit_attrs(stack, tokens=2, pos_slice=-1, has_batch_dim=False),
-        cache.logit_attrs(cache.decompose_resid(pos_slice=-1), tokens=2, pos_slice=-1)[:, 0],
-    )
-
-
-def test_logit_attrs_without_a_final_norm_weight_are_transformer_lens_own(batch):
-    pre = build_model(normalization="LNPre")
-    _, cache = pre.run_with_cache(batch)
-    stack = cache.decompose_resid()
-    ours = cache.logit_attrs(stack, tokens=1)
-    torch.testing.assert_close(
-        ours, ActivationCache(cache.cache_dict, pre.core).logit_attrs(stack, 1)
-    )
-
-
-# ------------------------------------------------------------- interventions
-def test_writing_resid_mid_changes_the_residual_stream(model, batch):
-    """A write to hook_resid_mid feeds both the MLP and the skip connection (TL's meaning)."""
-    d = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
-    _, cache = model.run_with_cache(batch)
-    ln2 = model.core.blocks[0].ln2.original_component
-    mid = cache["blocks.0.hook_resid_mid"] + d
-    resid_post = mid + hand_mlp(model, 0, hand_ln(mid, ln2))
-    expected = model.forward_from_layer(resid_post, 1, batch)
-    patched = model.run_with_hooks(batch, [("blocks.0.hook_resid_mid", lambda act, hook: act + d)])
-    torch.testing.assert_close(patched, expected, atol=ATOL, rtol=0)
-    # ln2.hook_in remains the MLP's input only (what HookedTransformer calls hook_mlp_in)
-    mlp_only = cache["blocks.0.hook_resid_mid"] + hand_mlp(model, 0, hand_ln(mid, ln2))
-    expected = model.forward_from_layer(mlp_only, 1, batch)
-    patched = model.run_with_hooks(batch, [("blocks.0.ln2.hook_in", lambda act, hook: act + d)])
-    torch.testing.assert_close(patched, expected, atol=ATOL, rtol=0)
-    torch.testing.assert_close(
-        forward_from_mid(model, mid, 0, batch),
-        model.run_with_hooks(batch, [("blocks.0.hook_resid_mid", lambda act, hook: act + d)]),
-        atol=ATOL,
-        rtol=0,
-    )
-
-
 # ------------------------------------------------------------ text-model calls
 def test_to_str_tokens_are_the_token_labels(model, batch):
     assert model.to_str_tokens(batch) == model.token_labels(batch)
@@ -654,165 +503,3 @@ def test_to_str_tokens_are_the_token_labels(model, batch):
 def test_text_model_calls_raise_naming_the_fix(model, call, fix):
     with pytest.raises(DTLensError, match=fix):
         call(model)
-
-
-# ---------------------------------------------- transformer_lens.patching sweeps
-@pytest.fixture(scope="module")
-def sweep_setup():
-    """A 2-head model, 3-step windows (8 tokens), two pairs, the clean cache."""
-    model = build_model(n_heads=2)
-    clean, corrupt = build_batch(n_steps=3, seed=0), build_batch(n_steps=3, seed=1)
-    tl_model, tokens = tl_patching_inputs(model, corrupt)
-    _, clean_cache = model.run_with_cache(clean)
-    return model, clean, corrupt, tl_model, tokens, clean_cache
-
-
-def scalar_metric(logits):
-    return (logits[:, -1, 0] - logits[:, -1, 1]).mean()
-
-
-def pair_metric(logits):
-    return logits[:, -1, 0] - logits[:, -1, 1]
-
-
-def run_tl(fn, *args, **kwargs):
-    with contextlib.redirect_stderr(io.StringIO()):  # TransformerLens' tqdm bars
-        return fn(*args, **kwargs)
-
-
-def ours(sweep_setup, hook, by, metric=scalar_metric):
-    model, clean, corrupt, *_ = sweep_setup
-    return dtlens.activation_patching(
-        model, clean, corrupt, metric, hook, by, normalize=False, show_progress=False
-    )
-
-
-SWEEP_PAIRS = [
-    ("get_act_patch_resid_pre", "resid_pre", ("layer", "pos")),
-    ("get_act_patch_resid_mid", "resid_mid", ("layer", "pos")),
-    ("get_act_patch_attn_out", "attn_out", ("layer", "pos")),
-    ("get_act_patch_mlp_out", "mlp_out", ("layer", "pos")),
-    ("get_act_patch_attn_head_out_by_pos", "z", ("layer", "pos", "head")),
-    ("get_act_patch_attn_head_q_by_pos", "q", ("layer", "pos", "head")),
-    ("get_act_patch_attn_head_k_by_pos", "k", ("layer", "pos", "head")),
-    ("get_act_patch_attn_head_v_by_pos", "v", ("layer", "pos", "head")),
-    ("get_act_patch_attn_head_pattern_by_pos", "pattern", ("layer", "head", "pos")),
-    ("get_act_patch_attn_head_out_all_pos", "z", ("layer", "head")),
-    ("get_act_patch_attn_head_q_all_pos", "q", ("layer", "head")),
-    ("get_act_patch_attn_head_k_all_pos", "k", ("layer", "head")),
-    ("get_act_patch_attn_head_v_all_pos", "v", ("layer", "head")),
-    ("get_act_patch_attn_head_pattern_all_pos", "pattern", ("layer", "head")),
-]
-
-
-@pytest.mark.parametrize(("tl_name", "hook", "by"), SWEEP_PAIRS, ids=[p[0] for p in SWEEP_PAIRS])
-def test_transformer_lens_sweeps_equal_dtlens_sweeps(sweep_setup, tl_name, hook, by):
-    *_, tl_model, tokens, clean_cache = sweep_setup
-    theirs = run_tl(getattr(patching, tl_name), tl_model, tokens, clean_cache, scalar_metric)
-    expected = ours(sweep_setup, hook, by).values
-    assert theirs.shape == expected.shape
-    torch.testing.assert_close(theirs, expected, atol=ATOL, rtol=1e-5)
-
-
-def test_the_every_helpers_equal_dtlens_sweeps(sweep_setup):
-    *_, tl_model, tokens, clean_cache = sweep_setup
-    blocks = run_tl(
-        patching.get_act_patch_block_every, tl_model, tokens, clean_cache, scalar_metric
-    )
-    expected = torch.stack(
-        [
-            ours(sweep_setup, h, ("layer", "pos")).values
-            for h in ("resid_pre", "attn_out", "mlp_out")
-        ]
-    )
-    torch.testing.assert_close(blocks, expected, atol=ATOL, rtol=1e-5)
-    kinds = ("z", "q", "k", "v", "pattern")
-    all_pos = run_tl(
-        patching.get_act_patch_attn_head_all_pos_every, tl_model, tokens, clean_cache, scalar_metric
-    )
-    expected = torch.stack([ours(sweep_setup, h, ("layer", "head")).values for h in kinds])
-    torch.testing.assert_close(all_pos, expected, atol=ATOL, rtol=1e-5)
-    by_pos = run_tl(
-        patching.get_act_patch_attn_head_by_pos_every, tl_model, tokens, clean_cache, scalar_metric
-    )
-    expected = torch.stack([ours(sweep_setup, h, ("layer", "pos", "head")).values for h in kinds])
-    torch.testing.assert_close(by_pos, expected, atol=ATOL, rtol=1e-5)
-
-
-def test_dest_src_pattern_sweep_equals_dtlens_patched_metrics(sweep_setup):
-    model = sweep_setup[0]
-    clean, corrupt = build_batch(n_steps=2, seed=0), build_batch(n_steps=2, seed=1)  # 5 tokens
-    tl_model, tokens = tl_patching_inputs(model, corrupt)
-    _, clean_cache = model.run_with_cache(clean)
-    theirs = run_tl(
-        patching.get_act_patch_attn_head_pattern_dest_src_pos,
-        tl_model,
-        tokens,
-        clean_cache,
-        scalar_metric,
-    )
-    n_heads, n = model.cfg.n_heads, tokens.shape[1]
-    assert theirs.shape == (2, n_heads, n, n)
-    masks = torch.eye(n_heads * n * n, dtype=torch.bool).view(-1, n_heads, n, n)
-    for layer in range(2):
-        name = f"blocks.{layer}.attn.hook_pattern"
-        values = patched_metrics(model, corrupt, clean, scalar_metric, name, masks)
-        torch.testing.assert_close(theirs[layer], values.view(n_heads, n, n), atol=ATOL, rtol=1e-5)
-
-
-def test_per_pair_reductions_and_baseline(sweep_setup):
-    model, _, corrupt, tl_model, tokens, clean_cache = sweep_setup
-    result = ours(sweep_setup, "resid_pre", ("layer", "pos"), pair_metric)
-    mean = run_tl(
-        patching.get_act_patch_resid_pre, tl_model, tokens, clean_cache, pair_metric, reduce="mean"
-    )
-    torch.testing.assert_close(mean, result.values, atol=ATOL, rtol=1e-5)
-    per_pair = run_tl(
-        patching.get_act_patch_resid_pre,
-        tl_model,
-        tokens,
-        clean_cache,
-        pair_metric,
-        reduce="none",
-        baseline=True,
-    )
-    torch.testing.assert_close(per_pair.values, result.info["per_pair"], atol=ATOL, rtol=1e-5)
-    with torch.no_grad():
-        torch.testing.assert_close(per_pair.baseline, pair_metric(model(corrupt)))
-
-
-def test_the_adapter_reads_rows_of_its_tokens_and_rejects_others(sweep_setup):
-    model, _, corrupt, tl_model, tokens, _ = sweep_setup
-    with torch.no_grad():
-        torch.testing.assert_close(tl_model(tokens[1:]), model(corrupt[1:]))
-        torch.testing.assert_close(tl_model.run_with_hooks(tokens), model(corrupt))
-    with pytest.raises(BatchError, match="tl_patching_inputs"):
-        tl_model.run_with_hooks(torch.zeros(2, 5, dtype=torch.long))
-    with pytest.raises(BatchError, match="tl_patching_inputs"):
-        tl_model(corrupt.obs)
-    with pytest.raises(DTLensError, match="HookedDecisionTransformer"):
-        TLPatchingModel(model.core, corrupt)
-
-
-def test_direct_path_patching_raises_naming_dtlens_path_patching(sweep_setup):
-    model, _, corrupt, tl_model, tokens, clean_cache = sweep_setup
-    _, corrupt_cache = model.run_with_cache(corrupt)
-    with pytest.raises(DTLensError, match=r"dtlens\.path_patching"):
-        run_tl(
-            patching.get_act_patch_direct_path,
-            tl_model,
-            tokens,
-            clean_cache,
-            corrupt_cache,
-            scalar_metric,
-            src_layer=0,
-            src_head=0,
-        )
-
-
-def test_transformer_lens_checks_the_model_is_in_eval_mode(sweep_setup):
-    _, _, corrupt, _, _, clean_cache = sweep_setup
-    training = build_model(n_heads=2).train()
-    tl_model, tokens = tl_patching_inputs(training, corrupt)
-    with pytest.raises(ValueError, match="eval"):
-        run_tl(patching.get_act_patch_resid_pre, tl_model, tokens, clean_cache, scalar_metric)
