@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
+from common import best_time
 from scipy.stats import spearmanr
 
 import dtlens
@@ -81,15 +81,6 @@ def _head_input(model, base, receiver, write):
     return hook
 
 
-def best(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
-
-
 def run_model(name: str, repeats: int) -> list[dict]:
     model = dtlens.load(name).eval()
     pair = instruction_swap_pair("key/top-ball", padding=_padding(model))
@@ -105,13 +96,13 @@ def run_model(name: str, repeats: int) -> list[dict]:
         ("per-token embeddings", model.token_labels(clean)),
     ):
         graph = DTGraph(model, tokens)
-        eap_s, scores = best(
+        eap_s, scores = best_time(
             lambda g=graph: edge_attribution_patching(
                 model, clean, corrupt, metric, "eap-ig", 5, normalize=False, graph=g
             ),
             repeats,
         )
-        loop_s, exact = best(lambda g=graph: loop_effects(model, clean, corrupt, metric, g), 1)
+        loop_s, exact = best_time(lambda g=graph: loop_effects(model, clean, corrupt, metric, g), 1)
         estimate = torch.tensor([scores.score(e) for e in graph.edges])
         rho = spearmanr(estimate.numpy(), exact.numpy()).statistic
         rows.append({
@@ -120,7 +111,7 @@ def run_model(name: str, repeats: int) -> list[dict]:
             "spearman_eap_ig_vs_exact": float(rho),
         })  # fmt: skip
         print(rows[-1])
-    acdc_s, result = best(lambda: acdc(model, clean, corrupt, metric, 0.02), repeats)
+    acdc_s, result = best_time(lambda: acdc(model, clean, corrupt, metric, 0.02), repeats)
     rows.append({"model": name, "acdc_s": acdc_s, "acdc_edges": len(result.edges),
                  "acdc_faithfulness": result.faithfulness})  # fmt: skip
     print(rows[-1])

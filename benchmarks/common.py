@@ -1,19 +1,23 @@
 """What the patching benchmarks share: a MemoryDT-sized model, random windows, a metric, a timer.
 
-Imported by ``benchmarks/bench_activation_patching.py`` and
-``benchmarks/bench_path_patching.py`` (run them as scripts from the repository root:
-Python puts ``benchmarks/`` on the import path).
+Imported by ``benchmarks/bench_activation_patching.py``,
+``benchmarks/bench_path_patching.py`` and ``benchmarks/bench_circuits.py`` (its timer;
+run them as scripts from the repository root: Python puts ``benchmarks/`` on the import
+path).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
 from dtlens.model import DTConfig, HookedDecisionTransformer, TrajectoryBatch
+
+T = TypeVar("T")
 
 #: timesteps per window (26 tokens: the MemoryDT's context)
 N_STEPS = 9
@@ -41,7 +45,7 @@ def metric(logits: Tensor) -> Tensor:
     return logits[:, -1, 0] - logits[:, -1, 1]
 
 
-def best_time(fn: Callable[[], Tensor], repeats: int) -> tuple[float, Tensor]:
+def best_time(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
     """The best wall time of ``repeats`` calls, and the last result."""
     times, out = [], None
     for _ in range(repeats):

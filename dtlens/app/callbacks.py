@@ -24,28 +24,23 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
 import plotly.graph_objects as go
 from dash import Patch
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.app import tabs, views
+from dtlens.app import tabs, validation, views
 from dtlens.app.layout import IDS
 from dtlens.app.models import ModelCatalog
 from dtlens.app.session import ContextRun, EpisodeSession, SessionStore
 from dtlens.env import Scenario
-from dtlens.errors import ConfigError, DTLensError, EnvError
+from dtlens.errors import DTLensError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting.patching import greyed_out, metric_gaps
-from dtlens.plotting.trajectory import png_data_uri
 
 __all__ = [
     "AppState",
@@ -108,9 +103,9 @@ class AppState:
         model = self.catalog.get(model_value)
         lock = self.catalog.forward_lock(model)
         names = tabs.display_hooks(model) if hooks else ()
-        rtgs = (_rtg(rtg),)
+        rtgs = (validation.check_rtg(rtg),)
         if rtg_b is not None and model.cfg.model_type == "decision_transformer":
-            rtgs += (_rtg(rtg_b),)
+            rtgs += (validation.check_rtg(rtg_b),)
         runs = session.context_runs(model, model_value, rtgs, names, lock)
         return model, runs[0], runs[1] if len(runs) > 1 else None
 
@@ -189,12 +184,12 @@ def on_env_input(
             if trigger in ("reset", "scenario"):
                 session.reset(Scenario(instruction, top))
             elif trigger == "keys":
-                for event in session.new_events(_key_events(key_events)):
+                for event in session.new_events(validation.key_events(key_events)):
                     session.step(_event_action(state, session, event, rtg, model_value))
         except DTLensError as err:
             message = str(err)
         if patch_frames:
-            full, pov = (_pixels_patch(rgb) for rgb in session.frames())
+            full, pov = (views.pixels_patch(rgb) for rgb in session.frames())
         else:
             full, pov = views.grid_figures(session)
         return EnvOutput(
@@ -228,7 +223,7 @@ def render_model_panel(
     session = state.sessions.get(session_id)
 
     def compute() -> ModelOutput:
-        second = rtg_b if tab == IDS.TAB_ATTENTION and _is_number(rtg_b) else None
+        second = rtg_b if tab == IDS.TAB_ATTENTION and validation.is_number(rtg_b) else None
         model, run, _ = state.display_runs(
             session, model_value, rtg, second, tab != IDS.TAB_PATCHING
         )
@@ -240,7 +235,9 @@ def render_model_panel(
             info=views.model_summary(model),
         )
 
-    return _guard(compute, lambda msg: ModelOutput(views.placeholder_figure(), message=msg))
+    return validation.guard(
+        compute, lambda msg: ModelOutput(views.placeholder_figure(), message=msg)
+    )
 
 
 def model_shape(state: AppState, model_value: str | None) -> tuple[int, int]:
@@ -284,10 +281,10 @@ def render_attention(
 
     def compute() -> TabOutput:
         model, run, run_b = state.display_runs(session, model_value, rtg, rtg_b)
-        layer_ = _index(layer, model.cfg.n_layers, "layer")
-        head_ = _index(head, model.cfg.n_heads, "head")
+        layer_ = validation.pick_index(layer, model.cfg.n_layers, "layer")
+        head_ = validation.pick_index(head, model.cfg.n_heads, "head")
         rtg_b_ = None if run_b is None else run_b.rtg
-        key = _figure_key(
+        key = views.figure_key(
             model_value, id(model), layer_, head_, run.rtg, rtg_b_, all_heads, run.batch.n_steps
         )
         hint = views.placeholder_figure("tick 'every head of the layer' to draw them all")
@@ -297,8 +294,8 @@ def render_attention(
                 pair, heads = tabs.attention_values(model, run, layer_, head_, run_b, all_heads)
                 single_fig, heads_fig = sent[1]
                 patches = (
-                    _heatmap_patch(single_fig, pair),
-                    hint if heads_fig is None else _heatmap_patch(heads_fig, heads),
+                    views.heatmap_patch(single_fig, pair),
+                    hint if heads_fig is None else views.heatmap_patch(heads_fig, heads),
                 )
                 return TabOutput(patches, shown=key)
             single, heads_fig = tabs.attention_figures(model, run, layer_, head_, run_b, all_heads)
@@ -308,7 +305,7 @@ def render_attention(
     def on_error(message: str) -> TabOutput:
         return TabOutput(_placeholders(2), message)  # shown=None: the page has no figures
 
-    return _guard(compute, on_error)
+    return validation.guard(compute, on_error)
 
 
 def render_lens(
@@ -326,7 +323,7 @@ def render_lens(
         model, run = state.display_run(session, model_value, rtg)
         return TabOutput(tabs.lens_figures(model, run, action_a, action_b))
 
-    return _guard(compute, lambda msg: TabOutput(_placeholders(2), msg))
+    return validation.guard(compute, lambda msg: TabOutput(_placeholders(2), msg))
 
 
 def render_patching(
@@ -351,28 +348,31 @@ def render_patching(
     session = state.sessions.get(session_id)
 
     def compute() -> TabOutput:
-        _check_settings({"edit": edit, "action a": action_a, "action b": action_b, "mode": mode})
+        validation.check_settings(
+            {"edit": edit, "action a": action_a, "action b": action_b, "mode": mode}
+        )
         model, run = state.display_run(session, model_value, rtg, hooks=False)
         settings = (
-            model_value, id(model), run.rtg, edit, _rtg(edit_rtg), action_a, action_b, mode
+            model_value, id(model), run.rtg, edit, validation.check_rtg(edit_rtg),
+            action_a, action_b, mode,
         )  # fmt: skip
 
         def sweep() -> tuple:
             with state.catalog.forward_lock(model):  # innermost (memo holds the session lock)
                 return tabs.patching_results(
-                    model, run, edit, _rtg(edit_rtg), action_a, action_b, mode
+                    model, run, edit, validation.check_rtg(edit_rtg), action_a, action_b, mode
                 )
 
         by_pos, by_head, summary = session.memo(("patching", *settings), sweep)
         # a greyed figure states its gap: while greyed, a new gap sends whole figures
         gaps = metric_gaps(by_pos) or [0.0]
         greyed = round(sum(gaps) / len(gaps), 3) if greyed_out(by_pos) else None
-        key = _figure_key(*settings, run.batch.n_steps, greyed)
+        key = views.figure_key(*settings, run.batch.n_steps, greyed)
         with session.lock:
             sent = session.figures.get("patching")
             if shown == key and sent is not None and sent[0] == key:
                 figures = tuple(
-                    _heatmap_patch(fig, [result.values])
+                    views.heatmap_patch(fig, [result.values])
                     for fig, result in zip(sent[1], (by_pos, by_head), strict=True)
                 )
             else:
@@ -383,7 +383,7 @@ def render_patching(
     def on_error(message: str) -> TabOutput:
         return TabOutput(_placeholders(2), message)  # shown=None: the page has no figures
 
-    return _guard(compute, on_error)
+    return validation.guard(compute, on_error)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -401,132 +401,5 @@ def _event_action(
     return event.get("action")
 
 
-def _figure_key(*parts: Any) -> str:
-    """A short string naming what a tab's figures were built for (stored by the page)."""
-    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
-
-
-def _pixels_patch(rgb: Any) -> Patch:
-    """A patch replacing an image figure's pixels (``data[0].source``, a PNG data URI)."""
-    patch = Patch()
-    patch["data"][0]["source"] = png_data_uri(rgb)
-    return patch
-
-
-def _heatmap_patch(figure: go.Figure, values: list[Tensor]) -> Patch:
-    """A patch giving ``figure``'s heatmaps new values, and restating its titles.
-
-    ``values[i]`` replaces trace i's ``z``; cells the figure drew empty (NaN, e.g. the
-    future half of an attention pattern) stay empty, so the plotting module's choice of
-    what to mask is kept. Titles are restated so the patch is right even if the page
-    missed the full figure it was built from.
-    """
-    if len(values) != len(figure.data):
-        raise DTLensError(
-            f"cannot refresh a figure of {len(figure.data)} traces with {len(values)} values."
-        )
-    patch = Patch()
-    for i, (trace, value) in enumerate(zip(figure.data, values, strict=True)):
-        old = np.asarray(trace.z, dtype=float)
-        new = value.detach().cpu().double().numpy()
-        if new.shape != old.shape:
-            raise DTLensError(
-                f"cannot refresh a heatmap of shape {list(old.shape)} with {list(new.shape)}."
-            )
-        patch["data"][i]["z"] = np.where(np.isnan(old), np.nan, new)
-    patch["layout"]["title"]["text"] = figure.layout.title.text
-    for i, annotation in enumerate(figure.layout.annotations):
-        patch["layout"]["annotations"][i]["text"] = annotation.text
-    return patch
-
-
-def _guard(compute: Callable[[], T], on_error: Callable[[str], T]) -> T:
-    """``compute()``, or ``on_error(message)`` if it raises (the page never sees a traceback)."""
-    try:
-        return compute()
-    except DTLensError as err:
-        return on_error(str(err))
-    except Exception as err:  # a bug: keep the page alive, log the traceback
-        log.exception("dtlens app callback failed")
-        return on_error(f"internal error ({type(err).__name__}: {err}); see the server log.")
-
-
 def _placeholders(n: int) -> tuple[views.FigureSpec, ...]:
     return tuple(views.placeholder_figure() for _ in range(n))
-
-
-def _key_events(key_events: Any) -> list[dict[str, Any]]:
-    """The events of the page's ``key-events`` store (see ``assets/keyboard.js``).
-
-    Raises:
-        EnvError: the store is not ``{"events": [{"id": int, ...}, ...]}`` (None: none).
-
-    Example:
-        >>> _key_events({"events": [{"id": 1, "action": 2}]})
-        [{'id': 1, 'action': 2}]
-    """
-    if key_events is None or (isinstance(key_events, dict) and key_events.get("events") is None):
-        return []
-    events = key_events.get("events") if isinstance(key_events, dict) else None
-    if not isinstance(events, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("id"), int) and not isinstance(e["id"], bool)
-        for e in events
-    ):
-        shown = repr(key_events) if len(repr(key_events)) <= 80 else repr(key_events)[:77] + "..."
-        raise EnvError(
-            'key events must be {"events": [{"id": int, "action": int}, ...]}, got '
-            f"{shown}; reload the page."
-        )
-    return events
-
-
-def _index(value: Any, n: int, name: str) -> int:
-    """A picked layer / head as an int in ``0..n-1`` (None, not picked yet, is 0).
-
-    Raises:
-        ConfigError: ``value`` is not such an int.
-
-    Example:
-        >>> _index(None, 3, "layer"), _index(2, 3, "layer")
-        (0, 2)
-    """
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an int in 0..{n - 1}, got {value!r}; pick one.")
-    if not 0 <= value < n:
-        raise ConfigError(
-            f"{name} {value} is out of range: the model has {n} {name}s (0..{n - 1}); pick one."
-        )
-    return value
-
-
-def _check_settings(settings: dict[str, Any]) -> None:
-    """Raise ConfigError unless every setting (name -> value) is a string or a number.
-
-    The values themselves are checked where they are used; this keeps a hand-crafted
-    list or object out of cache keys.
-    """
-    for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(
-                f"{name} must be a name or number from its picker, got {value!r}; pick one."
-            )
-
-
-def _rtg(value: float | None) -> float:
-    """A slider value as a float RTG.
-
-    Raises:
-        ConfigError: the value is not a finite number.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"the RTG must be a finite number, got {value!r}.")
-    return float(value)
-
-
-def _is_number(value: Any) -> bool:
-    """Whether ``value`` is a finite number (a valid RTG): the model panel only batches
-    the attention tab's second RTG with its own when it is one (the tab reports a bad one).
-    """
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

@@ -14,21 +14,18 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dtlens.analysis.rollout_gif import greedy_gif
+from dtlens.app.validation import check_rtg, guard
 from dtlens.env import Scenario
-from dtlens.errors import ConfigError, DTLensError
+from dtlens.errors import ConfigError
 
 if TYPE_CHECKING:
     from dtlens.app.callbacks import AppState
 
 __all__ = ["GifDownload", "gif_download"]
-
-log = logging.getLogger("dtlens.app")
 
 
 @dataclass(frozen=True)
@@ -59,19 +56,16 @@ def gif_download(
         rtg: the RTG slider's value.
         max_steps: the episode's step limit (at most the model's ``max_timestep``).
     """
-    try:
+
+    def compute() -> GifDownload:
         if model_value is None:
             raise ConfigError("no model is picked; choose one in the model picker.")
-        if isinstance(rtg, bool) or not isinstance(rtg, int | float) or not math.isfinite(rtg):
-            raise ConfigError(f"the RTG must be a finite number, got {rtg!r}.")
+        value = check_rtg(rtg)
         scenario = Scenario(instruction, top)
         model = state.catalog.get(model_value)
         steps = min(max_steps, model.cfg.max_timestep)
         with state.catalog.forward_lock(model):
-            gif = greedy_gif(model, scenario, float(rtg), max_steps=steps)
+            gif = greedy_gif(model, scenario, value, max_steps=steps)
         return GifDownload(gif.to_bytes(), gif.filename, steps=len(gif.run.actions))
-    except DTLensError as err:
-        return GifDownload(message=str(err))
-    except Exception as err:  # a bug: keep the page alive, log the traceback
-        log.exception("dtlens app GIF download failed")
-        return GifDownload(message=f"internal error ({type(err).__name__}: {err}); see the log.")
+
+    return guard(compute, lambda message: GifDownload(message=message), "GIF download")

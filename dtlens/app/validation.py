@@ -12,7 +12,10 @@ such request and answer a malformed one with HTTP 400 and the reason, as plain t
 Values are checked where they are used: a callback answers a bad layer, action, RTG,
 model or key event with a message in the page. The one exception is the page's session
 id, which every callback needs to find its episode: a missing or malformed one is a
-400 too.
+400 too. The value checks the callbacks (:mod:`dtlens.app.callbacks`) and the GIF button
+(:mod:`dtlens.app.gif`) use live here too (:func:`key_events`, :func:`pick_index`,
+:func:`check_settings`, :func:`check_rtg`, :func:`is_number`), with :func:`guard`, which
+turns what they raise into the message shown.
 
 Example:
     >>> callbacks = {"..out.children..": {
@@ -27,23 +30,34 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import dash
 import flask
 
 from dtlens.app.layout import IDS
-from dtlens.errors import RequestError
+from dtlens.errors import ConfigError, DTLensError, EnvError, RequestError
 
 __all__ = [
     "CALLBACK_ROUTE",
     "MAX_SESSION_ID",
     "check_callback_request",
+    "check_rtg",
     "check_session_id",
+    "check_settings",
+    "guard",
     "install_request_checks",
+    "is_number",
+    "key_events",
+    "pick_index",
 ]
+
+log = logging.getLogger("dtlens.app")
+T = TypeVar("T")
 
 #: the route (after the app's path prefix) the page posts callback requests to.
 CALLBACK_ROUTE = "_dash-update-component"
@@ -217,3 +231,120 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return f"an object with keys {sorted(map(str, value))[:8]}"
     return f"a {type(value).__name__}"
+
+
+# ------------------------------------------------- the callbacks' value checks
+def guard(compute: Callable[[], T], on_error: Callable[[str], T], what: str = "callback") -> T:
+    """``compute()``, or ``on_error(message)`` if it raises (the page never sees a traceback).
+
+    A DTLensError (an error a user can cause) gives its own message; anything else is a
+    bug: its traceback is logged as ``dtlens app <what> failed`` and the message says so.
+
+    Example:
+        >>> guard(lambda: check_rtg("high"), lambda message: f"shown: {message}")
+        "shown: the RTG must be a finite number, got 'high'."
+        >>> guard(lambda: 0.9, print)
+        0.9
+    """
+    try:
+        return compute()
+    except DTLensError as err:
+        return on_error(str(err))
+    except Exception as err:  # a bug: keep the page alive, log the traceback
+        log.exception(f"dtlens app {what} failed")
+        return on_error(f"internal error ({type(err).__name__}: {err}); see the server log.")
+
+
+def key_events(key_events: Any) -> list[dict[str, Any]]:
+    """The events of the page's ``key-events`` store (see ``assets/keyboard.js``).
+
+    Raises:
+        EnvError: the store is not ``{"events": [{"id": int, ...}, ...]}`` (None: none).
+
+    Example:
+        >>> key_events({"events": [{"id": 1, "action": 2}]})
+        [{'id': 1, 'action': 2}]
+    """
+    if key_events is None or (isinstance(key_events, dict) and key_events.get("events") is None):
+        return []
+    events = key_events.get("events") if isinstance(key_events, dict) else None
+    if not isinstance(events, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("id"), int) and not isinstance(e["id"], bool)
+        for e in events
+    ):
+        shown = repr(key_events) if len(repr(key_events)) <= 80 else repr(key_events)[:77] + "..."
+        raise EnvError(
+            'key events must be {"events": [{"id": int, "action": int}, ...]}, got '
+            f"{shown}; reload the page."
+        )
+    return events
+
+
+def pick_index(value: Any, n: int, name: str) -> int:
+    """A picked layer / head as an int in ``0..n-1`` (None, not picked yet, is 0).
+
+    Raises:
+        ConfigError: ``value`` is not such an int.
+
+    Example:
+        >>> pick_index(None, 3, "layer"), pick_index(2, 3, "layer")
+        (0, 2)
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int in 0..{n - 1}, got {value!r}; pick one.")
+    if not 0 <= value < n:
+        raise ConfigError(
+            f"{name} {value} is out of range: the model has {n} {name}s (0..{n - 1}); pick one."
+        )
+    return value
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Raise ConfigError unless every setting (name -> value) is a string or a number.
+
+    The values themselves are checked where they are used; this keeps a hand-crafted
+    list or object out of cache keys.
+
+    Example:
+        >>> check_settings({"edit": "rtg", "action a": 0})
+        >>> check_settings({"mode": ["exact"]})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        dtlens.errors.ConfigError: mode must be a name or number from its picker, got ['exact']...
+    """
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(
+                f"{name} must be a name or number from its picker, got {value!r}; pick one."
+            )
+
+
+def check_rtg(value: float | None) -> float:
+    """A slider value as a float RTG.
+
+    Raises:
+        ConfigError: the value is not a finite number.
+
+    Example:
+        >>> check_rtg(1), check_rtg(0.5)
+        (1.0, 0.5)
+        >>> check_rtg(True)
+        Traceback (most recent call last):
+        dtlens.errors.ConfigError: the RTG must be a finite number, got True.
+    """
+    if not is_number(value):
+        raise ConfigError(f"the RTG must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number (a valid RTG, see :func:`check_rtg`): the model
+    panel only batches the attention tab's second RTG with its own when it is one (the tab
+    reports a bad one).
+
+    Example:
+        >>> is_number(0.9), is_number(float("nan")), is_number(False), is_number("0.9")
+        (True, False, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

@@ -1,12 +1,13 @@
 """Pure functions from the session state to what the environment and model panels show.
 
-Nothing here touches Dash: each function takes the episode and/or a cached model run
-(:class:`~dtlens.app.session.ContextRun`) and returns numbers, strings or plotly
-figures. Every number comes from the model (its logits), ``dtlens.env`` or
-``dtlens.plotting``; the only figures built here, :func:`probability_figure` and
-:func:`placeholder_figure`, are display glue (a bar chart of a distribution the model
-computed, an empty plot), returned as figure dicts because they are redrawn on every key
-press.
+Nothing here touches Dash's app or callbacks: each function takes the episode and/or a
+cached model run (:class:`~dtlens.app.session.ContextRun`) and returns numbers, strings
+or plotly figures, or a Dash ``Patch`` of a figure the page already has
+(:func:`pixels_patch`, :func:`heatmap_patch`, named by :func:`figure_key`). Every number
+comes from the model (its logits), ``dtlens.env`` or ``dtlens.plotting``; the only
+figures built here, :func:`probability_figure` and :func:`placeholder_figure`, are
+display glue (a bar chart of a distribution the model computed, an empty plot), returned
+as figure dicts because they are redrawn on every key press.
 
 Example:
     >>> session = EpisodeSession()
@@ -17,20 +18,25 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
+from dash import Patch
 from jaxtyping import Float
 from torch import Tensor
 
 from dtlens.app.session import ContextRun, EpisodeSession
 from dtlens.env import ACTION_NAMES
+from dtlens.errors import DTLensError
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.plotting import plot_grid, style
+from dtlens.plotting.trajectory import png_data_uri
 
 __all__ = [
     "FigureSpec",
@@ -38,9 +44,12 @@ __all__ = [
     "context_tokens",
     "current_probabilities",
     "episode_status",
+    "figure_key",
     "greedy_action",
     "grid_figures",
+    "heatmap_patch",
     "model_summary",
+    "pixels_patch",
     "placeholder_figure",
     "probability_figure",
     "trajectory_steps",
@@ -247,6 +256,53 @@ def placeholder_figure(text: str = "") -> FigureSpec:
 
 
 @lru_cache(maxsize=1)
+# ------------------------------------------------ patches of figures the page has
+def figure_key(*parts: Any) -> str:
+    """A short string naming what a tab's figures were built for (stored by the page).
+
+    Example:
+        >>> figure_key("memorydt", 0, 1) == figure_key("memorydt", 0, 1) != figure_key("x")
+        True
+        >>> len(figure_key("memorydt", 0, 1))
+        16
+    """
+    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
+
+
+def pixels_patch(rgb: Any) -> Patch:
+    """A patch replacing an image figure's pixels (``data[0].source``, a PNG data URI)."""
+    patch = Patch()
+    patch["data"][0]["source"] = png_data_uri(rgb)
+    return patch
+
+
+def heatmap_patch(figure: go.Figure, values: list[Tensor]) -> Patch:
+    """A patch giving ``figure``'s heatmaps new values, and restating its titles.
+
+    ``values[i]`` replaces trace i's ``z``; cells the figure drew empty (NaN, e.g. the
+    future half of an attention pattern) stay empty, so the plotting module's choice of
+    what to mask is kept. Titles are restated so the patch is right even if the page
+    missed the full figure it was built from.
+    """
+    if len(values) != len(figure.data):
+        raise DTLensError(
+            f"cannot refresh a figure of {len(figure.data)} traces with {len(values)} values."
+        )
+    patch = Patch()
+    for i, (trace, value) in enumerate(zip(figure.data, values, strict=True)):
+        old = np.asarray(trace.z, dtype=float)
+        new = value.detach().cpu().double().numpy()
+        if new.shape != old.shape:
+            raise DTLensError(
+                f"cannot refresh a heatmap of shape {list(old.shape)} with {list(new.shape)}."
+            )
+        patch["data"][i]["z"] = np.where(np.isnan(old), np.nan, new)
+    patch["layout"]["title"]["text"] = figure.layout.title.text
+    for i, annotation in enumerate(figure.layout.annotations):
+        patch["layout"]["annotations"][i]["text"] = annotation.text
+    return patch
+
+
 def _template() -> dict[str, Any]:
     """The dtlens plot template as a plain dict (built once; do not modify it)."""
     return pio.templates[style.TEMPLATE].to_plotly_json()

@@ -192,7 +192,7 @@ def resume_hint(args: argparse.Namespace) -> str | None:
         >>> resume_hint(argparse.Namespace(run_dir=Path("/nonexistent")))
         'no training checkpoint was written yet; rerun the same command to start again'
     """
-    from dtlens.training.trainer import latest_checkpoint
+    from dtlens.training.run_dirs import latest_checkpoint
 
     try:
         last = latest_checkpoint(output_paths(args)[1] / "train")

@@ -168,7 +168,7 @@ def resume_hint(args: argparse.Namespace) -> str | None:
         >>> resume_hint(argparse.Namespace(run_dir="/nonexistent"))
         'no checkpoint was written yet'
     """
-    from dtlens.training.trainer import latest_checkpoint
+    from dtlens.training.run_dirs import latest_checkpoint
 
     try:
         last = latest_checkpoint(args.run_dir)

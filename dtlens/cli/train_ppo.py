@@ -102,11 +102,10 @@ def resume_hint(args: argparse.Namespace) -> str:
         'no agent checkpoint was written yet'
     """
     from dtlens.data.agents.lstm import AGENT_CONFIG_FILE
+    from dtlens.training.run_dirs import step_dirs
 
-    saved = sorted(p for p in Path(args.out).glob("update_*") if (p / AGENT_CONFIG_FILE).is_file())
+    saved = step_dirs(args.out, AGENT_CONFIG_FILE, prefix="update_")
     if not saved:
         return "no agent checkpoint was written yet"
-    return (
-        f"last agent checkpoint {saved[-1]}; continue from it with --init {saved[-1]} "
-        "and another --out"
-    )
+    last = saved[-1][1]
+    return f"last agent checkpoint {last}; continue from it with --init {last} and another --out"

@@ -36,7 +36,6 @@ import torch
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.data.collect import collect_demonstrations
 from dtlens.data.demonstrations import Demonstrations
-from dtlens.env import SCENARIOS
 from dtlens.files import check_writable, write_text_atomic
 from dtlens.model.checkpoint import save
 from dtlens.training.calibration import CalibrationResult, calibration_curve
@@ -199,7 +198,7 @@ def build_memorydt(
     write_text_atomic(out / "calibration.json", calibration.to_json(indent=None) + "\n")
     dynamics.save(out / DYNAMICS_FILE)
     card = render_model_card(
-        recipe, summary, trainer, history, calibration, verdict, timings, dynamics
+        recipe, summary, trainer, history, calibration, verdict, timings, dynamics, run_dir=run_dir
     )
     write_text_atomic(out / "MODEL_CARD.md", card)
     log(f"wrote {out}/ ({', '.join(BUILD_FILES)})")
@@ -223,12 +222,8 @@ def calibration_verdict(
     Returns:
         ``{"high", "low", "high_by_layout", "masked": {..., "passed"}, "passed"}``.
     """
-    i = calibration.at(0.9)
-    n = len(SCENARIOS)
-    by_layout = {
-        s.name: float(calibration.success[i, j::n].mean()) for j, s in enumerate(SCENARIOS)
-    }
-    high = float(calibration.success_rate[i])
+    by_layout = calibration.success_by_layout(0.9)
+    high = float(calibration.success_rate[calibration.at(0.9)])
     low = float(calibration.success_rate[calibration.at(0.0)])
     masked_high, masked_low = masked[0.9], masked[0.0]
     masked_ok = (
@@ -260,10 +255,7 @@ def clone_verdict(
     Returns:
         ``{"success", "by_layout", "masked": {"success", "passed"}, "passed"}``.
     """
-    n = len(SCENARIOS)
-    by_layout = {
-        s.name: float(calibration.success[0, j::n].mean()) for j, s in enumerate(SCENARIOS)
-    }
+    by_layout = calibration.success_by_layout(float(calibration.rtgs[0]))
     masked_ok = min(masked.values()) >= recipe.required_success_high
     return {
         "success": float(calibration.success_rate[0]),
@@ -319,7 +311,9 @@ def _finish_clone(
     save(trainer.model, out, metadata=meta)
     write_text_atomic(out / "calibration.json", calibration.to_json(indent=None) + "\n")
     dynamics.save(out / DYNAMICS_FILE)
-    card = render_clone_card(recipe, data.summary(), trainer, history, verdict, timings, dynamics)
+    card = render_clone_card(
+        recipe, data.summary(), trainer, history, verdict, timings, dynamics, run_dir=run_dir
+    )
     write_text_atomic(out / "MODEL_CARD.md", card)
     log(f"wrote {out}/ ({', '.join(BUILD_FILES)})")
     log(

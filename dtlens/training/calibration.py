@@ -52,23 +52,48 @@ Z_95 = 1.959963984540054
 
 def wilson_interval(
     successes: Int[np.ndarray, "*shape"] | int, trials: int, z: float = Z_95
-) -> tuple[Float[np.ndarray, "*shape"], Float[np.ndarray, "*shape"]]:
+) -> tuple[Float[np.ndarray, "*shape"], Float[np.ndarray, "*shape"]] | tuple[float, float]:
     """Wilson score interval for a binomial proportion (lower, upper).
 
-    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = successes / n``.
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = successes / n``,
+    exact at the ends: the lower bound is 0 at 0 successes and the upper bound 1 at n.
+    The one implementation in dtlens: calibration success rates (arrays of counts) and
+    probe accuracies (:func:`dtlens.analysis.probes.fit_probe`, one count) use it.
+
+    Args:
+        successes: a count or an array of counts, each in ``0..trials``.
+        trials: n, a positive int.
+        z: the normal quantile (default two-sided 95 %).
+
+    Returns:
+        ``(low, high)``: floats for a single count, arrays of its shape for an array.
+
+    Raises:
+        ConfigError: ``trials`` is not a positive int, or a count is outside ``0..trials``.
 
     Example:
         >>> lo, hi = wilson_interval(0, 10)
         >>> round(float(lo), 4), round(float(hi), 4)
         (0.0, 0.2775)
+        >>> [v.round(3).tolist() for v in wilson_interval(np.array([9, 10]), 10)]
+        [[0.596, 0.722], [0.982, 1.0]]
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0:
         raise ConfigError(f"trials={trials!r} must be a positive int.")
-    p = np.asarray(successes, dtype=np.float64) / trials
+    counts = np.asarray(successes)
+    if counts.size and not (np.all(counts >= 0) and np.all(counts <= trials)):
+        raise ConfigError(
+            f"wilson_interval needs 0 <= successes <= trials={trials}, got {successes!r}."
+        )
+    p = counts.astype(np.float64) / trials
     z2n = z * z / trials
     centre = (p + z2n / 2) / (1 + z2n)
     half = z * np.sqrt(p * (1 - p) / trials + z2n / (4 * trials)) / (1 + z2n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    low = np.where(counts == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    high = np.where(counts == trials, 1.0, np.clip(centre + half, 0.0, 1.0))
+    if counts.ndim == 0:
+        return float(low), float(high)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -151,6 +176,38 @@ class CalibrationResult:
         if hits.size == 0:
             raise ConfigError(f"RTG {rtg} was not evaluated; RTGs: {list(map(float, self.rtgs))}.")
         return int(hits[0])
+
+    def success_by_layout(self, rtg: float) -> dict[str, float]:
+        """Success rate at ``rtg`` in each Memory layout, in :data:`~dtlens.env.SCENARIOS`
+        order, from the layout each episode played (``layouts``); NaN for a layout that no
+        episode played.
+
+        Raises:
+            ConfigError: ``rtg`` was not evaluated, or ``layouts`` does not name one
+                layout per episode.
+
+        Example:
+            >>> from dtlens.env import SCENARIOS
+            >>> names = [s.name for s in SCENARIOS]
+            >>> result = CalibrationResult(
+            ...     rtgs=np.array([0.9]), rewards=np.zeros((1, 5)),
+            ...     success=np.array([[True, False, True, True, False]]),
+            ...     lengths=np.full((1, 5), 6), layouts=(*names, names[0]))
+            >>> result.success_by_layout(0.9)
+            {'key/top-key': 0.5, 'key/top-ball': 0.0, 'ball/top-key': 1.0, 'ball/top-ball': 1.0}
+        """
+        if len(self.layouts) != self.n_episodes:
+            raise ConfigError(
+                f"success per layout needs the layout of each of the {self.n_episodes} "
+                f"episodes; this result records {len(self.layouts)} (layouts)."
+            )
+        row = np.asarray(self.success[self.at(rtg)], dtype=np.float64)
+        played = np.asarray(self.layouts, dtype=object)
+        rates = {}
+        for scenario in SCENARIOS:
+            mine = played == scenario.name
+            rates[scenario.name] = float(row[mine].mean()) if mine.any() else math.nan
+        return rates
 
     def table(self) -> str:
         """A Markdown table: RTG, success rate (Wilson 95%), mean reward (± 95%), mean length."""

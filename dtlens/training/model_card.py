@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import platform
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from dtlens.env import SCENARIOS
 from dtlens.model.config import DTConfig
 from dtlens.training.calibration import CalibrationResult
 from dtlens.training.config import TrainConfig
@@ -83,12 +83,18 @@ def render_model_card(
     timings: dict[str, float],
     dynamics: Dynamics | None = None,
     threads: int | None = None,
+    *,
+    run_dir: str | Path,
 ) -> str:
     """MODEL_CARD.md of a built MemoryDT: data, training, dynamics, calibration, rebuild.
 
+    ``run_dir`` is the build's directory of intermediate files (demonstrations, and the
+    training checkpoints in ``run_dir/train``), which the card names.
+
     Example:
         >>> card = render_model_card(  # doctest: +SKIP
-        ...     recipe, summary, trainer, history, result, verdict, timings, dynamics)
+        ...     recipe, summary, trainer, history, result, verdict, timings, dynamics,
+        ...     run_dir="runs/memorydt")
     """
     cfg, tc = recipe.train.model, recipe.train
     groups = data_summary.get("groups", {})
@@ -118,7 +124,7 @@ directory; it needs nothing outside the package. Wall time of this build on
 {_machine(threads)}: collection {timings.get("collect_s", 0):.0f} s, training
 {timings.get("train_s", 0):.0f} s, calibration {timings.get("calibrate_s", 0):.0f} s,
 dynamics {timings.get("dynamics_s", 0):.0f} s (total {total / 60:.1f} min).
-Intermediate files go to `runs/memorydt/` (git-ignored): the demonstrations and the
+Intermediate files go to `{Path(run_dir).as_posix()}/` (git-ignored): the demonstrations and the
 training checkpoints (`step_0` is the initial weights; {_checkpoint_sentence(tc)});
 an interrupted build resumes from its last checkpoint.
 
@@ -183,7 +189,7 @@ contexts, one greedy episode per layout: RTG 0.9
 Recompute with `dtlens calibrate --model memorydt --episodes-per-rtg
 {calibration.n_episodes}`; the per-episode results are in `calibration.json`.
 {_layout_paragraph(calibration)}
-{_dynamics_section(dynamics)}
+{_dynamics_section(dynamics, run_dir, "Greedy success at RTG 0.9")}
 ## How the recipe was chosen
 
 {runs_table()}
@@ -204,11 +210,19 @@ def render_clone_card(
     verdict: dict[str, Any],
     timings: dict[str, float],
     dynamics: Dynamics | None = None,
+    *,
+    run_dir: str | Path,
 ) -> str:
     """MODEL_CARD.md of a behavioural clone built on the MemoryDT's demonstrations.
 
     A clone reads no RTG, so the card reports greedy success per layout and makes no
-    calibration claims.
+    calibration claims. ``run_dir``: the build's directory of intermediate files (its
+    training checkpoints are in ``run_dir/train``), which the card names.
+
+    Example:
+        >>> card = render_clone_card(  # doctest: +SKIP
+        ...     recipe, summary, trainer, history, verdict, timings, dynamics,
+        ...     run_dir="runs/memorydt-clone")
     """
     cfg, tc = recipe.train.model, recipe.train
     val = history.val[-1]["val/loss"] if history.val else float("nan")
@@ -270,31 +284,26 @@ contexts, one greedy episode per layout: {masked}.
 
 Requirement (greedy success >= {recipe.required_success_high:.0%} in each layout, unpadded
 and mask-padded): **{"met" if verdict["passed"] else "NOT met"}**.
-{_clone_dynamics(dynamics)}"""
+{_dynamics_section(dynamics, run_dir, "Greedy success (no RTG)")}"""
 
 
 def _clone_curriculum(tc: TrainConfig) -> str:
     """The curriculum's phases, without the DT's RTG and run-table remarks."""
-    phases = _curriculum_paragraph(tc).split(". The first phase")[0]
+    if not tc.curriculum:
+        return _NO_CURRICULUM
     return (
-        phases + ". The first phase shows the memory decision in every window; the clone "
-        "uses the MemoryDT's curriculum unchanged (whether a clone needs it was not measured)."
+        _curriculum_phases(tc) + ". The first phase shows the memory decision in every "
+        "window; the clone uses the MemoryDT's curriculum unchanged (whether a clone needs it "
+        "was not measured)."
     )
-
-
-def _clone_dynamics(dynamics: Dynamics | None) -> str:
-    text = _dynamics_section(dynamics).replace("runs/memorydt/train", "runs/memorydt-clone/train")
-    return text.replace("Greedy success at RTG 0.9", "Greedy success (no RTG)")
 
 
 def _layout_paragraph(calibration: CalibrationResult) -> str:
     """Success per layout at RTG 0.9, and what a 2-of-4 pattern means (empty if all pass)."""
-    i = calibration.at(0.9)
-    n_layouts = len(SCENARIOS)
-    per_layout = [float(calibration.success[i, j::n_layouts].mean()) for j in range(n_layouts)]
-    if min(per_layout) >= 0.95:
+    per_layout = calibration.success_by_layout(0.9)
+    if min(per_layout.values()) >= 0.95:
         return ""
-    rows = ", ".join(f"{s.name} {rate:.0%}" for s, rate in zip(SCENARIOS, per_layout, strict=True))
+    rows = ", ".join(f"{name} {rate:.0%}" for name, rate in per_layout.items())
     return f"""
 **Success per layout at RTG 0.9:** {rows}. A model that reaches the right target in
 exactly the layouts whose turn is the same has learned the routine but not the
@@ -341,9 +350,11 @@ within the 2-core CPU budget in any measured run (see "How the recipe was chosen
 """
 
 
-def _curriculum_paragraph(tc: TrainConfig) -> str:
-    if not tc.curriculum:
-        return "No curriculum: every step samples the whole training split."
+_NO_CURRICULUM = "No curriculum: every step samples the whole training split."
+
+
+def _curriculum_phases(tc: TrainConfig) -> str:
+    """``**Curriculum** (...): steps a-b: ...; ...`` (no final full stop)."""
     parts, start = [], 0
     for phase in tc.curriculum:
         groups = "all episodes" if phase.groups is None else ", ".join(phase.groups)
@@ -359,8 +370,15 @@ def _curriculum_paragraph(tc: TrainConfig) -> str:
         f"steps {start}-{tc.total_steps}: all training episodes, window end fraction "
         f"{tc.window_end_fraction:g}"
     )
+    return "**Curriculum** (`TrainConfig.curriculum`): " + "; ".join(parts)
+
+
+def _curriculum_paragraph(tc: TrainConfig) -> str:
+    """The curriculum's phases and why the MemoryDT's recipe has them."""
+    if not tc.curriculum:
+        return _NO_CURRICULUM
     return (
-        "**Curriculum** (`TrainConfig.curriculum`): " + "; ".join(parts) + ". The first "
+        _curriculum_phases(tc) + ". The first "
         "phase shows the memory decision in every window (temperature-1 episodes reach the "
         "decision square while the first observation is still in the 9-step context; a "
         "window ending at the episode's end holds that decision), which breaks the plateau; "
@@ -378,7 +396,9 @@ def _schedule(tc: TrainConfig) -> str:
     return f"cosine with {tc.lr_cycles} warm restarts"
 
 
-def _dynamics_section(dynamics: Dynamics | None) -> str:
+def _dynamics_section(dynamics: Dynamics | None, run_dir: str | Path, success: str) -> str:
+    """``## How it learned to remember``: the recompute command names ``run_dir/train``;
+    ``success`` names the success measure (``"Greedy success at RTG 0.9"``)."""
     if dynamics is None:
         return ""
     story = dynamics.story()
@@ -392,7 +412,7 @@ def _dynamics_section(dynamics: Dynamics | None) -> str:
 
 `dynamics.json` holds the progress measures at {len(dynamics.steps)} checkpoints (steps
 {dynamics.steps[0]}-{dynamics.steps[-1]}; recompute with `dtlens dynamics --run-dir
-runs/memorydt/train`). Greedy success at RTG 0.9 stays >= 95 % from step
+{(Path(run_dir) / "train").as_posix()}`). {success} stays >= 95 % from step
 {broke if broke is not None else "(never)"}. Each measure left the plateau (stayed past
 its threshold) at: {moved}. First to move: {", ".join(story["first_to_move"]) or "none"}.
 {_at_start(story)}"""

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,12 @@ from dtlens.files import check_writable
 from dtlens.model.checkpoint import CONFIG_FILE, save
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.training.config import TrainConfig
-from dtlens.training.run_dirs import latest_checkpoint
+from dtlens.training.run_dirs import (
+    earlier_run,
+    latest_checkpoint,
+    refuse_earlier_run,
+    remove_run,
+)
 from dtlens.training.trainer import Trainer, TrainHistory
 
 __all__ = ["TrainResult", "make_samplers", "train_on_demonstrations", "train_to_checkpoint"]
@@ -172,12 +176,13 @@ def train_to_checkpoint(
     if config.run_dir is None:
         raise ConfigError("train_to_checkpoint needs config.run_dir (--run-dir).")
     run_dir = Path(config.run_dir)
-    earlier = _existing_run(run_dir)
-    if earlier and not (resume or overwrite):
-        raise OutputPathError(
-            f"{run_dir} already holds a run ({', '.join(p.name for p in earlier[:4])}"
-            f"{', ...' if len(earlier) > 4 else ''}); pass --resume to continue it or "
-            "--overwrite to replace it, or choose another --run-dir"
+    earlier = earlier_run(run_dir, "step_", "metrics.jsonl")
+    if not (resume or overwrite):
+        refuse_earlier_run(
+            str(run_dir),
+            earlier,
+            "pass --resume to continue it or --overwrite to replace it, or choose another "
+            "--run-dir",
         )
     if resume and overwrite:
         raise ConfigError(
@@ -194,8 +199,7 @@ def train_to_checkpoint(
             )
     demos = load_demonstrations(demos_path)  # an .npz file or 'minari:DATASET_ID'
     if overwrite:
-        for path in earlier:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        remove_run(earlier)
     evaluator = None
     if config.online_eval_every is not None:
         evaluator = make_rollout_evaluator(
@@ -216,15 +220,6 @@ def train_to_checkpoint(
     summary = _training_summary(trainer, history, time.perf_counter() - start)
     save(trainer.model, final, metadata={**trainer.metadata, "training": summary})
     return TrainResult(trainer, history, final)
-
-
-def _existing_run(run_dir: Path) -> list[Path]:
-    """What an earlier run left in ``run_dir``: step_k/, final/ and metrics.jsonl."""
-    if not run_dir.is_dir():
-        return []
-    names = [p for p in run_dir.iterdir() if p.name.startswith("step_") or p.name == "final"]
-    metrics = run_dir / "metrics.jsonl"
-    return sorted(names) + ([metrics] if metrics.exists() else [])
 
 
 def _training_summary(trainer: Trainer, history: TrainHistory, seconds: float) -> dict[str, Any]:

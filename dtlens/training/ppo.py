@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -47,17 +46,17 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dtlens.data.agents.lstm import LSTMAgent, save_lstm_agent
-from dtlens.errors import ConfigError, OutputPathError
+from dtlens.errors import ConfigError
 from dtlens.files import check_writable, write_text_atomic
 from dtlens.training.ppo_config import PPOConfig
 from dtlens.training.rollout import EnvSource, Segment, SegmentCollector, make_vector_env
+from dtlens.training.run_dirs import earlier_run, refuse_earlier_run, remove_run
 
 __all__ = [
     "PPOConfig",
     "UpdateStats",
     "chunk_forward",
     "compute_gae",
-    "earlier_run",
     "train_ppo",
     "train_ppo_to_dir",
 ]
@@ -327,21 +326,6 @@ def train_ppo(
     return agent.eval(), history
 
 
-def earlier_run(out: str | Path) -> list[Path]:
-    """What an earlier run left in ``out``: ``final/``, ``update_NNNNNN/``, ``history.json``.
-
-    Example:
-        >>> earlier_run("/nonexistent")
-        []
-    """
-    out = Path(out)
-    if not out.is_dir():
-        return []
-    found = [p for p in out.iterdir() if p.name == "final" or p.name.startswith("update_")]
-    history = out / "history.json"
-    return sorted(found) + ([history] if history.exists() else [])
-
-
 def train_ppo_to_dir(
     config: PPOConfig,
     out: str | Path,
@@ -352,7 +336,8 @@ def train_ppo_to_dir(
     """Train into ``out`` (``dtlens train-ppo``), from a fresh agent or from ``init``.
 
     ``out`` is checked before any work: it must be writable, and a directory that holds
-    an earlier run (:func:`earlier_run`) needs ``overwrite``, which removes that run
+    an earlier run (``final/``, ``update_NNNNNN/``, ``history.json``: see
+    :func:`dtlens.training.run_dirs.earlier_run`) needs ``overwrite``, which removes that run
     once the initial agent has loaded. ``init``: an original-project ``.pt`` or a
     dtlens agent directory to continue training.
 
@@ -365,20 +350,17 @@ def train_ppo_to_dir(
     from dtlens.data.agents import load_lstm_agent, load_original_lstm
 
     check_writable(out, "dir", "--out")
-    earlier = earlier_run(out)
-    if earlier and not overwrite:
-        raise OutputPathError(
-            f"--out {out} already holds a run ({', '.join(p.name for p in earlier[:4])}"
-            f"{', ...' if len(earlier) > 4 else ''}); pass --overwrite to replace it, or "
-            "choose another --out (to continue from its agent: --init OUT/final)"
+    earlier = earlier_run(out, "update_", "history.json")
+    if not overwrite:
+        refuse_earlier_run(
+            f"--out {out}",
+            earlier,
+            "pass --overwrite to replace it, or choose another --out (to continue from its "
+            "agent: --init OUT/final)",
         )
     agent = None
     if init is not None:
         agent = load_lstm_agent(init) if Path(init).is_dir() else load_original_lstm(init)
-    for path in earlier:  # overwrite, and the inputs are good: remove the earlier run
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    remove_run(earlier)  # overwrite, and the inputs are good: remove the earlier run
     _, history = train_ppo(config, agent=agent, checkpoint_dir=out)
     return history

@@ -13,11 +13,20 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from dtlens.errors import CheckpointError
+from dtlens.errors import CheckpointError, OutputPathError
 
-__all__ = ["STATE_JSON", "STATE_TENSORS", "latest_checkpoint", "step_dirs"]
+__all__ = [
+    "STATE_JSON",
+    "STATE_TENSORS",
+    "earlier_run",
+    "latest_checkpoint",
+    "refuse_earlier_run",
+    "remove_run",
+    "step_dirs",
+]
 
 #: the trainer's state beside a checkpoint's model: JSON (step, history, metadata) ...
 STATE_JSON = "trainer_state.json"
@@ -46,9 +55,10 @@ def latest_checkpoint(path: str | Path) -> Path:
     return steps[-1][1]
 
 
-def step_dirs(run_dir: str | Path, holding: str) -> list[tuple[int, Path]]:
+def step_dirs(run_dir: str | Path, holding: str, prefix: str = "step_") -> list[tuple[int, Path]]:
     """The ``step_k`` directories of a run that hold the file ``holding``, ``(k, path)``
-    sorted by k (empty when there are none).
+    sorted by k (empty when there are none); ``prefix="update_"`` for a PPO run's
+    ``update_NNNNNN`` checkpoints.
 
     Example:
         >>> step_dirs("runs/dt", STATE_JSON)[-1]  # doctest: +SKIP
@@ -59,7 +69,74 @@ def step_dirs(run_dir: str | Path, holding: str) -> list[tuple[int, Path]]:
         return []
     found = []
     for child in run_dir.iterdir():
-        suffix = child.name.removeprefix("step_")
-        if child.name.startswith("step_") and suffix.isdigit() and (child / holding).exists():
+        suffix = child.name.removeprefix(prefix)
+        if child.name.startswith(prefix) and suffix.isdigit() and (child / holding).exists():
             found.append((int(suffix), child))
     return sorted(found)
+
+
+def earlier_run(run_dir: str | Path, checkpoint_prefix: str, log_file: str) -> list[Path]:
+    """What an earlier run left in ``run_dir``: its checkpoints (``final/`` and every
+    ``<checkpoint_prefix>...``), sorted by name, then its ``log_file`` if present.
+
+    ``dtlens train`` runs leave ``step_k/`` and ``metrics.jsonl``; ``dtlens train-ppo``
+    runs leave ``update_NNNNNN/`` and ``history.json``.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> for name in ("step_20", "step_10", "final", "notes"):
+        ...     (run / name).mkdir()
+        >>> _ = (run / "metrics.jsonl").write_text("{}")
+        >>> [p.name for p in earlier_run(run, "step_", "metrics.jsonl")]
+        ['final', 'step_10', 'step_20', 'metrics.jsonl']
+        >>> earlier_run(run / "missing", "step_", "metrics.jsonl")
+        []
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [
+        p for p in run_dir.iterdir() if p.name == "final" or p.name.startswith(checkpoint_prefix)
+    ]
+    log = run_dir / log_file
+    return sorted(found) + ([log] if log.exists() else [])
+
+
+def refuse_earlier_run(where: str, earlier: list[Path], advice: str) -> None:
+    """Raise OutputPathError naming (up to 4 of) ``earlier`` if there is an earlier run.
+
+    Args:
+        where: how the message names the directory (``"runs/dt"``, ``"--out runs/ppo"``).
+        earlier: what :func:`earlier_run` found (nothing: return).
+        advice: what the user can do instead (after ``"; "``).
+
+    Example:
+        >>> refuse_earlier_run("runs/dt", [], "pass --overwrite")
+        >>> refuse_earlier_run("runs/dt", [Path("final")], "pass --overwrite")
+        Traceback (most recent call last):
+        dtlens.errors.OutputPathError: runs/dt already holds a run (final); pass --overwrite
+    """
+    if earlier:
+        names = ", ".join(p.name for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        raise OutputPathError(f"{where} already holds a run ({names}); {advice}")
+
+
+def remove_run(earlier: list[Path]) -> None:
+    """Delete what :func:`earlier_run` found (directories with their contents).
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> (run / "final").mkdir()
+        >>> _ = (run / "final" / "weights").write_text("w")
+        >>> _ = (run / "history.json").write_text("[]")
+        >>> remove_run(earlier_run(run, "update_", "history.json"))
+        >>> list(run.iterdir())
+        []
+    """
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

@@ -26,7 +26,7 @@ from dash import Patch
 import dtlens
 from dtlens.analysis.edits.observations import set_rtg
 from dtlens.analysis.edits.routine import history_batch
-from dtlens.app import callbacks, layout, tabs, views
+from dtlens.app import layout, tabs, validation, views
 from dtlens.app.callbacks import (
     AppState,
     on_env_input,
@@ -40,7 +40,7 @@ from dtlens.app.models import ModelCatalog, list_checkpoints
 from dtlens.app.server import create_app
 from dtlens.app.session import EpisodeSession, SessionStore
 from dtlens.env import MEMORY_ENV_ID, Scenario, make_env
-from dtlens.errors import CheckpointError, ConfigError
+from dtlens.errors import CheckpointError, ConfigError, EnvError
 from dtlens.plotting import patching as patching_plots
 from dtlens.plotting import style
 from tests.conftest import build_model
@@ -617,9 +617,38 @@ def test_views_only_describe_the_session():
     full, _ = views.grid_figures(session)
     rgb = session.env.unwrapped.get_full_render(highlight=True, tile_size=32)
     assert np.array_equal(png_pixels(full.data[0].source), rgb)
-    assert callbacks._rtg(0.5) == 0.5
-    with pytest.raises(ConfigError, match="finite number"):
-        callbacks._rtg(None)
+
+
+def test_the_value_checks_callbacks_and_the_gif_button_share(caplog):
+    assert validation.check_rtg(1) == 1.0 and type(validation.check_rtg(1)) is float
+    for bad in (None, True, "0.9", float("nan"), float("inf"), [0.9]):
+        assert not validation.is_number(bad)
+        with pytest.raises(ConfigError, match=r"the RTG must be a finite number, got "):
+            validation.check_rtg(bad)
+    assert validation.pick_index(None, 3, "head") == 0 and validation.pick_index(2, 3, "head") == 2
+    for bad, says in (
+        (3, r"head 3 is out of range: the model has 3 heads \(0\.\.2\)"),
+        (True, "head must be an int in 0..2"),
+        ("1", "head must be an int"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            validation.pick_index(bad, 3, "head")
+    assert validation.key_events(None) == [] and validation.key_events({"events": None}) == []
+    for bad in ({"events": [{"id": True}]}, {"events": "x"}, [1]):
+        with pytest.raises(EnvError, match="key events must be"):
+            validation.key_events(bad)
+    validation.check_settings({"edit": "rtg", "rtg": 0.5})
+    with pytest.raises(ConfigError, match=r"mode must be a name or number .* got \{\}"):
+        validation.check_settings({"edit": "rtg", "mode": {}})
+    # guard: a DTLensError is the message; anything else is logged and named a bug
+    assert validation.guard(lambda: 1, str) == 1
+    assert validation.guard(lambda: validation.check_rtg(None), str) == (
+        "the RTG must be a finite number, got None."
+    )
+    with caplog.at_level("ERROR", logger="dtlens.app"):
+        shown = validation.guard(lambda: 1 / 0, str, "GIF download")
+    assert shown == "internal error (ZeroDivisionError: division by zero); see the server log."
+    assert [r.getMessage() for r in caplog.records] == ["dtlens app GIF download failed"]
 
 
 def _held_by_another(lock) -> bool:

@@ -213,6 +213,61 @@ def test_wilson_interval_hand_values():
     inner = (1.96**2 / 10) / (1 + 1.96**2 / 10)
     assert lo.tolist() == pytest.approx([0.0, 1 - inner])
     assert hi.tolist() == pytest.approx([inner, 1.0])
+    # the ends are exact (not merely clipped), for arrays and for single counts
+    lo, hi = wilson_interval(np.array([[0, 3], [7, 7]]), 7)
+    assert lo[0, 0] == 0.0 and hi[1, 1] == 1.0 and hi[1, 0] == 1.0 and lo.shape == (2, 2)
+    one = wilson_interval(9, 10)
+    assert all(type(v) is float for v in one)
+    assert one[0] == wilson_interval(np.array([9]), 10)[0][0]
+    assert one[1] == pytest.approx(hi_of(9, 10), abs=1e-12)
+    for bad in (-1, 11, np.array([3, 12])):
+        with pytest.raises(ConfigError, match="0 <= successes <= trials=10"):
+            wilson_interval(bad, 10)
+    with pytest.raises(ConfigError, match="positive int"):
+        wilson_interval(0, 0)
+
+
+def hi_of(k: int, n: int, z: float = 1.959963984540054) -> float:
+    """The Wilson upper bound written out by hand."""
+    p, z2n = k / n, z * z / n
+    return ((p + z2n / 2) + z * math.sqrt(p * (1 - p) / n + z2n / (4 * n))) / (1 + z2n)
+
+
+def test_one_wilson_interval_serves_calibration_and_probes():
+    import dtlens.analysis
+    from dtlens.analysis.probes import fit
+    from dtlens.training import calibration
+
+    assert dtlens.analysis.wilson_interval is calibration.wilson_interval
+    assert fit.wilson_interval is calibration.wilson_interval
+
+
+def test_success_by_layout_groups_episodes_by_the_layout_they_played():
+    names = [s.name for s in SCENARIOS]  # key/top-key, key/top-ball, ball/top-key, ball/top-ball
+    # layouts drawn from seeds: not in turn, and ball/top-ball never played
+    played = (names[1], names[0], names[1], names[2], names[0], names[1])
+    result = CalibrationResult(
+        rtgs=np.array([0.0, 0.9]),
+        rewards=np.zeros((2, 6)),
+        success=np.array([[1, 1, 1, 1, 1, 1], [0, 1, 1, 0, 0, 1]], dtype=bool),
+        lengths=np.full((2, 6), 6),
+        layouts=played,
+    )
+    # at RTG 0.9: key/top-key plays episodes 1, 4 (1 of 2); key/top-ball 0, 2, 5 (2 of 3);
+    # ball/top-key episode 3 (0 of 1)
+    by_layout = result.success_by_layout(0.9)
+    assert list(by_layout) == names
+    assert by_layout[names[0]] == 0.5 and by_layout[names[1]] == pytest.approx(2 / 3)
+    assert by_layout[names[2]] == 0.0 and math.isnan(by_layout[names[3]])
+    at_0 = result.success_by_layout(0.0)
+    assert [at_0[n] for n in names[:3]] == [1.0, 1.0, 1.0] and math.isnan(at_0[names[3]])
+    with pytest.raises(ConfigError, match=r"RTG 0\.5 was not evaluated"):
+        result.success_by_layout(0.5)
+    unnamed = CalibrationResult(
+        rtgs=result.rtgs, rewards=result.rewards, success=result.success, lengths=result.lengths
+    )
+    with pytest.raises(ConfigError, match="layout of each of the 6 episodes"):
+        unnamed.success_by_layout(0.9)
 
 
 def test_calibration_result_json_roundtrip_and_table():

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +24,17 @@ import torch
 import dtlens
 from dtlens.data.windows import WindowSampler
 from dtlens.env import SCENARIOS, optimal_actions
-from dtlens.errors import CheckpointError, ConfigError
+from dtlens.errors import CheckpointError, ConfigError, OutputPathError
 from dtlens.training.config import TrainConfig
-from dtlens.training.run_dirs import STATE_JSON, STATE_TENSORS, latest_checkpoint
+from dtlens.training.run_dirs import (
+    STATE_JSON,
+    STATE_TENSORS,
+    earlier_run,
+    latest_checkpoint,
+    refuse_earlier_run,
+    remove_run,
+    step_dirs,
+)
 from dtlens.training.trainer import Trainer, masked_cross_entropy
 from tests.unit.trainer_data import TINY, _config, scripted_demos
 
@@ -395,6 +404,44 @@ def test_latest_checkpoint_and_errors(tmp_path):
         (tmp_path / f"step_{k}").mkdir()
         (tmp_path / f"step_{k}" / STATE_JSON).write_text("{}")
     assert latest_checkpoint(tmp_path) == tmp_path / "step_10"
+
+
+def test_earlier_run_lists_refuses_and_removes_both_kinds_of_run(tmp_path):
+    # a `dtlens train` run: step_k/, final/, metrics.jsonl; plus files no run writes
+    dt = tmp_path / "dt"
+    for name in ("step_9", "step_10", "final", "notes", "update_000001"):
+        (dt / name).mkdir(parents=True)
+    (dt / "step_10" / STATE_JSON).write_text("{}")
+    (dt / "metrics.jsonl").write_text("{}\n")
+    (dt / "history.json").write_text("[]")
+    found = earlier_run(dt, "step_", "metrics.jsonl")
+    assert [p.name for p in found] == ["final", "step_10", "step_9", "metrics.jsonl"]
+    # a `dtlens train-ppo` run in the same folder is read with its own names
+    assert [p.name for p in earlier_run(dt, "update_", "history.json")] == [
+        "final",
+        "update_000001",
+        "history.json",
+    ]
+    assert earlier_run(tmp_path / "none", "step_", "metrics.jsonl") == []
+    refuse_earlier_run("runs/dt", [], "never raised")
+    with pytest.raises(OutputPathError) as err:
+        refuse_earlier_run("runs/dt", found, "pass --overwrite")
+    assert str(err.value) == (
+        "runs/dt already holds a run (final, step_10, step_9, metrics.jsonl); pass --overwrite"
+    )
+    with pytest.raises(OutputPathError, match=r"run \(a, b, c, d, \.\.\.\); x$"):
+        refuse_earlier_run("out", [Path(n) for n in "abcde"], "x")
+    remove_run(found)
+    assert sorted(p.name for p in dt.iterdir()) == ["history.json", "notes", "update_000001"]
+    # step_dirs: only numbered checkpoints holding the file, sorted by number
+    for k in ("000002", "000010", "x"):
+        (dt / f"update_{k}").mkdir()
+        (dt / f"update_{k}" / "agent.json").write_text("{}")
+    assert step_dirs(dt, "agent.json", prefix="update_") == [
+        (2, dt / "update_000002"),
+        (10, dt / "update_000010"),
+    ]
+    assert step_dirs(dt, STATE_JSON) == []
 
 
 def test_checkpoint_every_needs_a_destination(demos):

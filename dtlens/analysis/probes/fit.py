@@ -11,10 +11,11 @@ Background:
         (p + z^2 / 2n  +-  z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n),
 
     which, unlike the normal approximation, stays inside [0, 1] and is not empty at
-    ``p = 1`` (Wilson 1927; Brown, Cai & DasGupta 2001). ``shuffle_labels=True`` fits
-    the same probe on permuted labels: the *shuffled-label baseline*, which a probe
-    can only beat by chance (``chance`` is the majority class's share of the test
-    split).
+    ``p = 1`` (Wilson 1927; Brown, Cai & DasGupta 2001): the calibration's
+    :func:`~dtlens.training.calibration.wilson_interval`, re-exported here.
+    ``shuffle_labels=True`` fits the same probe on permuted labels: the *shuffled-label
+    baseline*, which a probe can only beat by chance (``chance`` is the majority class's
+    share of the test split).
 
 Example:
     >>> import numpy as np
@@ -30,39 +31,15 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from dtlens.errors import ConfigError
+from dtlens.training.calibration import wilson_interval
 
 __all__ = ["ProbeFit", "fit_probe", "wilson_interval"]
-
-#: z of a two-sided 95 % interval.
-Z95 = 1.959963984540054
-
-
-def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``correct / n`` (95 % by default).
-
-    Raises:
-        ConfigError: ``n`` is not positive or ``correct`` is outside ``0..n``.
-
-    Example:
-        >>> wilson_interval(0, 20)[0], round(wilson_interval(0, 20)[1], 4)
-        (0.0, 0.1611)
-    """
-    if n <= 0 or not 0 <= correct <= n:
-        raise ConfigError(f"wilson_interval needs 0 <= correct <= n and n > 0, got {correct}/{n}.")
-    p = correct / n
-    scale = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / scale
-    half = z / scale * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    low = 0.0 if correct == 0 else max(0.0, centre - half)  # exact at the ends
-    high = 1.0 if correct == n else min(1.0, centre + half)
-    return low, high
 
 
 @dataclass(frozen=True)
