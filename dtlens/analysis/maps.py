@@ -202,9 +202,25 @@ class ActionMaps:
         return hits / len(counted) if counted else float("nan")
 
     def entropy(self) -> Float[Tensor, "instruction top x y direction"]:
-        """Entropy (nats) of the action distribution at each pose; NaN where not placed."""
+        """Entropy (nats) of the action distribution at each pose; NaN where not placed.
+
+        ``-sum_a p(a) log p(a)``, with ``0 log 0 = 0``: 0 for a certain action, ``log 7``
+        for a uniform choice among MiniGrid's seven.
+
+        Examples:
+            >>> import dataclasses, math
+            >>> maps = action_maps(model, rtg=0.9)  # the tiny doctest model, 4-step windows
+            >>> probs = maps.probs.clone()
+            >>> probs[0, 0, 1, 3, 0] = 1 / 7                # uniform at pose (1, 3, east)
+            >>> probs[0, 0, 2, 3, 0] = torch.eye(7)[2]      # certain at (2, 3, east)
+            >>> entropy = dataclasses.replace(maps, probs=probs).entropy()
+            >>> round(float(entropy[0, 0, 1, 3, 0]), 4) == round(math.log(7), 4)
+            True
+            >>> float(entropy[0, 0, 2, 3, 0]), bool(entropy[0, 0, 0, 0, 0].isnan())  # a wall
+            (0.0, True)
+        """
         p = self.probs
-        return -(p * p.clamp_min(1e-30).log()).sum(-1)
+        return (p * -p.clamp_min(1e-30).log()).sum(-1) + 0.0  # + 0.0: no -0.0 when certain
 
     def to_records(self, decimals: int = 4) -> list[dict[str, Any]]:
         """One record per layout and placed pose: where, how it got there, and the

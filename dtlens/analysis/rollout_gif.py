@@ -188,11 +188,6 @@ def greedy_gifs(
         >>> [g.filename for g in gifs][:2]  # doctest: +SKIP
         ['key-top-key_rtg0.9.gif', 'key-top-ball_rtg0.9.gif']
     """
-    if max_steps > model.cfg.max_timestep:
-        raise EnvError(
-            f"max_steps={max_steps} exceeds the model's time embedding "
-            f"(max_timestep={model.cfg.max_timestep}); play at most that many steps."
-        )
     scenarios = [as_scenario(layout) for layout in layouts]
     pairs = [(float(rtg), scenario) for rtg in rtgs for scenario in scenarios]
     if not pairs:
@@ -206,20 +201,11 @@ def greedy_gifs(
         max_steps=max_steps,
         record=True,
     )
-    assert result.probs is not None and result.images is not None
     gifs = []
-    for i, (rtg, scenario) in enumerate(pairs):
-        run = GreedyRun(
-            scenario=scenario,
-            rtg=rtg,
-            actions=list(result.actions[i]),
-            probs=result.probs[i],
-            images=result.images[i],
-            reward=float(result.rewards[i]),
-            terminated=bool(result.terminated[i]),
-        )
+    for i, (rtg, _) in enumerate(pairs):
+        run = GreedyRun.from_rollout(result, i, rtg=rtg)
         frames = render_episode(
-            scenario, run.actions, seed=seed, max_steps=max_steps, expected_images=run.images
+            run.scenario, run.actions, seed=seed, max_steps=max_steps, expected_images=run.images
         )
         gifs.append(RolloutGif(run, frames))
     return gifs

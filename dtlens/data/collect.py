@@ -32,8 +32,7 @@ import importlib.metadata
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,6 +48,7 @@ from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import make_env
 from dtlens.errors import ConfigError, OutputPathError
 from dtlens.files import check_writable
+from dtlens.threads import torch_threads
 
 __all__ = [
     "CollectResult",
@@ -184,17 +184,6 @@ class _Recorder:
         )
 
 
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    """Run torch on one thread for the duration (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @torch.no_grad()
 def collect_demonstrations(
     agent: Agent,
@@ -280,7 +269,7 @@ def collect_demonstrations(
     state = agent.initial_state(n_envs)
     done = torch.zeros(n_envs, dtype=torch.bool)
     bar = tqdm(total=len(jobs), disable=not show_progress, unit="episode")
-    with bar, _single_threaded():
+    with bar, torch_threads(1):
         while any(job is not None for job in slot_job):
             logits, state = agent.act(torch.from_numpy(np.stack(obs)), state, done)
             done = torch.zeros(n_envs, dtype=torch.bool)

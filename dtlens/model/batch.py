@@ -302,7 +302,26 @@ class TrajectoryBatch:
 
     @staticmethod
     def cat(batches: Sequence[TrajectoryBatch]) -> TrajectoryBatch:
-        """Concatenate batches with the same window shape along the batch dimension."""
+        """Concatenate batches with the same window shape along the batch dimension.
+
+        A batch without a ``padding_mask`` has only real steps, so when some batches
+        have a mask and others do not, the others get an all-True mask (the same
+        predictions: a mask only hides padding). Batches where only some have an
+        ``rtg`` are refused.
+
+        Raises:
+            BatchError: no batches, different window shapes, or only some with ``rtg``.
+
+        Examples:
+            >>> import torch
+            >>> def window(mask=None):
+            ...     actions = torch.zeros(1, 1, dtype=torch.long)
+            ...     return TrajectoryBatch(torch.zeros(1, 2, 3), actions, torch.ones(1, 2),
+            ...                            torch.tensor([[0, 1]]), mask)
+            >>> both = TrajectoryBatch.cat([window(torch.tensor([[False, True]])), window()])
+            >>> both.padding_mask.tolist()
+            [[False, True], [True, True]]
+        """
         if not batches:
             raise BatchError("cat needs at least one batch.")
         shapes = {(b.obs.shape[1:], b.actions.shape[1:]) for b in batches}
@@ -311,6 +330,13 @@ class TrajectoryBatch:
                 "cannot concatenate batches with different window shapes: "
                 f"{sorted(map(str, shapes))}"
             )
+        if any(b.padding_mask is not None for b in batches):
+            batches = [
+                b
+                if b.padding_mask is not None
+                else b.replace(padding_mask=torch.ones_like(b.timesteps, dtype=torch.bool))
+                for b in batches
+            ]
         out = {}
         for f in dataclasses.fields(TrajectoryBatch):
             values = [getattr(b, f.name) for b in batches]

@@ -355,6 +355,17 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
         per, offset = self.cfg.tokens_per_step, self.cfg.tokens_per_step - 2
         return [per * t + offset for t in range(n_steps)]
 
+    @property
+    def token_kinds(self) -> str:
+        """The kinds of one step's tokens, in order: ``"RSA"`` (RTG, state, action) for a
+        decision transformer, ``"SA"`` for a clone (no RTG token).
+
+        Example:
+            >>> model.token_kinds
+            'RSA'
+        """
+        return "RSA" if self.cfg.model_type == "decision_transformer" else "SA"
+
     def token_labels(self, batch_or_steps: TrajectoryBatch | int) -> list[str]:
         """``["R1", "S1", "A1", ..., "RT", "ST"]`` for plots (no R for a clone)."""
         if isinstance(batch_or_steps, TrajectoryBatch):
@@ -362,8 +373,7 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
             n_tokens = batch_or_steps.n_tokens(self.cfg.tokens_per_step)
         else:
             n_steps, n_tokens = batch_or_steps, self.cfg.tokens_per_step * batch_or_steps - 1
-        kinds = "RSA" if self.cfg.model_type == "decision_transformer" else "SA"
-        return [f"{k}{t + 1}" for t in range(n_steps) for k in kinds][:n_tokens]
+        return [f"{k}{t + 1}" for t in range(n_steps) for k in self.token_kinds][:n_tokens]
 
     # --------------------------------------------------------------- validation
     def validate(self, batch: TrajectoryBatch) -> None:

@@ -31,6 +31,7 @@ from dtlens.env.actions import ACTION_NAMES
 from dtlens.errors import BatchError
 from dtlens.plotting import style
 from dtlens.plotting.heatmaps import as_numpy, check_labels
+from dtlens.plotting.trajectory import check_probabilities
 
 __all__ = ["CELL_COLOURS", "WEDGE_SYMBOLS", "plot_action_maps"]
 
@@ -103,12 +104,7 @@ def plot_action_maps(
     if unknown:
         raise BatchError(f"unknown cell names {unknown}; known: {sorted(CELL_COLOURS)}.")
     n_layouts, width, height, n_dirs, n_actions = table.shape
-    finite = table[np.isfinite(table)]
-    if finite.size and (finite.min() < -1e-5 or finite.max() > 1 + 1e-5):
-        raise BatchError(
-            f"probs must lie in [0, 1], got values in [{finite.min():.4g}, {finite.max():.4g}]; "
-            "pass softmax(logits), not logits."
-        )
+    check_probabilities(table[np.isfinite(table)], "probs")  # NaN: poses not placed
     names = check_labels(action_names, n_actions, "action names")
     directions = check_labels(direction_names, n_dirs, "direction names")
     if n_dirs != len(WEDGE_SYMBOLS):

@@ -66,11 +66,7 @@ def plot_steering(result: Any, title: str | None = None) -> go.Figure:
             rows,
             cols,
             f"%{{y}}, coef %{{x}}: {name} %{{z:.2f}}<extra></extra>",
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=style.SEQUENTIAL,
-            showscale=col == 1,
-            colorbar={"title": {"text": "share"}},
+            coloraxis="coloraxis",
             text=[["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in values],
             texttemplate="%{text}",
         )
@@ -79,6 +75,7 @@ def plot_steering(result: Any, title: str | None = None) -> go.Figure:
         fig.update_yaxes(autorange="reversed", type="category", row=1, col=col)
     fig.update_layout(
         template=style.TEMPLATE,
+        coloraxis=style.sequential_coloraxis("share"),
         title=title
         or f"Steering along the {result.fact} direction, towards the other value: "
         "share of episodes ending at the other object",

@@ -32,6 +32,7 @@ from dtlens.analysis.agent_comparison import (
     state_kinds,
     summarise_steps,
 )
+from dtlens.analysis.agent_comparison.episodes import single_threaded
 from dtlens.data.agents.planner import BoltzmannPlanner
 from dtlens.env import MEMORY_ENV_ID, encode_observation, make_env
 from dtlens.errors import BatchError, ConfigError, EnvError
@@ -39,6 +40,7 @@ from dtlens.plotting.agent_comparison import plot_agent_comparison
 from dtlens.report import SECTIONS, ReportConfig
 from dtlens.report.sections import SECTION_MODULES
 from dtlens.report.sections import agent_comparison as section
+from dtlens.threads import torch_threads
 from tests.conftest import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -377,3 +379,20 @@ def test_a_recurrent_agent_carries_its_state_along_each_episode(episodes):
             with torch.no_grad():
                 logits, state = agent.act(torch.from_numpy(demos.obs[j])[None], state)
             torch.testing.assert_close(replayed[j], logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_single_threaded_is_torch_threads_one_and_restores_on_error():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"), single_threaded():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+        with torch_threads(None):  # None: unchanged
+            assert torch.get_num_threads() == 2
+        for bad in (0, -1, True, 1.5):
+            with pytest.raises(ConfigError, match="positive int or None"):
+                torch_threads(bad)
+    finally:
+        torch.set_num_threads(before)

@@ -66,6 +66,21 @@ def test_batch_selection_repeat_and_cat():
         TrajectoryBatch.cat([batch, build_batch(n_steps=2)])
 
 
+def test_cat_gives_unmasked_batches_an_all_real_mask():
+    batch = build_batch(batch_size=2, n_steps=3)
+    masked = batch[0].replace(padding_mask=torch.tensor([[False, True, True]]))
+    both = TrajectoryBatch.cat([masked, batch])
+    assert both.padding_mask.tolist() == [
+        [False, True, True],
+        [True, True, True],
+        [True, True, True],
+    ]
+    assert torch.equal(both.obs, batch.obs[[0, 0, 1]])
+    assert TrajectoryBatch.cat([batch, batch]).padding_mask is None
+    with pytest.raises(BatchError, match="only some have rtg"):
+        TrajectoryBatch.cat([batch, batch.replace(rtg=None)])
+
+
 def test_config_derives_and_validates():
     cfg = DTConfig(n_layers=3, d_model=256, n_heads=8, d_mlp=256, n_ctx=26)
     assert (cfg.d_head, cfg.n_timesteps, cfg.state_dim, cfg.tokens_per_step) == (32, 9, 980, 3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 
 import imageio.v3 as iio
 import numpy as np
@@ -133,9 +134,11 @@ def test_probabilities_equal_a_plain_forward_on_hand_built_windows(model, maps):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-def test_short_context_and_padding_as_tokens_follow_the_model():
+@pytest.mark.parametrize("padding", ["tokens", "mask"])
+def test_short_context_padding_follows_the_model(padding):
     model = build_model(n_ctx=11)  # 4 steps
-    model.metadata["context_padding"] = "tokens"
+    model.metadata["context_padding"] = padding
+    # "mask": some windows are full (no mask) and some padded (masked); both mixed in one batch
     maps = action_maps(model, rtg=0.5)
     # a route of 4 actions (5 steps): the window keeps the last 4 steps
     images, pose, _ = replay("key/top-key", [FORWARD, FORWARD, LEFT, FORWARD])
@@ -145,7 +148,7 @@ def test_short_context_and_padding_as_tokens_follow_the_model():
         rtg=torch.full((1, 4), 0.5),
         timesteps=torch.tensor([[1, 2, 3, 4]]),
     )
-    # a route of 1 action (2 steps): left-padded the original way, run as tokens
+    # a route of 1 action (2 steps): left-padded the original way, run as tokens or masked
     images2, pose2, _ = replay("key/top-key", [RIGHT])
     obs = encode_observation(torch.as_tensor(images2))
     short = TrajectoryBatch(
@@ -153,13 +156,14 @@ def test_short_context_and_padding_as_tokens_follow_the_model():
         actions=torch.tensor([[7, 7, RIGHT]]),
         rtg=torch.full((1, 4), 0.5),
         timesteps=torch.tensor([[0, 0, 0, 1]]),
+        padding_mask=torch.tensor([[False, False, True, True]]) if padding == "mask" else None,
     )
     with torch.no_grad():
         for window, where in [(long, pose), (short, pose2)]:
             expected = model.action_logits(window)[0, -1].softmax(-1)
             got = torch.tensor([maps.prob("key/top-key", where, a) for a in range(7)])
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    assert maps.padding == "tokens" and maps.n_steps == 4
+    assert maps.padding == padding and maps.n_steps == 4
 
 
 def test_maps_are_distributions_at_placed_poses_and_nan_elsewhere(maps):
@@ -178,6 +182,24 @@ def test_maps_are_distributions_at_placed_poses_and_nan_elsewhere(maps):
     assert len(maps.to_records()) == 4 * 40
     with pytest.raises(DTLensError, match="not placed"):
         maps.prob("key/top-key", (5, 2, 0), "left")  # the square that ends the episode
+
+
+def test_entropy_is_the_hand_formula_at_placed_poses_and_nan_elsewhere(maps):
+    entropy = maps.entropy()
+    assert entropy.shape == (2, 2, 7, 7, 4)
+    for layout, (i, t) in {"key/top-ball": (0, 1), "ball/top-key": (1, 0)}.items():
+        for pose in maps.poses:
+            p = [maps.prob(layout, pose, a) for a in range(7)]
+            expected = -sum(v * math.log(v) for v in p if v > 0)
+            assert float(entropy[(i, t, *pose)]) == pytest.approx(expected, abs=1e-5)
+    assert torch.isnan(entropy[0, 0, 0, 0]).all()  # a wall: not placed
+    # certain everywhere -> 0 (not -0.0); uniform everywhere -> log 7
+    certain = torch.zeros_like(maps.probs)
+    certain[..., 2] = 1.0
+    zero = dataclasses.replace(maps, probs=certain).entropy()
+    assert torch.equal(zero, torch.zeros_like(zero)) and not torch.signbit(zero).any()
+    uniform = dataclasses.replace(maps, probs=torch.full_like(maps.probs, 1 / 7)).entropy()
+    torch.testing.assert_close(uniform, torch.full_like(uniform, math.log(7)))
 
 
 def test_cells_name_walls_objects_and_ends():

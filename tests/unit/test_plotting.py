@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from types import SimpleNamespace
 
 import numpy as np
 import plotly.graph_objects as go
@@ -34,6 +35,8 @@ from dtlens.plotting import (
     plot_patching,
     plot_reward_length_scatter,
 )
+from dtlens.plotting.maps import plot_action_maps
+from dtlens.plotting.steering import plot_steering
 from tests.conftest import build_batch, build_model
 
 LABELS = ["R1", "S1", "A1", "R2", "S2"]
@@ -432,6 +435,44 @@ def test_plot_action_probabilities_rows_are_actions():
         plot_action_probabilities(logits)
     with pytest.raises(BatchError, match=r"step labels: got 2 labels .* size 4"):
         plot_action_probabilities(probs, step_labels=steps[:2])
+
+
+def test_plot_action_maps_checks_only_the_placed_probabilities():
+    probs = np.full((1, 7, 7, 4, 7), np.nan)  # NaN: the agent was not placed there
+    probs[0, 2, 3] = 1 / 7
+    fig = plot_action_maps(probs, np.full((1, 7, 7), "empty"), ["key/top-ball"])
+    wedges = [t for t in fig.data if t.meta == "wedges"]
+    assert len(wedges) == 3  # actions 0, 1, 2
+    for trace in wedges:  # the four facings of square (2, 3), each 1/7
+        assert [list(c) for c in trace.customdata] == [[2, 3, d] for d in range(4)]
+        np.testing.assert_allclose(trace.marker.color, [1 / 7] * 4)
+    probs[0, 2, 3, 0, 0] = 2.0  # a logit, not a probability
+    with pytest.raises(
+        BatchError, match=r"probs must lie in \[0, 1\], got values in \[0.1429, 2\]"
+    ):
+        plot_action_maps(probs, np.full((1, 7, 7), "empty"))
+
+
+def test_plot_steering_panels_share_one_zero_to_one_colour_axis():
+    outcomes = np.zeros((2, 3, 2, 3))  # [hook, coef, rtg, outcome]
+    outcomes[..., 0, 1] = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]  # other object, first RTG
+    outcomes[..., 1, 1] = [[0.0, 1.0, np.nan], [0.25, 0.75, 0.5]]  # and last RTG
+    result = SimpleNamespace(
+        fact="instruction",
+        hooks=("blocks.0.hook_resid_post", "blocks.1.hook_resid_post"),
+        coefficients=(1.0, 2.0, 4.0),
+        rtgs=(0.9, 0.0),
+        outcomes=outcomes,
+    )
+    fig = plot_steering(result)
+    assert len(fig.data) == 2
+    np.testing.assert_array_equal(np.array(fig.data[0].z, dtype=float), outcomes[..., 0, 1])
+    np.testing.assert_array_equal(np.array(fig.data[1].z, dtype=float), outcomes[..., 1, 1])
+    assert [t.coloraxis for t in fig.data] == ["coloraxis", "coloraxis"]
+    axis = fig.layout.coloraxis
+    assert (axis.cmin, axis.cmax, axis.colorbar.title.text) == (0.0, 1.0, "share")
+    assert list(fig.data[1].text[0]) == ["0.00", "1.00", ""]  # the unplayed cell is blank
+    assert list(fig.data[0].x) == ["1", "2", "4"]
 
 
 def test_plot_grid_shows_the_pixels_as_given():

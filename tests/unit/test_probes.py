@@ -3,6 +3,7 @@ hand, the windows against the env and ``layout_batch``, and the baselines."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -248,3 +249,27 @@ def test_linear_probes_have_both_baselines(model):
     assert [t.name for t in fig.data[:3]] == ["trained model", "random model", "shuffled labels"]
     with pytest.raises(ConfigError, match="not labelled"):
         linear_probes(model, data, "colour")
+    # independent expectations. A balanced binary fact (the routes are spread evenly over
+    # the layouts: 200 windows per instruction): shuffled labels score chance, 0.5.
+    assert np.bincount(data.labels["instruction"]).tolist() == [200, 200]
+    hooks = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_post"]
+    balanced = linear_probes(model, data, "instruction", hooks=hooks, token="S", seed=0)
+    for fit in balanced.shuffled:
+        assert fit.ci[0] <= 0.5 <= fit.ci[1]
+    # a fact that is exactly a linear function of the features (a threshold on a fixed
+    # projection of the RTG token's residual, read from a plain forward; the half of the
+    # windows nearest the threshold left out, a margin for the L2-regularised fit): the
+    # probe reads it perfectly
+    assert model.token_labels(data.batch)[-2] == "R9"  # the last (9th) step's RTG token
+    with torch.no_grad():
+        _, cache = model.run_with_cache(data.batch)
+    features = cache["blocks.0.hook_resid_pre"][:, -2].double()
+    axis = torch.randn(features.shape[1], generator=torch.Generator().manual_seed(0)).double()
+    projection = (features @ axis).numpy()
+    gap = np.abs(projection - np.median(projection))
+    keep = gap > np.median(gap)
+    linear = (projection > np.median(projection)).astype(np.int64)
+    sub = data.subset(keep)
+    sub = dataclasses.replace(sub, labels={**sub.labels, "linear": linear[keep]})
+    exact = linear_probes(model, sub, "linear", hooks=hooks[:1], token="R", seed=0)
+    assert exact.trained[0].accuracy == 1.0

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import dtlens
-from dtlens.analysis.edits.routine import history_batch, play_greedy
+from dtlens.analysis.edits.routine import GreedyRun, history_batch, play_greedy
 from dtlens.cli import main
-from dtlens.env import SCENARIOS, Scenario, make_env
-from dtlens.errors import EnvError
+from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, make_env
+from dtlens.errors import ConfigError
+from dtlens.training.evaluate import rollout
 from tests.conftest import build_model
 
 
@@ -50,8 +51,29 @@ def test_greedy_run_replays_to_the_same_distributions():
 
 
 def test_play_refuses_steps_beyond_the_time_embedding():
-    with pytest.raises(EnvError, match="max_steps=80 exceeds the model's time embedding"):
-        play_greedy(build_model(), SCENARIOS[0], max_steps=80)
+    model = build_model()  # max_timestep=50: timesteps 0..50, so at most 51 steps
+    with pytest.raises(ConfigError, match="max_steps=80 needs timesteps up to 79, beyond"):
+        play_greedy(model, SCENARIOS[0], max_steps=80)
+    with pytest.raises(ConfigError, match="max_steps=52 needs timesteps up to 51"):
+        play_greedy(model, SCENARIOS[0], max_steps=52)
+    run = play_greedy(model, SCENARIOS[0], max_steps=51)  # the last step is at timestep 50
+    assert len(run.actions) <= 51
+
+
+def test_greedy_run_from_rollout_reads_one_recorded_episode():
+    model = build_model()
+    result = rollout(model, MEMORY_ENV_ID, initial_rtg=[0.9, 0.0], seeds=[0, 1],
+                     layouts=["key/top-key", "ball/top-key"], max_steps=6, record=True)  # fmt: skip
+    run = GreedyRun.from_rollout(result, 1, rtg=0.0)
+    assert run.scenario == Scenario("ball", "key") and run.rtg == 0.0
+    assert run.actions == list(result.actions[1])
+    assert torch.equal(run.probs, result.probs[1]) and np.array_equal(run.images, result.images[1])
+    assert (run.reward, run.terminated) == (float(result.rewards[1]), bool(result.terminated[1]))
+    assert GreedyRun.from_rollout(result, 0).rtg == pytest.approx(0.9)  # the float32 as played
+    unrecorded = rollout(model, MEMORY_ENV_ID, initial_rtg=[0.9], seeds=[0],
+                         layouts=["key/top-key"], max_steps=3)  # fmt: skip
+    with pytest.raises(ConfigError, match="record=True"):
+        GreedyRun.from_rollout(unrecorded)
 
 
 def test_cli_preferences_prints_every_layout(tmp_path, capsys):

@@ -32,8 +32,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,7 @@ from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, make_env, optimal_actions
 from dtlens.env.scenarios import as_scenario
 from dtlens.errors import ConfigError, EnvError
+from dtlens.threads import torch_threads
 
 __all__ = [
     "DEFAULT_SAMPLING",
@@ -199,21 +200,20 @@ def state_kinds(
 
 
 # ----------------------------------------------------------------- playing
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch on one thread for the duration (restored after).
+def single_threaded() -> AbstractContextManager[None]:
+    """Run torch on one thread for the duration (restored after): ``torch_threads(1)``.
 
     Agents step in batches of a few dozen rows and the DT reads a few hundred short
     windows: a second thread only adds synchronisation, and on a busy machine, where
     it waits for a core, it makes these small ops many times slower (measured here:
     an LSTM replay 1.7 s on one thread, 30 s on two).
+
+    Examples:
+        >>> with single_threaded():
+        ...     torch.get_num_threads()
+        1
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 @dataclass

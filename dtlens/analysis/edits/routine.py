@@ -28,10 +28,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from dtlens.env import ACTION_NAMES, MEMORY_ENV_ID, Scenario, encode_observation
-from dtlens.errors import EnvError
+from dtlens.env.scenarios import as_scenario
+from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.training.evaluate import rollout
+from dtlens.training.evaluate import RolloutResult, rollout
 
 __all__ = ["GreedyRun", "history_batch", "play_greedy"]
 
@@ -57,6 +58,43 @@ class GreedyRun:
     images: np.ndarray
     reward: float
     terminated: bool
+
+    @classmethod
+    def from_rollout(
+        cls, result: RolloutResult, index: int = 0, rtg: float | None = None
+    ) -> GreedyRun:
+        """Episode ``index`` of a :func:`~dtlens.training.evaluate.rollout` run with
+        ``record=True`` in the Memory layouts.
+
+        ``rtg`` is the initial RTG asked for (default: ``result.initial_rtgs[index]``,
+        which holds it as played, rounded to the model's float32).
+
+        Raises:
+            ConfigError: the rollout was not recorded (``record=False``), or the
+                episode has no layout (an env without scenarios).
+
+        Examples:
+            >>> from dtlens.training.evaluate import RolloutResult, rollout
+            >>> result = rollout(model, MEMORY_ENV_ID, initial_rtg=[0.9], seeds=[0],
+            ...                  layouts=["ball/top-key"], max_steps=3, record=True)
+            >>> run = GreedyRun.from_rollout(result, 0, rtg=0.9)
+            >>> run.scenario.name, run.rtg, len(run.images) == len(run.actions) + 1
+            ('ball/top-key', 0.9, True)
+        """
+        if result.probs is None or result.images is None:
+            raise ConfigError("GreedyRun.from_rollout needs a rollout run with record=True.")
+        layout = result.layouts[index]
+        if layout is None:
+            raise ConfigError(f"episode {index} of the rollout has no layout (no scenarios).")
+        return cls(
+            scenario=as_scenario(layout),
+            rtg=float(result.initial_rtgs[index] if rtg is None else rtg),
+            actions=list(result.actions[index]),
+            probs=result.probs[index],
+            images=result.images[index],
+            reward=float(result.rewards[index]),
+            terminated=bool(result.terminated[index]),
+        )
 
     @property
     def action_names(self) -> list[str]:
@@ -116,26 +154,17 @@ def play_greedy(
     it stays constant), and short histories are given the way the model expects
     (``model.context_padding``).
 
+    Raises:
+        ConfigError: ``max_steps`` not a positive int, or beyond the model's time
+            embedding (more than ``model.cfg.max_timestep + 1`` steps).
+
     Examples:
         >>> run = play_greedy(model, Scenario("ball", "ball"), rtg=0.0)  # doctest: +SKIP
         >>> run.probs.shape  # doctest: +SKIP
         torch.Size([6, 7])
     """
-    if max_steps > model.cfg.max_timestep:
-        raise EnvError(
-            f"max_steps={max_steps} exceeds the model's time embedding "
-            f"(max_timestep={model.cfg.max_timestep}); play at most that many steps."
-        )
     result = rollout(
         model, env_id, initial_rtg=[float(rtg)], seeds=[seed], layouts=[scenario],
         max_steps=max_steps, record=True,
     )  # fmt: skip
-    return GreedyRun(
-        scenario=scenario,
-        rtg=float(rtg),
-        actions=list(result.actions[0]),
-        probs=result.probs[0],
-        images=result.images[0],
-        reward=float(result.rewards[0]),
-        terminated=bool(result.terminated[0]),
-    )
+    return GreedyRun.from_rollout(result, 0, rtg=float(rtg))

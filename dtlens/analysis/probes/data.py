@@ -439,20 +439,7 @@ def _batch(
         )
         parts.append(model.pad_context(batch))
         order.extend(indices)
-    batch = _cat(parts)
+    batch = TrajectoryBatch.cat(parts)
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
     return batch[inverse]
-
-
-def _cat(rows: list[TrajectoryBatch]) -> TrajectoryBatch:
-    """Concatenate windows; where some are padded with a mask, unpadded ones get an
-    all-real mask (the same predictions: the mask only hides padding)."""
-    if any(r.padding_mask is not None for r in rows):
-        rows = [
-            r
-            if r.padding_mask is not None
-            else r.replace(padding_mask=torch.ones(r.rtg.shape, dtype=torch.bool))
-            for r in rows
-        ]
-    return TrajectoryBatch.cat(rows)

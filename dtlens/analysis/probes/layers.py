@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from dtlens.analysis.probes.data import FACT_VALUES, ProbeData
+from dtlens.analysis.probes.data import ProbeData
 from dtlens.analysis.probes.fit import ProbeFit, fit_probe
 from dtlens.errors import ConfigError
 
@@ -87,7 +87,7 @@ def token_position(model: HookedDecisionTransformer, n_tokens: int, token: Token
         >>> token_position(model, 26, "S"), token_position(model, 26, "R")  # doctest: +SKIP
         (25, 24)
     """
-    kinds = "RSA" if model.cfg.model_type == "decision_transformer" else "SA"
+    kinds = model.token_kinds
     if isinstance(token, str):
         if token not in kinds:
             raise ConfigError(f"token={token!r} must be one of {list(kinds)} or a position.")
@@ -155,7 +155,6 @@ class ProbeResult:
         random_model: one per hook on a randomly initialised model.
         shuffled: one per hook on the model with shuffled labels.
         n_windows: windows probed.
-        value_names: names of the fact's values (for categorical facts).
         random_seed: the random model's init seed.
     """
 
@@ -166,7 +165,6 @@ class ProbeResult:
     random_model: tuple[ProbeFit, ...]
     shuffled: tuple[ProbeFit, ...]
     n_windows: int
-    value_names: tuple[str, ...] = ()
     random_seed: int = RANDOM_SEED
 
     @property
@@ -296,6 +294,5 @@ def linear_probes(
         random_model=fits(random_acts, False),
         shuffled=fits(trained_acts, True),
         n_windows=len(data),
-        value_names=FACT_VALUES.get(fact, ()),
         random_seed=random_seed,
     )

@@ -117,7 +117,7 @@ class Steering:
 
     def hook_fn(self, model: HookedDecisionTransformer) -> Callable[[Tensor, Any], Tensor]:
         """The TransformerLens hook function (for ``model.hooks`` / ``run_with_hooks``)."""
-        kinds = "RSA" if model.cfg.model_type == "decision_transformer" else "SA"
+        kinds = model.token_kinds
         hook_name, coef, positions = self.hook, float(self.coef), self.positions
         direction = self.direction
 

@@ -32,8 +32,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ from dtlens.analysis.probes.data import FACT_VALUES
 from dtlens.analysis.steering.hooks import Positions, steer
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario
 from dtlens.errors import ConfigError
+from dtlens.threads import torch_threads
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -268,7 +268,7 @@ def steering_sweep(
         other = result.terminated & ~result.success
         return np.array([result.success.sum(), other.sum(), (~result.terminated).sum()])
 
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         unsteered = np.stack(
             [sum(play(r, layouts) for _, layouts in groups) / n for r in rtgs]
         ).astype(np.float64)
@@ -302,18 +302,6 @@ def steering_sweep(
         n_episodes=n,
         direction_norms=tuple(float(torch.as_tensor(directions[h]).norm()) for h in hooks),
     )
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Torch intra-op threads set to ``n`` inside the block (None: unchanged)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _best_cell(other: np.ndarray, coefs: Sequence[float]) -> tuple[int, int]:
