@@ -48,8 +48,8 @@ from dtlens.env import (
     OBJECT_TYPES,
     SCENARIOS,
     Scenario,
-    encode_observation,
     make_env,
+    model_observations,
 )
 from dtlens.env.poses import (
     DIRECTION_NAMES,
@@ -319,7 +319,7 @@ def placement_batch(
             n = len(images)
             start = max(0, n - window)
             raw = torch.as_tensor(images[start:])
-            obs = encode_observation(raw) if model.cfg.obs_shape[-1] == 20 else raw.float()
+            obs = model_observations(raw, model.cfg.one_hot_obs)
             row = TrajectoryBatch(
                 obs=obs[None],
                 actions=torch.tensor(routes[pose][start:], dtype=torch.long)[None],

@@ -32,7 +32,7 @@ from dtlens.env.channels import (
     object_channel,
     state_channel,
 )
-from dtlens.env.encoding import decode_observation, encode_observation
+from dtlens.env.encoding import decode_observation, encode_observation, model_observations
 from dtlens.env.memory import MemoryS7FixedStartEnv, optimal_actions
 from dtlens.env.registration import MEMORY_ENV_ID, register_envs
 from dtlens.env.scenarios import OBJECT_TYPES, SCENARIOS, Scenario
@@ -67,6 +67,7 @@ __all__ = [
     "decode_observation",
     "encode_observation",
     "make_env",
+    "model_observations",
     "object_channel",
     "optimal_actions",
     "register_envs",

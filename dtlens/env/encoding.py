@@ -41,7 +41,7 @@ from dtlens.env.channels import (
 )
 from dtlens.errors import ObservationError
 
-__all__ = ["decode_observation", "encode_observation"]
+__all__ = ["decode_observation", "encode_observation", "model_observations"]
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -128,6 +128,23 @@ def encode_observation(image: ArrayT) -> ArrayT:
     out = np.zeros((*x.shape[:-1], N_CHANNELS), dtype=np.float32)
     np.put_along_axis(out, x.astype(np.intp) + np.asarray(_OFFSETS, dtype=np.intp), 1.0, axis=-1)
     return out
+
+
+def model_observations(image: ArrayT, one_hot: bool) -> ArrayT:
+    """Raw MiniGrid views ``[..., 7, 7, 3]`` as a model reads them: one-hot
+    (:func:`encode_observation`) for a model of one-hot grids (``model.cfg.one_hot_obs``),
+    else the raw indices as float32.
+
+    Example:
+        >>> import torch
+        >>> raw = torch.zeros(1, 7, 7, 3, dtype=torch.long)
+        >>> model_observations(raw, True).shape, model_observations(raw, False).dtype
+        (torch.Size([1, 7, 7, 20]), torch.float32)
+    """
+    if one_hot:
+        return encode_observation(image)
+    x = _as_array(image, "image")
+    return x.float() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
 
 
 def decode_observation(onehot: ArrayT) -> ArrayT:

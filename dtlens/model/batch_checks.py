@@ -21,6 +21,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from dtlens.errors import BatchError, NonFiniteError, OneHotError, PaddingMaskError
+from dtlens.model.config import ONE_HOT_CHANNELS  # grids with this many channels: 0/1
 
 __all__ = [
     "check_index_dtype",
@@ -32,9 +33,6 @@ __all__ = [
     "is_zero_one",
 ]
 
-#: Channels of a one-hot MiniGrid view (``dtlens.env.channels.N_CHANNELS``, not imported
-#: here: that module imports MiniGrid). Grids with this many channels must be 0/1.
-_ONE_HOT_CHANNELS = 20
 #: Values per chunk of the 0/1 check (a temporary of this size, not one of the batch's).
 _CHUNK = 1 << 18
 #: Integer dtypes ``nn.Embedding`` reads (timesteps and discrete actions index embeddings).
@@ -71,7 +69,7 @@ def check_obs_values(obs: Tensor) -> None:
     """Finite observations; one-hot grids (``[B, T, x, y, 20]``) hold only 0 and 1."""
     if obs.dtype == torch.bool or obs.numel() == 0:
         return
-    if obs.ndim == 5 and obs.shape[-1] == _ONE_HOT_CHANNELS:
+    if obs.ndim == 5 and obs.shape[-1] == ONE_HOT_CHANNELS:
         if is_zero_one(obs):  # also rules out NaN and inf
             return
     elif is_finite(obs):
@@ -84,7 +82,7 @@ def check_obs_values(obs: Tensor) -> None:
     bad = ~(obs.eq(0) | obs.eq(1))
     where, n_bad = [int(i) for i in bad.nonzero()[0]], int(bad.sum())
     raise OneHotError(
-        f"obs {list(obs.shape)} are one-hot grids ({_ONE_HOT_CHANNELS} channels) but hold "
+        f"obs {list(obs.shape)} are one-hot grids ({ONE_HOT_CHANNELS} channels) but hold "
         f"{n_bad} value{'s' if n_bad > 1 else ''} other than 0 and 1 "
         f"(e.g. {obs[tuple(where)].item():g} at "
         f"{where}); encode MiniGrid images [..., 7, 7, 3] with "

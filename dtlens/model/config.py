@@ -27,12 +27,17 @@ from dtlens.errors import ConfigError
 
 __all__ = [
     "ACTIVATIONS",
+    "ONE_HOT_CHANNELS",
     "DTConfig",
     "ModelType",
     "Normalization",
     "TimeEmbedding",
     "TokenEmbedding",
 ]
+
+#: Channels of a one-hot MiniGrid view (= ``dtlens.env.channels.N_CHANNELS``, written out:
+#: that module imports MiniGrid, this one nothing heavy; a test keeps them equal).
+ONE_HOT_CHANNELS = 20
 
 ModelType = Literal["decision_transformer", "clone"]
 Normalization = Literal["LN", "LNPre"] | None
@@ -193,6 +198,19 @@ class DTConfig(ConfigIO):
     def n_timesteps(self) -> int:
         """Largest context, in timesteps, that fits in ``n_ctx`` (no final action)."""
         return (self.n_ctx + 1) // self.tokens_per_step
+
+    @property
+    def one_hot_obs(self) -> bool:
+        """Whether the model reads one-hot MiniGrid grids (``[7, 7, 20]``), which raw views
+        (``[7, 7, 3]`` indices) must be encoded into; else it reads its inputs as floats
+        (raw grids, or the vector states of a converted HuggingFace model).
+
+        Example:
+            >>> shape = dict(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=8)
+            >>> DTConfig(**shape).one_hot_obs, DTConfig(**shape, obs_shape=(7, 7, 3)).one_hot_obs
+            (True, False)
+        """
+        return self.token_embedding == "grid" and self.obs_shape[-1] == ONE_HOT_CHANNELS
 
     @property
     def state_dim(self) -> int:

@@ -46,7 +46,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, encode_observation, make_env
+from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, make_env, model_observations
 from dtlens.errors import ConfigError, EnvError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -484,7 +484,7 @@ def _last_logits(
     """Logits of the last state token of each context row, in chunks of ``max_batch``."""
     device = model.device
     raw = torch.from_numpy(images)
-    obs = encode_observation(raw) if model.cfg.obs_shape[-1] == 20 else raw.float()
+    obs = model_observations(raw, model.cfg.one_hot_obs)
     m, w = images.shape[:2]
     batch = TrajectoryBatch(
         obs=obs,

@@ -59,7 +59,7 @@ def make_samplers(
     common = dict(
         n_steps=config.n_steps,
         pad_action=config.model.n_actions,
-        one_hot=config.model.obs_shape[-1] == 20,
+        one_hot=config.model.one_hot_obs,
     )
     train = WindowSampler(
         demos,

@@ -29,6 +29,7 @@ from dtlens.analysis import (
     qk_circuit,
     set_rtg,
 )
+from dtlens.env.channels import N_CHANNELS
 from dtlens.errors import (
     BatchError,
     ConfigError,
@@ -44,6 +45,7 @@ from dtlens.errors import (
 )
 from dtlens.model import TrajectoryBatch, batch_checks
 from dtlens.model import batch as batch_module
+from dtlens.model.config import ONE_HOT_CHANNELS
 from dtlens.model.validation import check_head, checked_hook
 from dtlens.plotting import attention_from_cache, plot_attention
 from tests.conftest import build_batch, build_model
@@ -132,7 +134,7 @@ def test_one_hot_check_is_exact_for_zero_one_data():
     TrajectoryBatch(**fields(build_batch(), obs=obs))
     TrajectoryBatch(**fields(build_batch(), obs=obs.to(torch.uint8)))
     TrajectoryBatch(**fields(build_batch(), obs=obs.bool()))
-    assert batch_checks._ONE_HOT_CHANNELS == 20  # dtlens.env.channels.N_CHANNELS
+    assert ONE_HOT_CHANNELS == N_CHANNELS  # the light config's copy of the env's count
     big = torch.zeros(batch_checks._CHUNK * 3 + 7)
     big[::3] = 1
     assert batch_checks.is_zero_one(big)

@@ -61,7 +61,7 @@ from dtlens.analysis.agent_comparison.measures import (
 )
 from dtlens.analysis.agent_comparison.replay import agent_logits, probabilities_from_logits
 from dtlens.data.agents.base import Agent
-from dtlens.env import encode_observation
+from dtlens.env.encoding import model_observations
 from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
@@ -163,7 +163,7 @@ def dt_probabilities(
             ends = np.flatnonzero(lengths == length)
             index = ends[:, None] + np.arange(1 - length, 1)[None, :]  # [n, length] steps
             raw = torch.from_numpy(demos.obs[index])
-            obs = encode_observation(raw) if cfg.obs_shape[-1] == 20 else raw.float()
+            obs = model_observations(raw, cfg.one_hot_obs)
             batch = TrajectoryBatch(
                 obs=obs,
                 actions=torch.from_numpy(demos.actions[index[:, :-1]]),

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, encode_observation, make_env
+from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, make_env, model_observations
 from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 
@@ -430,7 +430,7 @@ def _batch(
             rtg.append([value] * length)
             timesteps.append(list(range(start, t + 1)))
         raw = torch.as_tensor(np.stack(images))
-        obs = encode_observation(raw) if model.cfg.obs_shape[-1] == 20 else raw.float()
+        obs = model_observations(raw, model.cfg.one_hot_obs)
         batch = TrajectoryBatch(
             obs=obs,
             actions=torch.tensor(actions, dtype=torch.long).reshape(len(indices), length - 1),
