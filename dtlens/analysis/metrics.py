@@ -335,6 +335,31 @@ def restored_logit_diff(
     return (patched - corrupt) / gap
 
 
+def restored_fraction(
+    patched: Float[Tensor, "..."], clean: Float[Tensor, "..."], corrupt: Float[Tensor, "..."]
+) -> Float[Tensor, "..."]:
+    """:func:`restored_logit_diff` for the analyses with a ``normalize`` flag.
+
+    The same ratio; its error also tells the caller that ``normalize=False`` gives
+    the raw metric (used by the patching sweeps, path patching and the circuit runs).
+
+    Raises:
+        DTLensError: where ``clean`` and ``corrupt`` are equal (message ends with the
+            ``normalize=False`` hint).
+
+    Examples:
+        >>> restored_fraction(torch.tensor([2.0]), torch.tensor([3.0]), torch.tensor([1.0]))
+        tensor([0.5000])
+        >>> restored_fraction(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([1.0]))
+        Traceback (most recent call last):
+        dtlens.errors.DTLensError: clean and corrupt ... Or pass normalize=False for the raw metric.
+    """
+    try:
+        return restored_logit_diff(patched, clean, corrupt)
+    except DTLensError as err:
+        raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
+
+
 def patching_effect(
     patched: Float[Tensor, "..."] | float,
     clean: Float[Tensor, "..."] | float,

@@ -38,7 +38,13 @@ from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.model.tl_core import NativeBlockParts, native_parts
 
-__all__ = ["PrefixCache", "build_prefix_cache", "forward_suffix", "model_has_hooks"]
+__all__ = [
+    "PrefixCache",
+    "blocked_keys",
+    "build_prefix_cache",
+    "forward_suffix",
+    "model_has_hooks",
+]
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,8 @@ def forward_suffix(
             f"resid must cover positions {first_pos}..{n_pos - 1}: shape [row, "
             f"{n_pos - first_pos}, d_model], got {list(resid.shape)}."
         )
-    blocked = _blocked(prefix.token_mask, pair, first_pos, n_pos, resid.device)
+    token_mask = None if prefix.token_mask is None else prefix.token_mask[pair]
+    blocked = blocked_keys(token_mask, n_pos, resid.device, first_pos)
     replace = {} if head_inputs is None else head_inputs
     for layer in range(start_layer, len(prefix.blocks)):
         block = prefix.blocks[layer]
@@ -177,15 +184,30 @@ def _heads(x: Float[Tensor, "batch pos hd"], block: NativeBlockParts) -> Tensor:
     return x.view(batch, pos, block.n_heads, block.d_head).transpose(1, 2)
 
 
-def _blocked(
-    token_mask: Tensor | None, pair: Tensor, first_pos: int, n_pos: int, device: torch.device
-) -> Bool[Tensor, "row_or_1 1 suffix pos"]:
-    """True where a suffix query may not look: later keys, and padding keys but itself."""
+def blocked_keys(
+    token_mask: Bool[Tensor, "row pos"] | None,
+    n_pos: int,
+    device: torch.device | str,
+    first_pos: int = 0,
+) -> Bool[Tensor, "row_or_1 1 query pos"]:
+    """The attention mask of a plain forward: True where a query may not look.
+
+    Later keys (causal), and padding keys except the query itself (a padding token
+    attends to itself only, as the model's own attention does). Queries are the
+    positions ``first_pos..n_pos-1``; the leading dimension is 1 without ``token_mask``
+    (``model.token_mask(batch)``, True at real tokens), one row per window with it.
+
+    Examples:
+        >>> blocked_keys(None, 3, "cpu")[0, 0].int().tolist()
+        [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
+        >>> blocked_keys(torch.tensor([[False, True, True]]), 3, "cpu", 1)[0, 0].int().tolist()
+        [[1, 0, 1], [1, 0, 0]]
+    """
     query = torch.arange(first_pos, n_pos, device=device)[:, None]
     key = torch.arange(n_pos, device=device)[None, :]
     blocked = (key > query)[None, None]
     if token_mask is not None:
-        padding = ~token_mask[pair][:, None, None, :] & (key != query)[None, None]
+        padding = ~token_mask[:, None, None, :] & (key != query)[None, None]
         blocked = blocked | padding
     return blocked
 

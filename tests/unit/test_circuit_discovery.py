@@ -2,12 +2,20 @@
 
 - EAP scores equal ``write difference . gradient`` with the gradient taken by autograd
   through TransformerLens hooks on the model itself (written here);
-- EAP-IG with one step is EAP; with more steps it is the average of the gradients at
-  the interpolated embeddings (checked against the same reference at each alpha);
+- EAP-IG with more steps is the average of the gradients at the interpolated
+  embeddings (checked against the same reference at each alpha); with one step it
+  takes the same code path as EAP (a consistency check, not an independent one);
 - on a model whose path from an edge to the metric is linear, EAP equals exact edge
   patching of that edge alone;
 - faithfulness is 0 for the empty circuit and 1 for the full graph, and equals exact
-  edge patching of the complement; ACDC's circuit is as faithful as it reports.
+  edge patching of the complement; ACDC's circuit is as faithful as it reports;
+- on a model whose weights are set by hand so that one path carries everything, ACDC
+  returns exactly that path's edges (faithfulness 1) and EAP scores them 1 and every
+  other edge exactly 0: the circuit is known in advance, not computed by dtlens.
+
+Some checks below compare two dtlens entry points that share the engine (the curve
+against ``circuit_faithfulness``, ACDC's kept edges against its own costs); they guard
+the bookkeeping between them, not the engine's values.
 """
 
 from __future__ import annotations
@@ -112,6 +120,7 @@ def test_eap_is_the_write_difference_dotted_with_the_autograd_gradient(setup, ed
 
 def test_eap_ig_averages_the_gradient_at_the_interpolated_embeddings(setup):
     model, clean, corrupt = setup
+    # consistency: one step evaluates the gradient at alpha=0 only, as EAP does
     one = edge_attribution_patching(model, clean, corrupt, logit_diff, "eap-ig", steps=1)
     eap = edge_attribution_patching(model, clean, corrupt, logit_diff, "eap")
     torch.testing.assert_close(one.values, eap.values, atol=0, rtol=0)
@@ -175,6 +184,8 @@ def test_the_curve_keeps_the_top_scored_edges(setup):
     model, clean, corrupt = setup
     scores = edge_attribution_patching(model, clean, corrupt, logit_diff)
     curve = faithfulness_curve(model, clean, corrupt, logit_diff, scores, sizes=[0, 3, 191])
+    # bookkeeping: size 3 is the top 3 edges (both run the same engine; its values are
+    # checked against edge patching and the hand-set model elsewhere in this file)
     top3 = circuit_faithfulness(model, clean, corrupt, logit_diff, [scores.top(3)])
     torch.testing.assert_close(curve.faithfulness[1], top3[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(curve.faithfulness[[0, 2]], torch.tensor([0.0, 1.0]), atol=1e-4,
@@ -210,12 +221,71 @@ def test_acdc_reports_its_exact_faithfulness_and_keeps_only_costly_edges(setup):
     exact = circuit_faithfulness(model, clean, corrupt, logit_diff, [result.edges])
     assert result.faithfulness == pytest.approx(float(exact[0]), abs=1e-5)
     assert 0 < len(result.edges) < 191 and result.info["forwards"] == 192
-    for edge in result.edges:
+    for edge in result.edges:  # bookkeeping: a kept edge's recorded cost passed the threshold
         assert result.scores.score(edge) >= 0.05
     everything = acdc(model, clean, corrupt, logit_diff, threshold=1e9)
     assert everything.edges == [] and everything.faithfulness == pytest.approx(0.0, abs=1e-4)
     with pytest.raises(ConfigError, match="threshold must be a number >= 0"):
         acdc(model, clean, corrupt, logit_diff, threshold=-1)
+
+
+def one_path_model():
+    """A model whose only path from the input to the logits is state -> L1H2.v -> logits.
+
+    Set by hand (no norms, so no component mixes the residual dimensions):
+
+    - every head's output projection is zero except L1H2's, which writes only into
+      residual dimensions 16..31; every MLP's output projection is zero;
+    - L1H2's query and key weights are zero: its pattern is uniform (causal), whatever
+      its q/k inputs; its output is scaled up (a clean - corrupt gap well above 0);
+    - the state embedding writes only into dimensions 0..15, the unembedding reads only
+      16..31: the state reaches the logits only through L1H2's values.
+
+    With clean and corrupt differing only in their observations, the circuit is
+    {state_embed -> L1H2.v, L1H2 -> logits}, and that path is linear.
+    """
+    model = build_model(normalization=None)
+    block0, block1 = (b._original_component for b in model.core.blocks)
+    heads = slice(16, 24)  # L1H2's columns of W_O / rows of W_Q, W_K
+    with torch.no_grad():
+        for block in (block0, block1):
+            block.mlp._original_component.fc_out._original_component.weight.zero_()
+        block0.attn._original_component.o._original_component.weight.zero_()
+        attn = block1.attn._original_component
+        o = attn.o._original_component.weight  # [d_model, n_heads * d_head]
+        o[:, :16].zero_()
+        o[:, 24:].zero_()
+        o[:16, heads].zero_()
+        o[:, heads].mul_(30.0)
+        attn.q._original_component.weight[heads].zero_()
+        attn.k._original_component.weight[heads].zero_()
+        model.state_embed.weight[16:].zero_()
+        model.state_embed.weight.mul_(5.0)
+        model.core.unembed._original_component.weight[:, :16].zero_()
+    return model
+
+
+def test_acdc_and_eap_find_the_one_path_a_hand_set_model_has():
+    model = one_path_model()
+    clean = build_batch(3, seed=0)
+    corrupt = clean.replace(obs=build_batch(3, seed=1).obs)  # only the states differ
+    live = {_parse("state->L1H2.v"), _parse("L1H2->logits")}
+    gap = logit_diff(model(clean)) - logit_diff(model(corrupt))
+    assert gap.abs().min() > 1e-2  # the path carries a difference in every pair
+
+    result = acdc(model, clean, corrupt, logit_diff, threshold=0.01)
+    assert set(result.edges) == live and len(result.edges) == 2
+    assert result.faithfulness == pytest.approx(1.0, abs=1e-4)
+
+    # the path is linear (uniform pattern, no norm, no MLP on it): patching either edge
+    # alone restores the whole gap, so EAP's estimate is exactly 1 for each
+    scores = edge_attribution_patching(model, clean, corrupt, logit_diff, "eap")
+    graph = scores.graph
+    for edge in live:
+        assert scores.score(edge) == pytest.approx(1.0, abs=1e-4)
+    dead = [e for e in graph.edges if e not in live]
+    assert len(dead) == 189 and all(scores.score(e) == 0.0 for e in dead)
+    assert set(scores.top(2)) == live
 
 
 def test_scores_refuse_bad_arguments(setup):

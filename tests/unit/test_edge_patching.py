@@ -227,7 +227,7 @@ def test_bad_inputs_are_named(setup):
         call([], max_batch=0)
     with pytest.raises(ConfigError, match=r"got shape \[27\]"):
         call(torch.zeros(27, dtype=torch.bool))
-    with pytest.raises(BatchError, match="same shapes"):
+    with pytest.raises(BatchError, match="same window: obs is"):
         edge_patching(model, clean, build_batch(3, n_steps=3), logit_diff, [])
     with pytest.raises(DTLensError, match="normalize=False"):
         edge_patching(model, clean, clean, logit_diff, [])

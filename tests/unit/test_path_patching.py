@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dtlens.analysis.circuits.edge_patching import edge_patching
 from dtlens.analysis.circuits.nodes import (
     MLP,
     Embed,
@@ -470,10 +471,17 @@ def test_bad_arguments_raise(setup_ln):
         call(direction="restore")
     with pytest.raises(DTLensError, match=r"shape \[B\] = \[2\], or to one scalar.*got \[2, 7\]"):
         call(metric=lambda logits: logits[:, -1])
-    with pytest.raises(BatchError, match="same shapes"):
+    with pytest.raises(BatchError, match=r"same window: obs is \[2, 4, 7, 7, 20\] in one"):
         call(corrupt=build_batch(seed=1, n_steps=3))
-    with pytest.raises(BatchError, match="same padding_mask"):
+    with pytest.raises(BatchError, match="same window: padding_mask is None in one"):
         call(corrupt=corrupt.replace(padding_mask=torch.ones(2, 4, dtype=torch.bool)))
+    left_padded = torch.ones(2, 4, dtype=torch.bool)
+    left_padded[0, 0] = False
+    with pytest.raises(BatchError, match="same padding_mask"):  # same shape, other positions
+        call(
+            clean=clean.replace(padding_mask=torch.ones(2, 4, dtype=torch.bool)),
+            corrupt=corrupt.replace(padding_mask=left_padded),
+        )
     with pytest.raises(DTLensError, match="normalize=False"):  # clean == corrupt: no gap
         call(corrupt=clean)
     torch.testing.assert_close(  # ... but the raw metric is fine
@@ -487,6 +495,24 @@ def test_bad_arguments_raise(setup_ln):
         clone = build_model(model_type="clone")
         b0, b1 = build_batch(seed=0).replace(rtg=None), build_batch(seed=1).replace(rtg=None)
         path_patching(clone, b0, b1, "rtg_embed", "logits", logit_diff)
+
+
+def test_a_pair_with_an_rtg_in_only_one_run_is_refused():
+    """The pair check covers the RTG field, not only obs and actions: a behaviour-cloning
+    model accepts windows with or without RTG, but a pair mixing both has no common
+    window; path patching, its sweep and edge patching name the field. (Timesteps cannot
+    differ alone: a TrajectoryBatch ties their shape to obs.)"""
+    model = build_model(model_type="clone")
+    clean, corrupt = build_batch(seed=0).replace(rtg=None), build_batch(seed=1)
+    model.validate(clean)  # each is fine on its own
+    model.validate(corrupt)
+    match = "same window: rtg is None in one and \\[2, 4\\] in the other"
+    with pytest.raises(BatchError, match=match):
+        path_patching(model, clean, corrupt, "L0H0", "logits", logit_diff)
+    with pytest.raises(BatchError, match=match):
+        path_patching_sweep(model, clean, corrupt, "logits", logit_diff, show_progress=False)
+    with pytest.raises(BatchError, match=match):
+        edge_patching(model, clean, corrupt, logit_diff, [])
 
 
 @pytest.mark.parametrize("mode", ["direct", "freeze"])

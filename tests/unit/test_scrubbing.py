@@ -270,6 +270,20 @@ def test_bad_inputs_raise_named_errors(model, data, metric, scrubber):
     )
 
 
+def test_decision_metric_names_a_bad_action(model, data, metric):
+    """Actions by MiniGrid name are the indices (left 0, right 1); a typo or an index the
+    7-action model lacks is a ConfigError naming it, before any run."""
+    by_name = decision_metric(model, data, actions=("left", "right"))
+    assert torch.equal(by_name.answer, metric.answer) and torch.equal(by_name.wrong, metric.wrong)
+    assert by_name.name == "logit diff chosen - other of left/right at S[-1]"
+    with pytest.raises(ConfigError, match="unknown action 'lfet'; valid names: left, right"):
+        decision_metric(model, data, actions=("lfet", "right"))
+    with pytest.raises(ConfigError, match=r"action 7 must be a name or an int in 0\.\.6"):
+        decision_metric(model, data, actions=(0, 7))
+    with pytest.raises(ConfigError, match="action -1 must be"):
+        decision_metric(model, data, actions=(-1, 0))
+
+
 def test_plot_scrubbing(scrubber):
     results = [scrubber.run(h, 2) for h in (Hypothesis.identity(), Hypothesis.empty())]
     fig = plot_scrubbing(results, title="t")

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dtlens.analysis.circuits.eap import EdgeScores
+from dtlens.analysis.circuits.faithfulness import circuit_values
 from dtlens.analysis.circuits.graph import DTGraph, Edge
 from dtlens.analysis.circuits.graph_runs import GraphRuns
 from dtlens.analysis.metrics import MetricFn, metric_name
@@ -114,10 +115,8 @@ def acdc(
     runs = GraphRuns(model, clean, corrupt, metric, graph, "noise")
     outside = torch.zeros_like(graph.reach)  # edges removed: they carry corrupt values
 
-    def faithfulness(mask: torch.Tensor) -> float:
-        with torch.no_grad():
-            values = runs.metric_of(runs.forward(mask[None].to(runs.model.device)))
-        return float(runs.normalized(values).mean())
+    def faithfulness(outside: torch.Tensor) -> float:
+        return float(circuit_values(runs, (graph.reach & ~outside)[None]).mean())
 
     current = faithfulness(outside)  # 1 up to float error: the full graph is the clean run
     cost = torch.zeros(len(graph.senders), len(graph.receivers))
@@ -132,9 +131,7 @@ def acdc(
         else:
             outside[s, r] = False
     kept = graph.reach & ~outside
-    scores = EdgeScores(
-        graph, cost * graph.reach, "acdc", metric_name(metric, True), {"threshold": threshold}
-    )
+    scores = EdgeScores(graph, cost, "acdc", metric_name(metric, True), {"threshold": threshold})
     return ACDCResult(
         graph=graph,
         edges=graph.edges_of(kept),

@@ -147,7 +147,10 @@ def _masks(
     edges: EdgeSets,
     graph: DTGraph | None,
 ) -> tuple[Bool[Tensor, "set sender receiver"], bool, DTGraph]:
-    """Edge sets as masks; whether one set was given; the graph (built if not given)."""
+    """Edge sets as masks; whether one set was given; the graph (built if not given).
+
+    A mask given as a tensor is checked against the graph by :func:`patched_edge_values`.
+    """
     if isinstance(edges, Tensor):
         graph = graph or DTGraph(model)
         if edges.ndim not in (2, 3):
@@ -155,7 +158,6 @@ def _masks(
                 f"an edge mask is [n_senders, n_receivers] or [n_sets, n_senders, n_receivers], "
                 f"got shape {list(edges.shape)}."
             )
-        graph.check_mask(edges, "edges")
         return (edges[None] if edges.ndim == 2 else edges), edges.ndim == 2, graph
     if isinstance(edges, str | Edge) or not isinstance(edges, Sequence):
         raise ConfigError(

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from dtlens.analysis.circuits.eap import EdgeScores
@@ -123,7 +123,7 @@ def circuit_faithfulness(
     graph = graph or DTGraph(model)
     runs = GraphRuns(model, clean, corrupt, metric, graph, "noise")
     kept = torch.stack([graph.mask(c) for c in circuits]) if circuits else graph.reach[None][:0]
-    return _faithfulness(runs, kept, max_batch).mean(-1)
+    return circuit_values(runs, kept, max_batch).mean(-1)
 
 
 def default_sizes(n_edges: int, n_points: int = 24) -> list[int]:
@@ -180,7 +180,7 @@ def faithfulness_curve(
     ranked = [edge for edge, _ in scores.ranked()]
     runs = GraphRuns(model, clean, corrupt, metric, graph, "noise")
     kept = torch.stack([graph.mask(ranked[:k]) for k in sizes])
-    per_pair = _faithfulness(runs, kept, max_batch)
+    per_pair = circuit_values(runs, kept, max_batch)
     return FaithfulnessCurve(
         sizes=torch.tensor(sizes),
         faithfulness=per_pair.mean(-1),
@@ -195,7 +195,22 @@ def faithfulness_curve(
     )
 
 
-def _faithfulness(runs: GraphRuns, kept: Tensor, max_batch: int) -> Float[Tensor, "circuit value"]:
-    """Per-pair faithfulness of each kept-edge mask (runs: base clean, edges carry corrupt)."""
+def circuit_values(
+    runs: GraphRuns,
+    kept: Bool[Tensor, "circuit sender receiver"],
+    max_batch: int = DEFAULT_EDGE_BATCH,
+) -> Float[Tensor, "circuit value"]:
+    """Per-pair faithfulness of each kept-edge mask (``runs``: direction ``"noise"``).
+
+    Every edge outside the circuit carries the corrupt run's value; the result is the
+    restored fraction of each circuit and pair (``[circuit, B]``, ``[circuit, 1]`` for
+    a scalar metric).
+
+    Examples:
+        >>> graph = DTGraph(model)
+        >>> runs = GraphRuns(model, clean, corrupt, metric, graph, "noise")
+        >>> circuit_values(runs, torch.stack([graph.reach, torch.zeros_like(graph.reach)])).shape
+        torch.Size([2, 2])
+    """
     outside = runs.graph.reach[None] & ~kept
     return runs.normalized(patched_edge_values(runs, outside, max_batch))

@@ -59,7 +59,7 @@ from dtlens.analysis.circuits.nodes import (
 )
 from dtlens.errors import ConfigError
 
-__all__ = ["DTGraph", "Edge", "EdgeSpec", "parse_edge"]
+__all__ = ["DTGraph", "Edge", "EdgeSpec", "model_senders", "parse_edge"]
 
 
 @dataclass(frozen=True)
@@ -129,26 +129,14 @@ class DTGraph:
                 "MLPs as senders)."
             )
         self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
-        kinds = [k for k in EMBED_KINDS if k != "rtg" or cfg.model_type == "decision_transformer"]
-        has_mlp = not getattr(model.core.cfg, "attn_only", False)  # type: ignore[attr-defined]
-        embeds: list[Sender] = []
-        for kind in kinds:
-            if token_embeddings is None:
-                embeds.append(Embed(kind))
-            else:
-                embeds += [Embed(kind, (label,)) for label in _tokens_of(kind, token_embeddings)]
-        senders: list[Sender] = list(embeds)
         receivers: list[Receiver] = []
         for layer in range(self.n_layers):
-            senders += [Head(layer, h) for h in range(self.n_heads)]
             receivers += [
                 HeadInput(layer, h, kind) for h in range(self.n_heads) for kind in ("q", "k", "v")
             ]
-            if has_mlp:
-                senders.append(MLP(layer))
-                receivers.append(MLPInput(layer))
+            receivers.append(MLPInput(layer))
         receivers.append(Logits())
-        self.senders: tuple[Sender, ...] = tuple(senders)
+        self.senders: tuple[Sender, ...] = model_senders(cfg, token_embeddings)
         self.receivers: tuple[Receiver, ...] = tuple(receivers)
         self.token_embeddings = None if token_embeddings is None else tuple(token_embeddings)
         self._sender_index = {s: i for i, s in enumerate(self.senders)}
@@ -243,6 +231,33 @@ class DTGraph:
             f"DTGraph({len(self.senders)} senders, {len(self.receivers)} receivers, "
             f"{len(self.edges)} edges)"
         )
+
+
+def model_senders(cfg: object, token_embeddings: Sequence[str] | None = None) -> tuple[Sender, ...]:
+    """Every sender of a model with config ``cfg``, in :class:`DTGraph`'s order.
+
+    The embeddings (RTG only for a decision transformer; one sender per token when
+    ``token_embeddings`` gives the window's labels), then per layer its heads and its
+    MLP. Unlike :class:`DTGraph` it accepts every model (path patching sweeps these
+    senders; a graph refuses a model whose embeddings are normalised together).
+
+    Examples:
+        >>> senders = model_senders(model.cfg)  # 2 layers x 4 heads
+        >>> len(senders), [str(s) for s in senders[2:6]], str(senders[-1])
+        (14, ['action_embed', 'time_embed', 'L0H0', 'L0H1'], 'MLP1')
+    """
+    has_rtg = cfg.model_type == "decision_transformer"  # type: ignore[attr-defined]
+    kinds = [k for k in EMBED_KINDS if k != "rtg" or has_rtg]
+    senders: list[Sender] = []
+    for kind in kinds:
+        if token_embeddings is None:
+            senders.append(Embed(kind))
+        else:
+            senders += [Embed(kind, (label,)) for label in _tokens_of(kind, token_embeddings)]
+    for layer in range(cfg.n_layers):  # type: ignore[attr-defined]
+        senders += [Head(layer, h) for h in range(cfg.n_heads)]  # type: ignore[attr-defined]
+        senders.append(MLP(layer))
+    return tuple(senders)
 
 
 def _tokens_of(kind: str, labels: Sequence[str]) -> list[str]:

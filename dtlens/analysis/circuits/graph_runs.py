@@ -51,11 +51,11 @@ from dtlens.analysis.circuits.nodes import (
     resolve_positions,
 )
 from dtlens.analysis.circuits.runs import check_path_pair
-from dtlens.analysis.metrics import MetricFn, metric_values, restored_logit_diff
-from dtlens.errors import ConfigError, DTLensError
+from dtlens.analysis.metrics import MetricFn, metric_values, restored_fraction
+from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.model.suffix import model_has_hooks
+from dtlens.model.suffix import blocked_keys, model_has_hooks
 from dtlens.model.tl_core import NativeBlockParts, native_parts
 
 __all__ = ["GraphRuns"]
@@ -70,9 +70,9 @@ class _Layer:
     q: list[int]  # receiver index of each head's q input
     k: list[int]
     v: list[int]
-    mlp_in: int | None  # receiver index of the MLP input
+    mlp_in: int  # receiver index of the MLP input
     heads: list[int]  # sender index of each head
-    mlp: int | None  # sender index of the MLP
+    mlp: int  # sender index of the MLP
     block: NativeBlockParts
 
 
@@ -126,7 +126,7 @@ class GraphRuns:
                 "implement (see dtlens.model.tl_core.native_parts); use path_patching."
             )
         check_path_pair(model, clean, corrupt)
-        self.model, self.graph, self.direction, self.metric = model, graph, direction, metric
+        self.model, self.graph, self.metric = model, graph, metric
         self.n_pairs = clean.batch_size
         self.labels = model.token_labels(clean)
         if graph.token_embeddings is not None and tuple(graph.token_embeddings) != tuple(
@@ -157,6 +157,7 @@ class GraphRuns:
         self.base_metric = self.corrupt_metric if denoise else self.clean_metric
         self._resid0 = base["blocks.0.hook_resid_pre"].detach()
         self._layers = [self._layer(graph, blocks[i], i) for i in range(cfg.n_layers)]
+        self._logits_receiver = graph.receivers.index(Logits())
         self._src_out: dict[int, Tensor] = {}
         self.write_diff: dict[int, Tensor] = {}
         with torch.no_grad():
@@ -170,15 +171,7 @@ class GraphRuns:
                 elif isinstance(sender, MLP):
                     self._src_out[i] = src[f"blocks.{sender.layer}.hook_mlp_out"].detach()
         self._embeds = [i for i, s in enumerate(graph.senders) if isinstance(s, Embed)]
-        token_mask = model.token_mask(self.base)
-        n_pos = len(self.labels)
-        query = torch.arange(n_pos, device=model.device)[:, None]
-        key = torch.arange(n_pos, device=model.device)[None, :]
-        blocked = (key > query)[None, None]
-        if token_mask is not None:
-            padding = ~token_mask[:, None, None, :] & (key != query)[None, None]
-            blocked = blocked | padding  # [B, 1, pos, pos]
-        self._blocked = blocked
+        self._blocked = blocked_keys(model.token_mask(self.base), len(self.labels), model.device)
 
     def _layer(self, graph: DTGraph, block: NativeBlockParts, layer: int) -> _Layer:
         r_index = {r: i for i, r in enumerate(graph.receivers)}
@@ -188,9 +181,9 @@ class GraphRuns:
             q=[r_index[HeadInput(layer, h, "q")] for h in heads],
             k=[r_index[HeadInput(layer, h, "k")] for h in heads],
             v=[r_index[HeadInput(layer, h, "v")] for h in heads],
-            mlp_in=r_index.get(MLPInput(layer)),
+            mlp_in=r_index[MLPInput(layer)],
             heads=[s_index[Head(layer, h)] for h in heads],
-            mlp=s_index.get(MLP(layer)),
+            mlp=s_index[MLP(layer)],
             block=block,
         )
 
@@ -237,13 +230,12 @@ class GraphRuns:
             resid = resid + outs.sum(1) + (0 if block.o.bias is None else block.o.bias)
             for h, s in enumerate(spec.heads):
                 diffs[s] = self._src_out[s][pair] - outs[:, h]
-            if spec.mlp is not None:
-                x = resid + self._delta(diffs, weight, [spec.mlp_in], receiver_delta)[:, 0]
-                mlp_out = block.mlp(block.ln2(x))
-                resid = resid + mlp_out
-                diffs[spec.mlp] = self._src_out[spec.mlp][pair] - mlp_out
-        final = len(self.graph.receivers) - 1
-        resid = resid + self._delta(diffs, weight, [final], receiver_delta)[:, 0]
+            x = resid + self._delta(diffs, weight, [spec.mlp_in], receiver_delta)[:, 0]
+            mlp_out = block.mlp(block.ln2(x))
+            resid = resid + mlp_out
+            diffs[spec.mlp] = self._src_out[spec.mlp][pair] - mlp_out
+        logits = self._logits_receiver
+        resid = resid + self._delta(diffs, weight, [logits], receiver_delta)[:, 0]
         return self._head(self._final_norm(resid))
 
     def _delta(
@@ -283,10 +275,7 @@ class GraphRuns:
 
     def normalized(self, values: Float[Tensor, "... value"]) -> Float[Tensor, "... value"]:
         """The restored fraction ``(values - corrupt) / (clean - corrupt)`` per pair."""
-        try:
-            return restored_logit_diff(values, self.clean_metric, self.corrupt_metric)
-        except DTLensError as err:
-            raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
+        return restored_fraction(values, self.clean_metric, self.corrupt_metric)
 
     def receiver_grads(
         self, alpha: float = 0.0, normalize: bool = True
@@ -316,7 +305,3 @@ class GraphRuns:
             objective = values.mean()
             (grad,) = torch.autograd.grad(objective, delta)
         return grad.transpose(0, 1)
-
-    def logits_receiver(self) -> int:
-        """The index of the :class:`~dtlens.analysis.circuits.nodes.Logits` receiver."""
-        return self.graph.receivers.index(Logits())

@@ -44,7 +44,7 @@ def sender_write(
     model: HookedDecisionTransformer,
     sender: Sender,
     source: Mapping[str, Tensor],
-    base: Mapping[str, Tensor],
+    base: Mapping[str, Tensor] | None,
     positions: list[int] | None = None,
 ) -> Float[Tensor, "batch pos d_model"]:
     """What ``sender`` writes to the residual stream in the source run minus the base run.
@@ -60,21 +60,27 @@ def sender_write(
         sender: the node.
         source: the source run's cache (or a dict) holding ``blocks.L.attn.hook_z``,
             ``blocks.L.hook_mlp_out``, the embedding hooks and ``blocks.0.hook_resid_pre``.
-        base: the base run's cache (or dict), with the same hooks.
+        base: the base run's cache (or dict), with the same hooks; None: the source
+            run's own write (its hook values minus zero; a head's without ``b_O``).
         positions: token indices to keep.
 
     Example:
         >>> _, src = model.run_with_cache(clean)
         >>> _, base = model.run_with_cache(corrupt)
         >>> write = sender_write(model, Head(0, 1), src, base)  # [batch, pos, d_model]
+        >>> own = sender_write(model, Head(0, 1), src, None)  # z_clean @ W_O
+        >>> torch.allclose(write, own - sender_write(model, Head(0, 1), base, None))
+        True
     """
+
+    def minus(name: str) -> Tensor:
+        return source[name] if base is None else source[name] - base[name]
+
     if isinstance(sender, Head):
-        name = f"blocks.{sender.layer}.attn.hook_z"
-        dz = source[name][:, :, sender.head] - base[name][:, :, sender.head]
+        dz = minus(f"blocks.{sender.layer}.attn.hook_z")[:, :, sender.head]
         delta = dz @ model.core.blocks[sender.layer].attn.W_O[sender.head]  # one layer's
     elif isinstance(sender, MLP):
-        name = f"blocks.{sender.layer}.hook_mlp_out"
-        delta = source[name] - base[name]
+        delta = minus(f"blocks.{sender.layer}.hook_mlp_out")
     else:
         if model.cfg.token_embedding == "huggingface":
             raise ConfigError(
@@ -82,8 +88,8 @@ def sender_write(
                 "its embeddings with embed_ln, so one embedding's write to the residual stream "
                 "is not defined; use heads and MLPs as senders."
             )
-        n_tokens = base["blocks.0.hook_resid_pre"].shape[1]
-        step_delta = source[sender.hook_name] - base[sender.hook_name]
+        n_tokens = source["blocks.0.hook_resid_pre"].shape[1]
+        step_delta = minus(sender.hook_name)
         delta = _embed_tokens(model.cfg.tokens_per_step, sender.kind, step_delta)[:, :n_tokens]
     if positions is None:
         return delta

@@ -56,6 +56,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -64,6 +65,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from dtlens.analysis.circuits.graph import model_senders
 from dtlens.analysis.circuits.node_io import receiver_inputs
 from dtlens.analysis.circuits.nodes import (
     MLP,
@@ -81,9 +83,9 @@ from dtlens.analysis.circuits.nodes import (
 )
 from dtlens.analysis.circuits.path_steps import freeze_values, run_receivers
 from dtlens.analysis.circuits.runs import PathRuns, metric_per_pair
-from dtlens.analysis.metrics import MetricFn, metric_name, restored_logit_diff
+from dtlens.analysis.metrics import MetricFn, metric_name, restored_fraction
 from dtlens.analysis.patching.results import PatchingResult
-from dtlens.errors import ConfigError, DTLensError
+from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
@@ -255,21 +257,11 @@ def path_patching_sweep(
 def _sweep_senders(
     model: HookedDecisionTransformer, kinds: str, pos: tuple[Position, ...] | None
 ) -> list[Sender]:
-    """The senders a sweep visits, in graph order (embeddings, then each layer's heads, MLP)."""
+    """The senders a sweep visits: the graph's (:func:`model_senders`) of the kinds, at ``pos``."""
     if kinds not in ("heads", "mlps", "embeddings", "all"):
         raise ConfigError(f"senders must be 'heads', 'mlps', 'embeddings' or 'all', got {kinds!r}.")
-    cfg = model.cfg
-    out: list[Sender] = []
-    if kinds in ("embeddings", "all"):
-        has_rtg = cfg.model_type == "decision_transformer"
-        out += [Embed(k, pos) for k in ("rtg", "state", "action", "time") if has_rtg or k != "rtg"]
-    has_mlp = not getattr(model.core.cfg, "attn_only", False)
-    for layer in range(cfg.n_layers):
-        if kinds in ("heads", "all"):
-            out += [Head(layer, head, pos) for head in range(cfg.n_heads)]
-        if kinds in ("mlps", "all") and has_mlp:
-            out.append(MLP(layer, pos))
-    return out
+    wanted = {"heads": Head, "mlps": MLP, "embeddings": Embed, "all": (Embed, Head, MLP)}[kinds]
+    return [replace(s, pos=pos) for s in model_senders(model.cfg) if isinstance(s, wanted)]
 
 
 def _whole(sender: Sender) -> Sender:
@@ -293,10 +285,7 @@ def _checked_receivers(
 def _finish(runs: PathRuns, per_pair: Tensor, normalize: bool) -> Float[Tensor, "group pair"]:
     if not normalize:
         return per_pair
-    try:
-        return restored_logit_diff(per_pair, runs.clean_metric, runs.corrupt_metric)
-    except DTLensError as err:
-        raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
+    return restored_fraction(per_pair, runs.clean_metric, runs.corrupt_metric)
 
 
 # --------------------------------------------------------------------------- engine

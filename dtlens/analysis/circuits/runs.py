@@ -24,8 +24,9 @@ from torch import Tensor
 from dtlens.analysis.circuits.node_io import sender_write
 from dtlens.analysis.circuits.nodes import Receiver, Sender, resolve_positions, validate_node
 from dtlens.analysis.metrics import MetricFn, metric_values
+from dtlens.analysis.patching.engine import check_pair
 from dtlens.errors import BatchError, ConfigError
-from dtlens.model.batch import TrajectoryBatch, check_is_batch
+from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 from dtlens.model.suffix import PrefixCache, build_prefix_cache, model_has_hooks
 
@@ -121,25 +122,18 @@ def check_path_pair(
 ) -> None:
     """Raise BatchError unless both are valid batches for ``model`` with lined-up tokens.
 
-    Same obs/action shapes and the same padding mask (positions must line up).
+    :func:`~dtlens.analysis.patching.engine.check_pair` (same batch size and window:
+    obs, actions, RTG, timesteps and padding-mask shapes), then ``model.validate`` of
+    each, then the same padding mask (a path's positions must line up).
 
     Example:
         >>> check_path_pair(model, clean, corrupt)  # None when they pair up
     """
-    for name, batch in (("clean", clean), ("corrupt", corrupt)):
-        check_is_batch(batch, name)
+    check_pair(clean, corrupt)
+    for batch in (clean, corrupt):
         model.validate(batch)
-    shapes = [(b.obs.shape, b.actions.shape) for b in (clean, corrupt)]
-    if shapes[0] != shapes[1]:
-        raise BatchError(
-            f"clean and corrupt must have the same shapes (obs, actions), got {shapes[0]} "
-            f"and {shapes[1]}."
-        )
-    masks = [b.padding_mask for b in (clean, corrupt)]
-    same = (masks[0] is None and masks[1] is None) or (
-        masks[0] is not None and masks[1] is not None and torch.equal(masks[0], masks[1])
-    )
-    if not same:
+    masks = [b.padding_mask for b in (clean, corrupt)]  # check_pair: both None or same shape
+    if masks[0] is not None and not torch.equal(masks[0], masks[1]):
         raise BatchError(
             "clean and corrupt must have the same padding_mask (positions must line up); "
             "pad both the same way."

@@ -57,9 +57,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Literal
 
@@ -78,9 +75,6 @@ from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
 __all__ = ["attribution_patching", "gradient_hook_name", "rank_correlation"]
-
-#: context levels of the temporary hooks (``model.hooks()`` counts up from 0)
-_LEVELS = itertools.count(1 << 30)
 
 
 def attribution_patching(
@@ -242,13 +236,13 @@ def _runs(
         return act + leaves[name]
 
     names = list(dict.fromkeys(hook_names))
-    with torch.no_grad(), _hooked(model, [(n, partial(record, source_acts, n)) for n in names]):
+    with torch.no_grad(), model.hooks([(n, partial(record, source_acts, n)) for n in names]):
         source_logits = model(source)
     source_metric = metric_values(metric, source_logits, n_pairs)
     hooks = [(n, partial(record, base_acts, n)) for n in names]
     hooks += [(n, partial(add_leaf, n)) for n in dict.fromkeys(grad_names)]
     with torch.enable_grad():
-        with _hooked(model, hooks):
+        with model.hooks(hooks):
             logits = model(base)
         out = metric(logits)
         base_metric = metric_values(lambda _: out, logits, n_pairs)
@@ -264,32 +258,6 @@ def _runs(
     zero = torch.zeros_like
     gradients = {n: zero(leaves[n]) if g is None else g for n, g in zip(wrt, grads, strict=True)}
     return base_metric, source_metric, base_acts, source_acts, gradients
-
-
-@contextlib.contextmanager
-def _hooked(
-    model: HookedDecisionTransformer, hooks: list[tuple[str, Callable[..., Tensor | None]]]
-) -> Iterator[None]:
-    """Temporary forward hooks ``(act, hook) -> new act or None`` on the model's hook points.
-
-    The hooks ``model.hooks()`` would add (same conversions, e.g. ``hook_z`` split by
-    head), under a context level of their own, and removed from their hook points
-    only: ``model.hooks()`` resets every hook point of the model on exit, which costs
-    more than a small model's forward. Hooks already attached stay and run first.
-    """
-    points = model.hook_dict  # the bridge rebuilds it on every access: read it once
-    if any(name not in points for name, _ in hooks):
-        model.check_hook_names([name for name, _ in hooks])  # raises, suggesting names
-    level = next(_LEVELS)
-    used = []
-    try:
-        for name, fn in hooks:
-            used.append(points[name])
-            points[name].add_hook(fn, dir="fwd", level=level)
-        yield
-    finally:
-        for point in used:
-            point.remove_hooks("fwd", level=level)
 
 
 def _location_sums(

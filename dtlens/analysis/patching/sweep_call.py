@@ -21,11 +21,11 @@ from typing import Any, Literal
 from jaxtyping import Float
 from torch import Tensor
 
-from dtlens.analysis.metrics import MetricFn, metric_name, restored_logit_diff
+from dtlens.analysis.metrics import MetricFn, metric_name, restored_fraction
 from dtlens.analysis.patching.engine import check_pair
 from dtlens.analysis.patching.results import PatchingResult
 from dtlens.analysis.patching.sweeps import Sweep, resolve_sweep, sweep_labels, sweep_layers
-from dtlens.errors import ConfigError, DTLensError
+from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
 
@@ -121,10 +121,7 @@ def sweep_result(
     lead = [len(call.layers)] if "layer" in call.by else []
     per_pair = patched.reshape(*lead, *sizes, len(clean_metric))
     if call.normalize:
-        try:
-            per_pair = restored_logit_diff(per_pair, clean_metric, corrupt_metric)
-        except DTLensError as err:
-            raise DTLensError(f"{err} Or pass normalize=False for the raw metric.") from None
+        per_pair = restored_fraction(per_pair, clean_metric, corrupt_metric)
     per_pair = per_pair.permute(*[canonical.index(a) for a in call.by], -1)
     labels = sweep_labels(
         model, clean, call.sweep, dict(zip(call.axes, sizes, strict=True)), len(call.layers)

@@ -36,7 +36,8 @@ from torch import Tensor
 from dtlens.analysis.edits.scenarios import layout_batch
 from dtlens.analysis.metrics import Action, state_token_position
 from dtlens.analysis.scrubbing.hypothesis import ANY, IDENTITY, Feature
-from dtlens.env import ACTION_INDEX, ACTION_NAMES, SCENARIOS
+from dtlens.analysis.weights.embeddings import action_index, action_labels
+from dtlens.env import SCENARIOS
 from dtlens.errors import BatchError, HypothesisError
 from dtlens.model.batch import TrajectoryBatch
 
@@ -212,6 +213,10 @@ def decision_metric(
     is that action's logit minus the other's. Clean runs score positive; a run that
     turns the other way, negative.
 
+    Raises:
+        ConfigError: an action that is neither one of the model's action names nor an
+            index in ``0..n_actions-1`` (:func:`~dtlens.analysis.weights.embeddings.action_index`).
+
     Examples:
         >>> import dtlens
         >>> model = dtlens.load("memorydt")
@@ -222,7 +227,9 @@ def decision_metric(
         >>> [round(v, 1) for v in metric(model(data.batch), torch.arange(4)).tolist()]
         [5.8, 6.3, 5.8, 6.6]
     """
-    a, b = (ACTION_INDEX[x] if isinstance(x, str) else int(x) for x in actions)
+    n_actions, continuous = model.cfg.n_actions, model.cfg.continuous_actions
+    a, b = (action_index(x, n_actions, continuous) for x in actions)
+    names = action_labels(n_actions, continuous)
     per = model.cfg.tokens_per_step
     with torch.no_grad():
         logits = model(dataset.batch.to(model.device))
@@ -230,5 +237,5 @@ def decision_metric(
     prefer_a = (logits[:, pos, a] >= logits[:, pos, b]).cpu()
     answer = torch.where(prefer_a, a, b)
     wrong = torch.where(prefer_a, b, a)
-    name = f"logit diff chosen - other of {ACTION_NAMES[a]}/{ACTION_NAMES[b]} at S[{timestep}]"
+    name = f"logit diff chosen - other of {names[a]}/{names[b]} at S[{timestep}]"
     return DecisionMetric(name, answer, wrong, timestep, per)

@@ -55,7 +55,7 @@ from dtlens.analysis.circuits.nodes import (
 from dtlens.errors import ConfigError
 from dtlens.model.batch import TrajectoryBatch
 from dtlens.model.hooked_dt import HookedDecisionTransformer
-from dtlens.model.suffix import model_has_hooks
+from dtlens.model.suffix import blocked_keys, model_has_hooks
 from dtlens.model.tl_core import NativeBlockParts, native_parts
 
 __all__ = ["CleanCache", "Source", "World", "scrub_forward"]
@@ -119,25 +119,19 @@ class CleanCache:
         self.model, self.graph = model, graph
         self.blocks, self.final_norm, self.head = parts
         n_layers = model.cfg.n_layers
-        has_mlp = any(isinstance(r, MLPInput) for r in graph.receivers)
         names = [*model.embedding_hook_names, "blocks.0.hook_resid_pre", "ln_final.hook_in"]
         for layer in range(n_layers):
-            names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_z"]
-            if has_mlp:
-                names += [f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_mlp_out"]
+            names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_z",
+                      f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_mlp_out"]  # fmt: skip
         with torch.no_grad():
             self.logits, cache = model.run_with_cache(batch, names_filter=names)
-            zeros = {k: torch.zeros_like(cache[k]) for k in names}
             self.labels = model.token_labels(batch)
             self.values: dict[int, Act] = {}
             for i, sender in enumerate(graph.senders):
                 positions = resolve_positions(sender.pos, self.labels, sender)
-                self.values[i] = sender_write(model, sender, cache, zeros, positions).detach()
+                self.values[i] = sender_write(model, sender, cache, None, positions).detach()
             self.pre = [cache[f"blocks.{i}.hook_resid_pre"].detach() for i in range(n_layers)]
-            self.mid = [
-                cache[f"blocks.{i}.hook_resid_mid"].detach() if has_mlp else None
-                for i in range(n_layers)
-            ]
+            self.mid = [cache[f"blocks.{i}.hook_resid_mid"].detach() for i in range(n_layers)]
             self.final = cache["ln_final.hook_in"].detach()
         self.embeds = [i for i, s in enumerate(graph.senders) if isinstance(s, Embed)]
         s_index = {s: i for i, s in enumerate(graph.senders)}
@@ -146,22 +140,17 @@ class CleanCache:
         self.layers = [
             (
                 [r_index[HeadInput(layer, h, kind)] for kind in ("q", "k", "v") for h in heads],
-                r_index.get(MLPInput(layer)),
+                r_index[MLPInput(layer)],
                 [s_index[Head(layer, h)] for h in heads],
-                s_index.get(MLP(layer)),
+                s_index[MLP(layer)],
             )
             for layer in range(n_layers)
         ]
         self.logits_receiver = r_index[Logits()]
         token_mask = model.token_mask(batch)
-        n_pos = len(self.labels)
-        query = torch.arange(n_pos, device=model.device)[:, None]
-        key = torch.arange(n_pos, device=model.device)[None, :]
-        blocked = (key > query)[None, None]
         if token_mask is not None:  # the windows are padded alike (ScrubbingDataset checks)
-            padding = ~token_mask[:1, None, None, :] & (key != query)[None, None]
-            blocked = blocked | padding
-        self.blocked = blocked  # [1, 1, pos, pos]
+            token_mask = token_mask[:1]
+        self.blocked = blocked_keys(token_mask, len(self.labels), model.device)  # [1, 1, pos, pos]
 
     def readout(self, final: Act) -> Float[Tensor, "row pos action"]:
         """Logits from a final residual stream (``ln_final``, then the action head)."""
@@ -232,9 +221,8 @@ def scrub_forward(
         outs = einsum(z, w_o, "row head pos e, head e d -> row head pos d")
         for h, s in enumerate(heads):
             live[s] = outs[:, h]
-        if mlp is not None:
-            x = cache.mid[layer][rand] + correction([mlp_in])[:, 0]
-            live[mlp] = block.mlp(block.ln2(x))
+        x = cache.mid[layer][rand] + correction([mlp_in])[:, 0]
+        live[mlp] = block.mlp(block.ln2(x))
     final = cache.final[rand[:m]] + correction([cache.logits_receiver])[:m, 0]
     return cache.readout(final)
 

@@ -362,9 +362,7 @@ def _graph_edge(item: Edge | str, graph: DTGraph) -> Edge:
     try:
         edge = parse_edge(item)
         graph.index(edge)
-    except HypothesisError:
-        raise
-    except ConfigError as err:
+    except ConfigError as err:  # parse_edge and graph.index raise ConfigError, never the subclass
         raise HypothesisError(f"claim edge {item!s}: {err}") from None
     return edge
 
