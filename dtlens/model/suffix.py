@@ -85,23 +85,22 @@ def build_prefix_cache(
     batch: TrajectoryBatch,
     logits: Float[Tensor, "batch pos action"] | None = None,
     resid_pre: Mapping[int, Float[Tensor, "batch pos d_model"]] | None = None,
-) -> PrefixCache | None:
-    """What suffix re-runs of ``batch`` need; None if the model is not plain.
+) -> PrefixCache:
+    """What suffix re-runs of ``batch`` need.
 
     Pass the base run's ``logits`` and ``{layer: blocks.L.hook_resid_pre}`` for every
-    layer if a cache already holds them; otherwise ``batch`` is run once. None when
-    the transformer core uses a feature the suffix computation does not implement
-    (see :func:`dtlens.model.tl_core.native_parts`).
+    layer if a cache already holds them; otherwise ``batch`` is run once.
+
+    Raises:
+        ConfigError: the transformer core uses a feature the plain re-run does not
+            implement (see :func:`dtlens.model.tl_core.native_parts`).
 
     Examples:
         >>> prefix = build_prefix_cache(model, batch)
         >>> prefix.keys[0].shape  # [batch, head, pos, d_head]
         torch.Size([2, 4, 11, 8])
     """
-    parts = native_parts(model.core)
-    if parts is None:
-        return None
-    blocks, final_norm, head = parts
+    blocks, final_norm, head = native_parts(model.core)
     n_layers = len(blocks)
     with torch.no_grad():
         if logits is None or resid_pre is None or any(i not in resid_pre for i in range(n_layers)):
@@ -173,8 +172,7 @@ def forward_suffix(
         if not (mid and layer == start_layer):
             given = {kind: replace[layer, kind] for kind in "qkv" if (layer, kind) in replace}
             resid = resid + _attention(block, prefix, layer, resid, first_pos, pair, blocked, given)
-        if block.mlp is not None:
-            resid = resid + block.mlp(block.ln2(resid))
+        resid = resid + block.mlp(block.ln2(resid))
     logits = prefix.head(prefix.final_norm(resid))
     return torch.cat([prefix.logits[pair, :first_pos], logits], dim=1)
 

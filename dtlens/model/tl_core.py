@@ -79,7 +79,7 @@ from transformer_lens.model_bridge.sources.native.model import (
 )
 from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
-from dtlens.errors import CheckpointError
+from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.config import DTConfig
 
 __all__ = [
@@ -436,9 +436,9 @@ class NativeBlockParts:
     scale)`` with blocked entries at ``-inf`` (then 0), ``out = o(pattern v)``.
 
     Attributes:
-        ln1, ln2: the block's norms (``ln2`` None for attention-only blocks).
+        ln1, ln2: the block's norms.
         q, k, v, o: the attention projections (``nn.Linear``, ``[*, n_heads * d_head]``).
-        mlp: ``resid -> mlp_out`` for ``ln2``'s output (None for attention-only blocks).
+        mlp: ``resid -> mlp_out`` for ``ln2``'s output.
         n_heads, d_head: the heads' layout.
         scale: the attention scores' divisor.
     """
@@ -448,8 +448,8 @@ class NativeBlockParts:
     k: nn.Linear
     v: nn.Linear
     o: nn.Linear
-    ln2: nn.Module | None
-    mlp: Callable[[Tensor], Tensor] | None
+    ln2: nn.Module
+    mlp: Callable[[Tensor], Tensor]
     n_heads: int
     d_head: int
     scale: float
@@ -457,26 +457,30 @@ class NativeBlockParts:
 
 def native_parts(
     core: TransformerBridge,
-) -> tuple[list[NativeBlockParts], nn.Module, nn.Linear] | None:
-    """``(blocks, final norm, action head)`` as plain modules, or None if not plainly computable.
+) -> tuple[list[NativeBlockParts], nn.Module, nn.Linear]:
+    """``(blocks, final norm, action head)`` as plain modules.
 
-    None when the native model uses a feature :class:`NativeBlockParts` does not
-    describe (rotary embeddings, grouped keys/values, score soft caps, a mid-MLP
-    LayerNorm, logit soft caps): callers then run the bridge as usual.
+    Raises:
+        ConfigError: the native model uses a feature :class:`NativeBlockParts` does not
+            describe (rotary embeddings, grouped keys/values, score or logit soft caps,
+            non-causal or attention-only blocks, a mid-MLP LayerNorm). No dtlens config
+            builds one (:func:`bridge_config` enables none of them): this guards the
+            plain re-runs (:mod:`dtlens.model.suffix`, edge patching, causal scrubbing)
+            against a TransformerLens change.
     """
     native = core.original_model
     if not isinstance(native, NativeModel) or float(native.output_logits_soft_cap) > 0:
-        return None
+        raise _unsupported("its native model (or its logit soft cap)")
     blocks = []
     for block in native.layers:
         attn = _plain(block.attn)
         if not isinstance(attn, NativeAttention) or attn.rotary is not None:
-            return None
+            raise _unsupported("its attention (or rotary embeddings)")
         if attn.kv_repeats != 1 or attn.attn_scores_soft_cap > 0 or not attn.causal:
-            return None
+            raise _unsupported("grouped keys/values, a score soft cap or non-causal attention")
         mlp = None if block.cfg.attn_only else _plain_mlp(_plain(block.mlp))
-        if mlp is False:
-            return None
+        if mlp is None or mlp is False:
+            raise _unsupported("attention-only blocks or its MLP")
         blocks.append(
             NativeBlockParts(
                 ln1=_plain(block.ln1),
@@ -484,7 +488,7 @@ def native_parts(
                 k=_plain(attn.k),
                 v=_plain(attn.v),
                 o=_plain(attn.o),
-                ln2=None if block.cfg.attn_only else _plain(block.ln2),
+                ln2=_plain(block.ln2),
                 mlp=mlp,
                 n_heads=attn.n_heads,
                 d_head=attn.d_head,
@@ -492,6 +496,14 @@ def native_parts(
             )
         )
     return blocks, _plain(native.ln_out), _plain(native.head)
+
+
+def _unsupported(feature: str) -> ConfigError:
+    return ConfigError(
+        f"this model's transformer core uses {feature}, which dtlens' plain re-runs "
+        "(suffix re-runs, edge patching, causal scrubbing) do not implement; use "
+        "path_patching or activation patching, which run the bridge."
+    )
 
 
 def _plain(module: nn.Module) -> nn.Module:

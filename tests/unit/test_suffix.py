@@ -123,3 +123,19 @@ def test_head_inputs_replace_heads_like_a_hook_on_q_k_v(model, batch, kind):
             head_inputs={(1, kind): ([0, 2], new)},
         )  # fmt: skip
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+
+
+def test_a_core_the_plain_re_run_does_not_implement_is_named():
+    """A native model with a logit soft cap (no dtlens config builds one) is refused by
+    name, not re-run without it."""
+    from dtlens.errors import ConfigError
+    from dtlens.model.suffix import build_prefix_cache
+    from dtlens.model.tl_core import native_parts
+
+    model = build_model()
+    assert len(native_parts(model.core)[0]) == model.cfg.n_layers  # a dtlens core: plain
+    model.core.original_model.output_logits_soft_cap = 30.0
+    with pytest.raises(ConfigError, match="logit soft cap"):
+        native_parts(model.core)
+    with pytest.raises(ConfigError, match="path_patching or activation patching"):
+        build_prefix_cache(model, build_batch())

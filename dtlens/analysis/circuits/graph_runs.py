@@ -120,11 +120,6 @@ class GraphRuns:
                 "be skipped; remove them first (model.reset_hooks())."
             )
         parts = native_parts(model.core)
-        if parts is None:
-            raise ConfigError(
-                "this model's transformer core uses a feature edge patching does not "
-                "implement (see dtlens.model.tl_core.native_parts); use path_patching."
-            )
         check_path_pair(model, clean, corrupt)
         self.model, self.graph, self.metric = model, graph, metric
         self.n_pairs = clean.batch_size

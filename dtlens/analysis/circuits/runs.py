@@ -93,8 +93,7 @@ class PathRuns:
     def prefix(self) -> PrefixCache | None:
         """The base run for plain re-runs (:mod:`dtlens.model.suffix`); None if unusable.
 
-        None when hooks are attached to the model (a plain re-run would skip them) or
-        its core is not plainly computable.
+        None when hooks are attached to the model (a plain re-run would skip them).
         """
         if model_has_hooks(self.model):
             return None

@@ -111,11 +111,6 @@ class CleanCache:
                 "would be skipped; remove them first (model.reset_hooks())."
             )
         parts = native_parts(model.core)
-        if parts is None:
-            raise ConfigError(
-                "this model's transformer core uses a feature causal scrubbing does not "
-                "implement (see dtlens.model.tl_core.native_parts)."
-            )
         self.model, self.graph = model, graph
         self.blocks, self.final_norm, self.head = parts
         n_layers = model.cfg.n_layers
