@@ -48,7 +48,7 @@ from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import make_env
 from dtlens.errors import ConfigError, OutputPathError
 from dtlens.files import check_writable
-from dtlens.threads import torch_threads
+from dtlens.torch_context import torch_threads
 
 __all__ = [
     "CollectResult",

@@ -42,8 +42,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +58,7 @@ from dtlens.model.config import DTConfig
 from dtlens.model.hf import embedding as hf_embedding
 from dtlens.model.tl_compat import TransformerLensMixin
 from dtlens.model.tl_forward import ReturnType
+from dtlens.torch_context import seeded
 
 __all__ = ["EMBEDDING_HOOKS", "HookedDecisionTransformer"]
 
@@ -92,7 +91,7 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
         self.cfg = cfg
         self.metadata: dict[str, Any] = {}
         self.checkpoint_dir: Path | None = None
-        with _seeded(cfg.seed):
+        with seeded(cfg.seed):
             if cfg.token_embedding == "huggingface":
                 hf_embedding.add_embeddings(self, cfg)
             else:
@@ -473,17 +472,6 @@ def _attention_mask(token_mask: Tensor) -> Tensor:
     eye = torch.eye(n, dtype=torch.bool, device=token_mask.device)
     allowed = token_mask[:, None, None, :] | eye
     return ~allowed
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Fork torch's RNG and seed it when ``seed`` is given (the caller's RNG is untouched)."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _init_embeddings(model: HookedDecisionTransformer, cfg: DTConfig) -> None:

@@ -81,6 +81,7 @@ from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_check
 
 from dtlens.errors import CheckpointError, ConfigError
 from dtlens.model.config import DTConfig
+from dtlens.torch_context import seeded
 
 __all__ = [
     "TANH_HOOKS",
@@ -251,12 +252,7 @@ class _DecisionTransformerCore(NativeModel):
 def build_core(cfg: DTConfig) -> TransformerBridge:
     """A freshly initialised TransformerLens bridge for ``cfg`` (seeded by ``cfg.seed``)."""
     tl_cfg = bridge_config(cfg)
-    if cfg.seed is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            model = _DecisionTransformerCore(tl_cfg, cfg.action_tanh)
-            initialize_native_model(model, tl_cfg)
-    else:
+    with seeded(cfg.seed):
         model = _DecisionTransformerCore(tl_cfg, cfg.action_tanh)
         initialize_native_model(model, tl_cfg)
     _zero_new_biases(model)

@@ -40,7 +40,7 @@ from dtlens.plotting.agent_comparison import plot_agent_comparison
 from dtlens.report import SECTIONS, ReportConfig
 from dtlens.report.sections import SECTION_MODULES
 from dtlens.report.sections import agent_comparison as section
-from dtlens.threads import torch_threads
+from dtlens.torch_context import torch_threads
 from tests.conftest import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -47,7 +47,7 @@ from dtlens.data.demonstrations import Demonstrations
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario, make_env, optimal_actions
 from dtlens.env.scenarios import as_scenario
 from dtlens.errors import ConfigError, EnvError
-from dtlens.threads import torch_threads
+from dtlens.torch_context import torch_threads
 
 __all__ = [
     "DEFAULT_SAMPLING",

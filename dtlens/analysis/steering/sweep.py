@@ -44,7 +44,7 @@ from dtlens.analysis.probes.data import FACT_VALUES
 from dtlens.analysis.steering.hooks import Positions, steer
 from dtlens.env import MEMORY_ENV_ID, SCENARIOS, Scenario
 from dtlens.errors import ConfigError
-from dtlens.threads import torch_threads
+from dtlens.torch_context import torch_threads
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -36,8 +36,6 @@ Usage:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ from torch import Tensor, nn
 from dtlens.checkpoint_files import read_checkpoint_dir, resolve_device, write_checkpoint_dir
 from dtlens.config_io import ConfigIO, check, check_int
 from dtlens.errors import BatchError, CheckpointError, ConfigError, ObservationError
+from dtlens.torch_context import seeded
 
 __all__ = [
     "AGENT_CONFIG_FILE",
@@ -112,16 +111,6 @@ class LSTMAgentConfig(ConfigIO):
         return 2 * self.memory_dim
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def _babyai_linear_init(module: nn.Module) -> None:
     """BabyAI's init: Linear rows ~ N(0, 1) scaled to unit norm, biases 0."""
     if isinstance(module, nn.Linear):
@@ -151,7 +140,7 @@ class LSTMAgent(nn.Module):
         self.config = config if config is not None else LSTMAgentConfig()
         self.metadata: dict[str, Any] = dict(metadata or {})
         cfg = self.config
-        with _seeded(cfg.seed):
+        with seeded(cfg.seed):
             self.bow = nn.Embedding(3 * cfg.max_value, cfg.image_dim)
             self.conv1 = nn.Conv2d(cfg.image_dim, cfg.image_dim, kernel_size=3, padding=1)
             self.bn1 = nn.BatchNorm2d(cfg.image_dim)

@@ -1,12 +1,15 @@
-"""`torch_threads`: run a block (or a function) with a set number of torch intra-op threads.
+"""Context managers over torch's global state: its thread count and its random generator.
 
-Rollouts and replays forward many tiny batches: a second thread only adds
-synchronisation, and on a busy machine, where it waits for a core, it makes these
-small ops many times slower. The analyses that play episodes run on one thread.
+- :func:`torch_threads`: run a block (or a function) with a set number of intra-op
+  threads. Rollouts and replays forward many tiny batches: a second thread only adds
+  synchronisation, and on a busy machine, where it waits for a core, it makes these
+  small ops many times slower. The analyses that play episodes run on one thread.
+- :func:`seeded`: run a block on a forked, seeded generator (models and agents built
+  with a seed), leaving the caller's random state as it was.
 
 Examples:
     >>> import torch
-    >>> from dtlens.threads import torch_threads
+    >>> from dtlens.torch_context import torch_threads
     >>> before = torch.get_num_threads()
     >>> with torch_threads(1):
     ...     torch.get_num_threads()
@@ -24,7 +27,7 @@ import torch
 
 from dtlens.errors import ConfigError
 
-__all__ = ["torch_threads"]
+__all__ = ["seeded", "torch_threads"]
 
 
 def torch_threads(n: int | None) -> AbstractContextManager[None]:
@@ -63,3 +66,26 @@ def _threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Fork torch's CPU generator and seed it with ``seed`` for the block (None: no fork,
+    the caller's generator is used as it is); the caller's random state is restored after.
+
+    Example:
+        >>> state = torch.random.get_rng_state()
+        >>> with seeded(0):
+        ...     first = torch.rand(2)
+        >>> with seeded(0):
+        ...     bool(torch.equal(torch.rand(2), first))
+        True
+        >>> torch.equal(torch.random.get_rng_state(), state)
+        True
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
