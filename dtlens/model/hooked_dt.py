@@ -199,11 +199,7 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
         """
         tl_forward.check_forward_kwargs(kwargs, return_type)
         tokens = self.embed(batch)
-        token_mask = self.token_mask(batch)
-        core_kwargs: dict[str, Any] = {}
-        if token_mask is not None:
-            core_kwargs["attention_mask"] = _attention_mask(token_mask)
-            core_kwargs["position_ids"] = (token_mask.long().cumsum(-1) - 1).clamp(min=0)
+        core_kwargs = _core_kwargs(self.token_mask(batch))
         if stop_at_layer is not None:
             return self._stop_at_layer(tokens, stop_at_layer, core_kwargs)
         logits = self.core(tokens, **core_kwargs)
@@ -257,16 +253,13 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
                 f"resid must have shape [batch, pos, d_model={self.cfg.d_model}], "
                 f"got {list(resid.shape)}."
             )
-        kwargs: dict[str, Tensor] = {}
         token_mask = None if batch is None else self.token_mask(batch)
-        if token_mask is not None:
-            if token_mask.shape != resid.shape[:2]:
-                raise BatchError(
-                    f"batch padding covers {list(token_mask.shape)} tokens, resid has "
-                    f"{list(resid.shape[:2])}."
-                )
-            kwargs["attention_mask"] = _attention_mask(token_mask)
-            kwargs["position_ids"] = (token_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if token_mask is not None and token_mask.shape != resid.shape[:2]:
+            raise BatchError(
+                f"batch padding covers {list(token_mask.shape)} tokens, resid has "
+                f"{list(resid.shape[:2])}."
+            )
+        kwargs = _core_kwargs(token_mask)
         for block in self.core.blocks[start_layer:]:
             resid = block(resid, **kwargs)[0]
         return self.core.unembed(self.core.ln_final(resid))
@@ -460,6 +453,17 @@ class HookedDecisionTransformer(TransformerLensMixin, HookedRootModule):
 
 class _ForwardStoppedError(Exception):
     """Carries the residual stream out of a forward stopped at a layer."""
+
+
+def _core_kwargs(token_mask: Tensor | None) -> dict[str, Tensor]:
+    """The core's keyword arguments for a padded window (none when nothing is padded): the
+    attention mask, and position ids that count real tokens only (padding at 0)."""
+    if token_mask is None:
+        return {}
+    return {
+        "attention_mask": _attention_mask(token_mask),
+        "position_ids": (token_mask.long().cumsum(-1) - 1).clamp(min=0),
+    }
 
 
 def _attention_mask(token_mask: Tensor) -> Tensor:
