@@ -69,6 +69,7 @@ __all__ = [
     "is_real",
     "jsonable",
     "required_fields",
+    "union_args",
 ]
 
 C = TypeVar("C")
@@ -166,10 +167,16 @@ def _is_tuple_type(annotation: Any) -> bool:
         return False
     if typing.get_origin(annotation) is tuple or annotation is tuple:
         return True
-    return any(_is_tuple_type(arg) for arg in _union_args(annotation))
+    return any(_is_tuple_type(arg) for arg in union_args(annotation))
 
 
-def _union_args(annotation: Any) -> tuple[Any, ...]:
+def union_args(annotation: Any) -> tuple[Any, ...]:
+    """The members of a ``X | Y`` / ``Optional[X]`` annotation (empty for any other type).
+
+    Example:
+        >>> union_args(int | None)
+        (<class 'int'>, <class 'NoneType'>)
+    """
     origin = typing.get_origin(annotation)
     if origin is typing.Union or origin is types.UnionType:
         return typing.get_args(annotation)

@@ -40,14 +40,13 @@ import argparse
 import dataclasses
 import json
 import re
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dtlens.config_io import field_docs, field_types, jsonable
+from dtlens.config_io import field_docs, field_types, jsonable, union_args
 from dtlens.errors import ConfigError
 
 __all__ = ["ConfigFlags", "add_config_flags", "config_from_args", "show_default"]
@@ -210,16 +209,9 @@ def _nested_config(annotation: Any) -> type | None:
     return None
 
 
-def _union_args(annotation: Any) -> tuple[Any, ...]:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
-        return typing.get_args(annotation)
-    return ()
-
-
 def _argument(annotation: Any, name: str) -> dict[str, Any]:
     """``add_argument`` keywords (type, nargs, choices, action, metavar) for a field type."""
-    args = _union_args(annotation)
+    args = union_args(annotation)
     optional = type(None) in args
     if args:
         rest = [a for a in args if a is not type(None)]
