@@ -71,7 +71,7 @@ def wilson_interval(
     Raises:
         ConfigError: ``trials`` is not a positive int, or a count is outside ``0..trials``.
 
-    Example:
+    Examples:
         >>> lo, hi = wilson_interval(0, 10)
         >>> round(float(lo), 4), round(float(hi), 4)
         (0.0, 0.2775)

@@ -82,7 +82,7 @@ def earlier_run(run_dir: str | Path, checkpoint_prefix: str, log_file: str) -> l
     ``dtlens train`` runs leave ``step_k/`` and ``metrics.jsonl``; ``dtlens train-ppo``
     runs leave ``update_NNNNNN/`` and ``history.json``.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
         >>> for name in ("step_20", "step_10", "final", "notes"):
@@ -125,7 +125,7 @@ def refuse_earlier_run(where: str, earlier: list[Path], advice: str) -> None:
 def remove_run(earlier: list[Path]) -> None:
     """Delete what :func:`earlier_run` found (directories with their contents).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
         >>> (run / "final").mkdir()
